@@ -1,0 +1,418 @@
+//! Resolving each setting through the layers and turning the result into [`Config`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::spec::{SETTINGS, Setting, by_key};
+use super::{
+    Config, DatabaseConfig, LogConfig, LogFormat, LogOutput, RedisConfig, ServerConfig, database_kind, parse,
+};
+use crate::Secret;
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The setting as the operator wrote it: an environment variable, a file key or
+    /// a flag.
+    pub key: String,
+    /// The value given, redacted when the setting is secret; empty when not relevant.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {:?}: expected {}", self.key, self.value, self.expected)
+    }
+}
+
+/// The configuration could not be loaded; every problem found is listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A setting's effective value, for `guard config check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveSetting {
+    pub key: &'static str,
+    pub env: &'static str,
+    /// Redacted when the setting is secret; `None` when unset.
+    pub value: Option<String>,
+    pub source: Source,
+}
+
+/// A loaded configuration with the provenance of each value.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub settings: Vec<EffectiveSetting>,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Gathers the layers and resolves them. The environment is passed in rather than read
+/// from the process inside, so tests can give each case its own.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigLoader {
+    file: Option<PathBuf>,
+    env: HashMap<String, String>,
+    flags: Vec<(&'static str, &'static str, String)>,
+}
+
+/// Where guard looks for its file when neither `--config` nor GUARD_CONFIG names one.
+pub const DEFAULT_FILE: &str = "guard.toml";
+
+impl ConfigLoader {
+    /// A loader over the process environment and the file named by `explicit_file`
+    /// (`--config`), GUARD_CONFIG, or `./guard.toml` when that exists.
+    pub fn from_process(explicit_file: Option<PathBuf>) -> ConfigLoader {
+        ConfigLoader::with_env(explicit_file, std::env::vars().collect())
+    }
+
+    /// A loader over the given environment.
+    pub fn with_env(explicit_file: Option<PathBuf>, env: HashMap<String, String>) -> ConfigLoader {
+        let file = explicit_file.or_else(|| env.get("GUARD_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        ConfigLoader { file, env, flags: Vec::new() }
+    }
+
+    /// Overrides `key` with a command-line flag's value (the highest layer).
+    pub fn flag(mut self, key: &'static str, flag: &'static str, value: String) -> ConfigLoader {
+        self.flags.push((key, flag, value));
+        self
+    }
+
+    /// Resolves every setting and builds the typed configuration.
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let mut problems = Vec::new();
+        let (file_values, file) = self.read_file(&mut problems);
+        let mut resolved: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
+        for setting in SETTINGS {
+            if let Some(d) = setting.default {
+                resolved.insert(setting.key, (d.to_owned(), Source::Default));
+            }
+            if let Some(v) = file_values.get(setting.key) {
+                resolved.insert(setting.key, v.clone());
+            }
+            if let Some(v) = self.env_value(setting, &mut problems) {
+                resolved.insert(setting.key, v);
+            }
+        }
+        for (key, flag, value) in &self.flags {
+            resolved.insert(key, (value.clone(), Source::Flag((*flag).to_owned())));
+        }
+        let config = Builder { resolved: &resolved, problems: &mut problems }.build();
+        match config {
+            Some(config) if problems.is_empty() => {
+                let settings = SETTINGS
+                    .iter()
+                    .map(|s| {
+                        let (value, source) = match resolved.get(s.key) {
+                            Some((v, src)) => (Some(display_value(s, v)), src.clone()),
+                            None => (None, Source::Default),
+                        };
+                        EffectiveSetting { key: s.key, env: s.env, value, source }
+                    })
+                    .collect();
+                Ok(Loaded { config, settings, file })
+            }
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    fn read_file(&self, problems: &mut Vec<ConfigProblem>) -> (HashMap<&'static str, (String, Source)>, Option<PathBuf>) {
+        let (path, required) = match &self.file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return (HashMap::new(), None),
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    key: "--config / GUARD_CONFIG".into(),
+                    value: path.display().to_string(),
+                    expected: format!("a readable TOML file ({e})"),
+                });
+                return (HashMap::new(), None);
+            }
+        };
+        let values = parse_file(&path, &text, problems);
+        (values, Some(path))
+    }
+
+    fn env_value(&self, setting: &'static Setting, problems: &mut Vec<ConfigProblem>) -> Option<(String, Source)> {
+        let direct = self.env.get(setting.env).filter(|v| !v.is_empty());
+        if !setting.secret {
+            return direct.map(|v| (v.clone(), Source::Env(setting.env.to_owned())));
+        }
+        let file_var = file_env_name(setting);
+        let from_file = self.env.get(file_var.as_str()).filter(|v| !v.is_empty());
+        match (direct, from_file) {
+            (Some(_), Some(_)) => {
+                problems.push(ConfigProblem {
+                    key: format!("{} and {file_var}", setting.env),
+                    value: String::new(),
+                    expected: "only one of the two to be set".into(),
+                });
+                None
+            }
+            (Some(v), None) => Some((v.clone(), Source::Env(setting.env.to_owned()))),
+            (None, Some(path)) => {
+                read_secret_file(&file_var, Path::new(path), problems).map(|v| (v, Source::Env(file_var.clone())))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+/// `DATABASE_URL` -> `DATABASE_URL_FILE`.
+fn file_env_name(setting: &Setting) -> String {
+    format!("{}_FILE", setting.env)
+}
+
+fn read_secret_file(key: &str, path: &Path, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                value: path.display().to_string(),
+                expected: format!("a readable file holding the secret ({e})"),
+            });
+            None
+        }
+    }
+}
+
+fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> HashMap<&'static str, (String, Source)> {
+    let mut values = HashMap::new();
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(ConfigProblem {
+                key: path.display().to_string(),
+                value: String::new(),
+                expected: format!("valid TOML: {}", e.message()),
+            });
+            return values;
+        }
+    };
+    let source = Source::File(path.to_owned());
+    for (section, inner) in &table {
+        let Some(inner) = inner.as_table() else {
+            problems.push(ConfigProblem {
+                key: section.clone(),
+                value: inner.to_string(),
+                expected: "a table such as [server], [database], [redis] or [log]".into(),
+            });
+            continue;
+        };
+        for (name, value) in inner {
+            let full = format!("{section}.{name}");
+            let (setting, from_file) = match by_key(&full) {
+                Some(s) => (s, false),
+                None => match full.strip_suffix("_file").and_then(by_key).filter(|s| s.secret) {
+                    Some(s) => (s, true),
+                    None => {
+                        problems.push(ConfigProblem {
+                            key: format!("{full} in {}", path.display()),
+                            value: value.to_string(),
+                            expected: format!("a known key; valid keys are: {}", known_keys()),
+                        });
+                        continue;
+                    }
+                },
+            };
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    problems.push(ConfigProblem {
+                        key: format!("{full} in {}", path.display()),
+                        value: other.to_string(),
+                        expected: setting.expected.to_owned(),
+                    });
+                    continue;
+                }
+            };
+            let text = if from_file {
+                match read_secret_file(&full, Path::new(&text), problems) {
+                    Some(t) => t,
+                    None => continue,
+                }
+            } else {
+                text
+            };
+            if values.insert(setting.key, (text, source.clone())).is_some() {
+                problems.push(ConfigProblem {
+                    key: format!("{} and {}_file in {}", setting.key, setting.key, path.display()),
+                    value: String::new(),
+                    expected: "only one of the two to be set".into(),
+                });
+            }
+        }
+    }
+    values
+}
+
+fn known_keys() -> String {
+    SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+}
+
+fn display_value(setting: &Setting, value: &str) -> String {
+    if setting.secret { Secret::new(value).redacted() } else { value.to_owned() }
+}
+
+/// Turns resolved text values into typed ones, recording a problem per bad value.
+struct Builder<'a> {
+    resolved: &'a BTreeMap<&'static str, (String, Source)>,
+    problems: &'a mut Vec<ConfigProblem>,
+}
+
+impl Builder<'_> {
+    fn get<T>(&mut self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let setting = by_key(key)?;
+        let (text, source) = self.resolved.get(key)?;
+        match parse(text) {
+            Some(v) => Some(v),
+            None => {
+                self.problems.push(ConfigProblem {
+                    key: describe_key(setting, source),
+                    value: display_value(setting, text),
+                    expected: setting.expected.to_owned(),
+                });
+                None
+            }
+        }
+    }
+
+    fn optional<T>(&mut self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ()> {
+        if !self.resolved.contains_key(key) {
+            return Ok(None);
+        }
+        self.get(key, parse).map(Some).ok_or(())
+    }
+
+    fn build(mut self) -> Option<Config> {
+        let listen = self.get("server.listen", parse::listen_addr);
+        let shutdown_timeout = self.get("server.shutdown_timeout", parse::duration);
+        let request_timeout = self.get("server.request_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let body_limit = self.get("server.body_limit", |t| {
+            parse::byte_size(t).filter(|n| (1 << 10..=64 << 20).contains(n)).and_then(|n| usize::try_from(n).ok())
+        });
+        let health_check_timeout = self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+
+        let url = self.get("database.url", |t| database_kind(t).map(|_| Secret::new(t)));
+        let max_open_conns = self.get("database.max_open_conns", |t| parse::integer_in(t, 1, 1000));
+        let max_idle_conns = self.get("database.max_idle_conns", |t| parse::integer_in(t, 0, 1000));
+        let conn_max_lifetime = self.get("database.conn_max_lifetime", parse::optional_duration);
+        let conn_max_idle_time = self.get("database.conn_max_idle_time", parse::optional_duration);
+        let acquire_timeout = self.get("database.acquire_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let sqlite_busy_timeout = self.get("database.sqlite_busy_timeout", parse::duration);
+        if let (Some(open), Some(idle)) = (max_open_conns, max_idle_conns)
+            && idle > open
+        {
+            self.problems.push(ConfigProblem {
+                key: "DB_MAX_IDLE_CONNS (database.max_idle_conns)".into(),
+                value: idle.to_string(),
+                expected: format!("at most DB_MAX_OPEN_CONNS ({open})"),
+            });
+        }
+
+        let redis_url = self.optional("redis.url", |t| {
+            (t.starts_with("redis://") || t.starts_with("rediss://") || t.starts_with("unix://")).then(|| Secret::new(t))
+        });
+        let key_prefix = self.get("redis.key_prefix", |t| {
+            (!t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic())).then(|| t.to_owned())
+        });
+        let connect_timeout = self.get("redis.connect_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let response_timeout = self.get("redis.response_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+
+        let level = self.get("log.level", |t| {
+            tracing_subscriber::EnvFilter::try_new(t).ok().map(|_| t.to_owned())
+        });
+        let format = self.get("log.format", |t| match t.to_ascii_lowercase().as_str() {
+            "json" => Some(LogFormat::Json),
+            "pretty" | "text" => Some(LogFormat::Pretty),
+            _ => None,
+        });
+        let output = self.get("log.output", |t| match t {
+            "" => None,
+            "stdout" => Some(LogOutput::Stdout),
+            "stderr" => Some(LogOutput::Stderr),
+            path => Some(LogOutput::File(PathBuf::from(path))),
+        });
+
+        Some(Config {
+            server: ServerConfig {
+                listen: listen?,
+                shutdown_timeout: shutdown_timeout?,
+                request_timeout: request_timeout?,
+                body_limit: body_limit?,
+                health_check_timeout: health_check_timeout?,
+            },
+            database: DatabaseConfig {
+                url: url?,
+                max_open_conns: max_open_conns?,
+                max_idle_conns: max_idle_conns?,
+                conn_max_lifetime: conn_max_lifetime?,
+                conn_max_idle_time: conn_max_idle_time?,
+                acquire_timeout: acquire_timeout?,
+                sqlite_busy_timeout: sqlite_busy_timeout?,
+            },
+            redis: RedisConfig {
+                url: redis_url.ok()?,
+                key_prefix: key_prefix?,
+                connect_timeout: connect_timeout?,
+                response_timeout: response_timeout?,
+            },
+            log: LogConfig { level: level?, format: format?, output: output? },
+        })
+    }
+}
+
+fn describe_key(setting: &Setting, source: &Source) -> String {
+    match source {
+        Source::Env(name) => format!("{name} (environment)"),
+        Source::File(path) => format!("{} in {}", setting.key, path.display()),
+        Source::Flag(flag) => flag.clone(),
+        Source::Default => format!("{} (default)", setting.key),
+    }
+}

@@ -1,0 +1,106 @@
+//! Typed, layered configuration: built-in defaults, then guard.toml, then the
+//! environment, then command-line flags. Unknown keys are rejected, every value is
+//! checked, and an error names the setting, the value given and what is expected.
+
+mod load;
+pub mod parse;
+pub mod spec;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{ConfigError, ConfigLoader, ConfigProblem, EffectiveSetting, Loaded, Source};
+
+use crate::Secret;
+
+/// The whole effective configuration of one guard process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    pub health_check_timeout: Duration,
+}
+
+/// The database and its connection pool.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub max_open_conns: u32,
+    pub max_idle_conns: u32,
+    pub conn_max_lifetime: Option<Duration>,
+    pub conn_max_idle_time: Option<Duration>,
+    pub acquire_timeout: Duration,
+    pub sqlite_busy_timeout: Duration,
+}
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseConfig {
+    /// The engine named by the URL's scheme.
+    pub fn kind(&self) -> DatabaseKind {
+        database_kind(self.url.expose()).unwrap_or(DatabaseKind::Sqlite)
+    }
+}
+
+fn database_kind(url: &str) -> Option<DatabaseKind> {
+    if url.starts_with("sqlite:") {
+        Some(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(DatabaseKind::Postgres)
+    } else {
+        None
+    }
+}
+
+/// Optional Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Option<Secret>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+/// Logging.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive, already checked to parse.
+    pub level: String,
+    pub format: LogFormat,
+    pub output: LogOutput,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[cfg(test)]
+mod tests;

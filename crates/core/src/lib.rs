@@ -1,0 +1,12 @@
+//! guard's domain layer: typed configuration, the storage traits every backend
+//! implements, and the domain errors the API maps to problem documents.
+//!
+//! Nothing here knows about HTTP or SQL; the `store` crate implements the traits for
+//! SQLite and PostgreSQL and the `api` crate serves them.
+
+pub mod config;
+pub mod secret;
+pub mod store;
+
+pub use config::Config;
+pub use secret::Secret;

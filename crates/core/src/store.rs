@@ -1,0 +1,126 @@
+//! Storage traits, split by capability. Each backend (SQLite, PostgreSQL) implements
+//! them in the `store` crate; the application holds them as `Arc<dyn …>`.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+/// The database engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name, as used in metrics and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Errors from a store. Messages are safe to log; only `Unavailable` reasons are meant
+/// to be shown to callers (on health endpoints), and they never carry credentials.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database schema is at version {applied}, newer than the latest this guard knows ({known}); upgrade guard, or run `guard migrate down` with the newer binary")]
+    SchemaTooNew { applied: i64, known: i64 },
+    #[error("database schema is at version {applied} but this guard needs {known}; run `guard migrate up` or start `guard serve` without --no-migrate")]
+    SchemaTooOld { applied: i64, known: i64 },
+    #[error("migration {version} applied to the database differs from the one this guard ships (edited after release?)")]
+    MigrationModified { version: i64 },
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Connection pool figures at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Open connections, idle or in use.
+    pub open: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    pub max_open: u32,
+    pub max_idle: u32,
+}
+
+/// Liveness of the database and its pool.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
+    /// Runs a trivial query; errors say why in words safe to show.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Current pool figures.
+    fn pool_stats(&self) -> PoolStats;
+}
+
+/// Whether a migration is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationState {
+    Applied { at: String },
+    Pending,
+    /// Applied, but the SQL this guard ships has changed since.
+    Modified { at: String },
+    /// Applied by a newer guard; this one does not know it.
+    Unknown { at: String },
+}
+
+/// One row of `guard migrate status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationInfo {
+    pub version: i64,
+    pub description: String,
+    pub state: MigrationState,
+}
+
+/// The schema as the database has it, compared with what this guard ships.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub migrations: Vec<MigrationInfo>,
+    /// Latest version this guard ships.
+    pub latest_known: i64,
+    /// Latest version applied to the database, 0 when none.
+    pub latest_applied: i64,
+}
+
+impl SchemaStatus {
+    /// Migrations this guard ships that the database lacks.
+    pub fn pending(&self) -> usize {
+        self.migrations.iter().filter(|m| m.state == MigrationState::Pending).count()
+    }
+
+    /// An error when this guard must not serve this database: a newer schema, or a
+    /// shipped migration that was applied in a different form.
+    pub fn check_serveable(&self) -> Result<(), StoreError> {
+        if self.migrations.iter().any(|m| matches!(m.state, MigrationState::Unknown { .. })) {
+            return Err(StoreError::SchemaTooNew { applied: self.latest_applied, known: self.latest_known });
+        }
+        if let Some(m) = self.migrations.iter().find(|m| matches!(m.state, MigrationState::Modified { .. })) {
+            return Err(StoreError::MigrationModified { version: m.version });
+        }
+        Ok(())
+    }
+}
+
+/// Schema migrations.
+#[async_trait]
+pub trait MigrationStore: Send + Sync {
+    /// Every known and applied migration with its state.
+    async fn status(&self) -> Result<SchemaStatus, StoreError>;
+    /// Applies every pending migration; returns the versions applied. Refuses a
+    /// database whose schema is newer than this guard.
+    async fn up(&self) -> Result<Vec<i64>, StoreError>;
+    /// Reverts the latest `steps` applied migrations; returns the versions reverted.
+    async fn down(&self, steps: u32) -> Result<Vec<i64>, StoreError>;
+}

@@ -1,0 +1,229 @@
+//! RFC 9457 problem documents and the stable `code` values guard puts in them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Media type of every error response guard sends.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Stable, machine-readable error codes. Clients match on these, so a code is never
+/// renamed once released; new situations get new codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request was malformed in a way no more specific code covers.
+    BadRequest,
+    /// The request body was not valid JSON, or did not match the expected shape.
+    InvalidJson,
+    /// The request body was not sent as `application/json`.
+    UnsupportedMediaType,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// No route matches the request path.
+    NotFound,
+    /// The route exists but not for this HTTP method.
+    MethodNotAllowed,
+    /// The request took longer than the configured request timeout.
+    RequestTimeout,
+    /// The request conflicts with existing data (for example a duplicate key).
+    Conflict,
+    /// Something failed inside guard; details are in the server log under the request id.
+    InternalError,
+    /// The database did not answer a health query.
+    DatabaseUnavailable,
+    /// Redis is configured but did not answer a health query.
+    RedisUnavailable,
+    /// At least one component guard depends on is down.
+    Unhealthy,
+    /// guard cannot take traffic yet, or no longer (starting, draining, database down).
+    NotReady,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and exhaustive tests.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Conflict,
+        ErrorCode::InternalError,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::RedisUnavailable,
+        ErrorCode::Unhealthy,
+        ErrorCode::NotReady,
+    ];
+
+    /// The wire form of the code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::DatabaseUnavailable => "database_unavailable",
+            ErrorCode::RedisUnavailable => "redis_unavailable",
+            ErrorCode::Unhealthy => "unhealthy",
+            ErrorCode::NotReady => "not_ready",
+        }
+    }
+
+    /// The HTTP status the code is always sent with.
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidJson => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InternalError => 500,
+            ErrorCode::DatabaseUnavailable
+            | ErrorCode::RedisUnavailable
+            | ErrorCode::Unhealthy
+            | ErrorCode::NotReady => 503,
+        }
+    }
+
+    /// A short, human-readable summary that does not change between occurrences.
+    pub const fn title(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "Bad request",
+            ErrorCode::InvalidJson => "Invalid JSON body",
+            ErrorCode::UnsupportedMediaType => "Unsupported media type",
+            ErrorCode::PayloadTooLarge => "Request body too large",
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::RequestTimeout => "Request timed out",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::InternalError => "Internal server error",
+            ErrorCode::DatabaseUnavailable => "Database unavailable",
+            ErrorCode::RedisUnavailable => "Redis unavailable",
+            ErrorCode::Unhealthy => "Service unhealthy",
+            ErrorCode::NotReady => "Not ready",
+        }
+    }
+
+    /// The problem `type` URI: a URN, so it names the problem without pretending to be
+    /// a page someone can fetch.
+    pub fn type_uri(self) -> String {
+        format!("urn:guard:problem:{}", self.as_str())
+    }
+
+    /// The code whose wire form is `s`.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An RFC 9457 problem document with guard's `code` and `request_id` members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Extension members specific to the problem (for example `components` on
+    /// `unhealthy`).
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem for `code` with no detail.
+    pub fn new(code: ErrorCode) -> Problem {
+        Problem {
+            type_uri: code.type_uri(),
+            title: code.title().to_owned(),
+            status: code.status(),
+            code: code.as_str().to_owned(),
+            detail: None,
+            request_id: None,
+            extensions: Map::new(),
+        }
+    }
+
+    /// Sets the occurrence-specific explanation.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Problem {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds an extension member.
+    pub fn with_extension(mut self, key: &str, value: Value) -> Problem {
+        self.extensions.insert(key.to_owned(), value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_unique_wire_form_that_parses_back() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate code {code}");
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+    }
+
+    #[test]
+    fn status_mapping_is_pinned() {
+        let expected = [
+            ("bad_request", 400),
+            ("invalid_json", 400),
+            ("unsupported_media_type", 415),
+            ("payload_too_large", 413),
+            ("not_found", 404),
+            ("method_not_allowed", 405),
+            ("request_timeout", 408),
+            ("conflict", 409),
+            ("internal_error", 500),
+            ("database_unavailable", 503),
+            ("redis_unavailable", 503),
+            ("unhealthy", 503),
+            ("not_ready", 503),
+        ];
+        assert_eq!(expected.len(), ErrorCode::ALL.len());
+        for (wire, status) in expected {
+            let code = ErrorCode::parse(wire).unwrap();
+            assert_eq!(code.status(), status, "{wire}");
+        }
+    }
+
+    #[test]
+    fn problem_serialises_rfc9457_members_and_extensions_at_top_level() {
+        let p = Problem::new(ErrorCode::NotFound)
+            .with_detail("no route for GET /nope")
+            .with_extension("path", Value::from("/nope"));
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "urn:guard:problem:not_found");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["code"], "not_found");
+        assert_eq!(v["path"], "/nope");
+        assert!(v.get("request_id").is_none());
+        let back: Problem = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+    }
+}
