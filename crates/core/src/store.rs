@@ -54,15 +54,17 @@ pub struct PoolStats {
     pub max_idle: u32,
 }
 
-/// Liveness of the database and its pool.
+/// The database connection pool: liveness, figures and shutdown.
 #[async_trait]
-pub trait HealthStore: Send + Sync {
+pub trait PoolStore: Send + Sync {
     /// Which engine this is.
     fn backend(&self) -> Backend;
     /// Runs a trivial query; errors say why in words safe to show.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Current pool figures.
-    fn pool_stats(&self) -> PoolStats;
+    fn stats(&self) -> PoolStats;
+    /// Closes every connection, waiting for those in use to be returned.
+    async fn close(&self);
 }
 
 /// Whether a migration is applied.

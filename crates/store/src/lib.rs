@@ -1,1 +1,41 @@
-//! stub
+//! SQLite and PostgreSQL implementations of guard's storage traits, the embedded
+//! migrations for both, and the optional Redis connection.
+//!
+//! [`open`] picks the backend from the database URL and returns [`Database`], the
+//! bundle of `Arc<dyn …>` stores the rest of guard is written against.
+
+mod error;
+mod migrate;
+mod pool;
+mod postgres;
+pub mod redis;
+mod sqlite;
+
+use std::sync::Arc;
+
+use guard_core::config::{DatabaseConfig, DatabaseKind};
+use guard_core::store::{MigrationStore, PoolStore, StoreError};
+
+pub use migrate::{EmbeddedMigration, embedded_migrations};
+
+/// Every store of one database, behind the traits the application uses.
+#[derive(Clone)]
+pub struct Database {
+    pub pool: Arc<dyn PoolStore>,
+    pub migrations: Arc<dyn MigrationStore>,
+}
+
+/// Opens the database the configuration names. The pool connects lazily, so this
+/// succeeds while the database is down; the first query reports why it is.
+pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
+    match config.kind() {
+        DatabaseKind::Sqlite => {
+            let store = Arc::new(sqlite::SqliteStore::open(config).await?);
+            Ok(Database { pool: store.clone(), migrations: store })
+        }
+        DatabaseKind::Postgres => {
+            let store = Arc::new(postgres::PgStore::open(config)?);
+            Ok(Database { pool: store.clone(), migrations: store })
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Pool settings shared by both backends.
+
+use std::time::Duration;
+
+use guard_core::config::DatabaseConfig;
+use guard_core::store::PoolStats;
+use sqlx::pool::PoolOptions;
+use sqlx::{Database, Pool};
+
+/// Pool options from DB_MAX_OPEN_CONNS, DB_CONN_MAX_LIFETIME, DB_CONN_MAX_IDLE_TIME
+/// and DB_ACQUIRE_TIMEOUT. DB_MAX_IDLE_CONNS has no sqlx equivalent and is enforced by
+/// [`trim_idle`].
+pub(crate) fn options<DB: Database>(config: &DatabaseConfig) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(config.max_open_conns)
+        .min_connections(0)
+        .max_lifetime(config.conn_max_lifetime)
+        .idle_timeout(config.conn_max_idle_time)
+        .acquire_timeout(config.acquire_timeout)
+        .test_before_acquire(true)
+}
+
+/// Figures for one pool.
+pub(crate) fn stats<DB: Database>(pool: &Pool<DB>, max_idle: u32) -> PoolStats {
+    let open = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open);
+    PoolStats { open, idle, in_use: open - idle, max_open: pool.options().get_max_connections(), max_idle }
+}
+
+/// Closes idle connections beyond `max_idle`, checking once a second, until the pool
+/// is closed. This is how DB_MAX_IDLE_CONNS behaves as operators know it from other
+/// runtimes: connections above the limit are closed when they are returned idle.
+pub(crate) fn trim_idle<DB: Database>(pool: Pool<DB>, max_idle: u32) {
+    if max_idle >= pool.options().get_max_connections() {
+        return;
+    }
+    tokio::spawn(async move {
+        let closed = pool.close_event();
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            while pool.num_idle() > max_idle as usize {
+                match pool.try_acquire() {
+                    Some(conn) => {
+                        let _ = conn.close().await;
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,142 @@
+//! The SQLite backend: one file, WAL journal, busy timeout, foreign keys enforced.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use guard_core::config::DatabaseConfig;
+use guard_core::store::{Backend, PoolStats, PoolStore, StoreError};
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+
+use crate::error::from_sqlx;
+use crate::migrate::{impl_migration_store, migrator};
+
+/// guard's stores on SQLite.
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    migrator: Migrator,
+    max_idle: u32,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing, with its directory) the database file.
+    pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
+        let url = config.url.expose();
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.sqlite_busy_timeout)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot create the database directory {}: {}", dir.display(), e.kind()))
+            })?;
+        }
+        let mut pool_options = crate::pool::options(config);
+        if in_memory {
+            // Each connection to an in-memory database is a database of its own: keep
+            // exactly one, forever.
+            pool_options = pool_options.max_connections(1).min_connections(1).max_lifetime(None).idle_timeout(None);
+        }
+        let pool = pool_options.connect_lazy_with(options);
+        let max_idle = if in_memory { 1 } else { config.max_idle_conns };
+        crate::pool::trim_idle(pool.clone(), max_idle);
+        Ok(SqliteStore { pool, migrator: migrator(Backend::Sqlite), max_idle })
+    }
+}
+
+#[async_trait]
+impl PoolStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(from_sqlx)
+    }
+
+    fn stats(&self) -> PoolStats {
+        crate::pool::stats(&self.pool, self.max_idle)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl_migration_store!(
+    SqliteStore,
+    exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    applied: "SELECT version, checksum, CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE success ORDER BY version"
+);
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use guard_core::config::ConfigLoader;
+
+    use super::*;
+
+    fn config(url: &str) -> DatabaseConfig {
+        let env = [("DATABASE_URL".to_owned(), url.to_owned()), ("DB_SQLITE_BUSY_TIMEOUT".to_owned(), "7s".to_owned())];
+        ConfigLoader::with_env(None, env.into_iter().collect()).load().unwrap().config.database
+    }
+
+    #[tokio::test]
+    async fn first_open_creates_the_file_and_its_directory_with_wal_foreign_keys_and_busy_timeout() {
+        let dir = std::env::temp_dir().join(format!("guard-sqlite-{}", uuid_like()));
+        let path = dir.join("nested/guard.db");
+        let store = SqliteStore::open(&config(&format!("sqlite://{}", path.display()))).await.unwrap();
+        store.ping().await.unwrap();
+        assert!(path.exists());
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(fk, 1);
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(busy, 7000);
+        drop(conn);
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_connections_above_the_limit_are_closed() {
+        let dir = std::env::temp_dir().join(format!("guard-sqlite-{}", uuid_like()));
+        let mut cfg = config(&format!("sqlite://{}/guard.db", dir.display()));
+        cfg.max_open_conns = 4;
+        cfg.max_idle_conns = 1;
+        let store = SqliteStore::open(&cfg).await.unwrap();
+        let held: Vec<_> = futures_join(&store.pool, 4).await;
+        assert_eq!(store.stats().open, 4);
+        drop(held);
+        let mut waited = Duration::ZERO;
+        while store.stats().open > 1 && waited < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += Duration::from_millis(100);
+        }
+        let stats = store.stats();
+        assert_eq!(stats.open, 1, "{stats:?}");
+        assert_eq!(stats.max_open, 4);
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    async fn futures_join(pool: &SqlitePool, n: usize) -> Vec<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(pool.acquire().await.unwrap());
+        }
+        held
+    }
+
+    fn uuid_like() -> String {
+        format!("{}-{:?}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    }
+}
