@@ -1,1 +1,44 @@
-//! stub
+//! guard's HTTP API on axum: the router, the request middleware (request id, logs,
+//! metrics, panics, timeouts), problem+json errors, health and metrics endpoints, and
+//! a server loop with bounded graceful shutdown.
+//!
+//! [`router`] is a plain function of [`AppState`] so tests can mount it on a random
+//! port or call it without a socket.
+
+mod context;
+pub mod error;
+pub mod extract;
+mod health;
+pub mod metrics;
+mod serve;
+mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
+pub use error::ApiError;
+pub use serve::serve;
+pub use state::{AppState, BuildInfo, Lifecycle};
+
+/// The complete API. Every route, including the 404 fallback, runs through the request
+/// context middleware, so every response carries X-Request-ID, is counted and logged.
+pub fn router(state: AppState) -> Router {
+    with_middleware(
+        Router::new()
+            .merge(health::routes())
+            .route("/metrics", get(metrics::render))
+            .fallback(error::not_found),
+        state,
+    )
+}
+
+/// Applies guard's middleware to `routes`. Exposed so tests can add routes of their own
+/// (a slow handler, a panicking one) that behave exactly like guard's.
+pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit;
+    routes
+        .layer(axum::middleware::from_fn_with_state(state.clone(), context::request_context))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

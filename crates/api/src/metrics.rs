@@ -1,0 +1,92 @@
+//! Prometheus metrics: the recorder, metric descriptions, and the /metrics handler.
+//!
+//! The `metrics` facade has one recorder per process; [`Metrics::install`] installs it
+//! once and later calls share it, so several apps in one test process still work.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use metrics::Unit;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+use crate::state::BuildInfo;
+
+/// Latency buckets in seconds: fine-grained below 10 ms, where health and cached
+/// answers live, and up to 10 s for slow password hashing under load.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Handle to the process's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    process: Arc<metrics_process::Collector>,
+}
+
+static INSTALLED: OnceLock<Metrics> = OnceLock::new();
+
+impl Metrics {
+    /// Installs the recorder (first call) and returns the process's metrics handle.
+    /// Must be called inside a Tokio runtime: it starts the task that keeps histogram
+    /// memory bounded between scrapes.
+    pub fn install() -> Result<Metrics, BuildError> {
+        if let Some(m) = INSTALLED.get() {
+            return Ok(m.clone());
+        }
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
+            .install_recorder()
+            .or_else(|e| INSTALLED.get().map(|m| m.handle.clone()).ok_or(e))?;
+        let process = Arc::new(metrics_process::Collector::default());
+        process.describe();
+        describe();
+        let build = BuildInfo::current();
+        metrics::gauge!("guard_build_info", "version" => build.version, "commit" => build.commit).set(1.0);
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        Ok(INSTALLED.get_or_init(|| Metrics { handle, process }).clone())
+    }
+
+    /// The Prometheus text exposition of every metric, with pool and process figures
+    /// read now.
+    pub fn render(&self, state: &AppState) -> String {
+        let pool = state.db.pool.stats();
+        metrics::gauge!("guard_database_connections", "state" => "idle").set(f64::from(pool.idle));
+        metrics::gauge!("guard_database_connections", "state" => "in_use").set(f64::from(pool.in_use));
+        metrics::gauge!("guard_database_connections_max").set(f64::from(pool.max_open));
+        self.process.collect();
+        self.handle.render()
+    }
+}
+
+fn describe() {
+    metrics::describe_counter!("guard_http_requests_total", "HTTP requests answered, by method, route template and status.");
+    metrics::describe_histogram!(
+        "guard_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from receiving a request to sending its response headers, by method and route template."
+    );
+    metrics::describe_gauge!("guard_http_requests_in_flight", "HTTP requests being handled now.");
+    metrics::describe_gauge!("guard_database_connections", "Database pool connections, by state (idle, in_use).");
+    metrics::describe_gauge!("guard_database_connections_max", "Most connections the database pool may open.");
+    metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");
+}
+
+/// GET /metrics
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state);
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,76 @@
+//! Application state shared by every handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use guard_core::Config;
+use guard_store::Database;
+use guard_store::redis::Redis;
+
+use crate::metrics::Metrics;
+
+/// Version facts reported by /health and guard_build_info.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+impl BuildInfo {
+    /// This build.
+    pub fn current() -> BuildInfo {
+        BuildInfo { version: env!("CARGO_PKG_VERSION"), commit: option_env!("GUARD_BUILD_COMMIT").unwrap_or("unknown") }
+    }
+}
+
+/// Whether the process is taking traffic or draining it before exit.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    draining: Arc<AtomicBool>,
+}
+
+impl Lifecycle {
+    /// Marks the start of a graceful shutdown: readiness turns 503 so load balancers
+    /// stop sending new requests while in-flight ones finish.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Database,
+    pub redis: Option<Redis>,
+    pub metrics: Metrics,
+    pub lifecycle: Lifecycle,
+    pub build: BuildInfo,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State for a process that started at `started`.
+    pub fn new(config: Config, db: Database, redis: Option<Redis>, metrics: Metrics, started: Instant) -> AppState {
+        AppState {
+            config: Arc::new(config),
+            db,
+            redis,
+            metrics,
+            lifecycle: Lifecycle::default(),
+            build: BuildInfo::current(),
+            started,
+        }
+    }
+
+    /// Whole seconds since the process started.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
