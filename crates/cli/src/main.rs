@@ -1,1 +1,95 @@
-fn main() {}
+//! The `guard` binary: `serve`, `migrate`, `config check` and `health check`.
+//!
+//! Exit status: 0 on success, 1 when the work failed (database down, something
+//! unhealthy), 2 when the command line or the configuration is wrong.
+
+mod config_cmd;
+mod health_cmd;
+mod logging;
+mod migrate_cmd;
+mod serve_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use guard_core::config::{ConfigError, ConfigLoader, Loaded};
+
+#[derive(Debug, Parser)]
+#[command(name = "guard", version, about = "guard: identity and access, in one small binary")]
+struct Cli {
+    /// Configuration file (TOML). Defaults to ./guard.toml when it exists.
+    #[arg(long, global = true, env = "GUARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(serve_cmd::ServeArgs),
+    /// Apply, revert or list database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: migrate_cmd::MigrateAction,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
+    },
+    /// Ask a running guard how it is.
+    Health {
+        #[command(subcommand)]
+        action: health_cmd::HealthAction,
+    },
+}
+
+/// What ended a command, and so the exit status.
+pub(crate) enum Failure {
+    /// Wrong configuration or usage: exit 2.
+    Config(String),
+    /// The work itself failed: exit 1.
+    Runtime(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        Failure::Config(e.to_string())
+    }
+}
+
+pub(crate) fn load_config(file: Option<PathBuf>, loader: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Result<Loaded, Failure> {
+    Ok(loader(ConfigLoader::from_process(file)).load()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("guard: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve_cmd::run(cli.config, args).await,
+            Command::Migrate { action } => migrate_cmd::run(cli.config, action).await,
+            Command::Config { action } => config_cmd::run(cli.config, action),
+            Command::Health { action } => health_cmd::run(cli.config, action).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(message)) => {
+            eprintln!("guard: {}", message.trim_end());
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("guard: {}", message.trim_end());
+            ExitCode::from(1)
+        }
+    }
+}

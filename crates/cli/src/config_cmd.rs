@@ -1,0 +1,55 @@
+//! `guard config check`.
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::{Failure, load_config};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Validate the configuration and print every effective setting (secrets
+    /// redacted) with where it came from. Exits 2 when anything is invalid.
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Failure> {
+    let ConfigAction::Check { format } = action;
+    let loaded = load_config(file, |l| l)?;
+    match format {
+        Format::Json => {
+            let settings: Vec<_> = loaded
+                .settings
+                .iter()
+                .map(|s| json!({ "key": s.key, "env": s.env, "value": s.value, "source": s.source.to_string() }))
+                .collect();
+            let doc = json!({ "valid": true, "file": loaded.file.map(|f| f.display().to_string()), "settings": settings });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Format::Table => {
+            match &loaded.file {
+                Some(f) => println!("configuration is valid (file: {})\n", f.display()),
+                None => println!("configuration is valid (no configuration file)\n"),
+            }
+            let width_key = loaded.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+            let width_env = loaded.settings.iter().map(|s| s.env.len()).max().unwrap_or(0);
+            let width_value = loaded.settings.iter().map(|s| s.value.as_deref().unwrap_or("(unset)").len()).max().unwrap_or(0);
+            println!("{:width_key$}  {:width_env$}  {:width_value$}  SOURCE", "KEY", "ENV", "VALUE");
+            for s in &loaded.settings {
+                let value = s.value.as_deref().unwrap_or("(unset)");
+                println!("{:width_key$}  {:width_env$}  {:width_value$}  {}", s.key, s.env, value, s.source);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `guard serve`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use guard_api::metrics::Metrics;
+use guard_api::{AppState, router};
+use guard_store::redis::Redis;
+
+use crate::migrate_cmd::store_failure;
+use crate::{Failure, load_config, logging};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (overrides GUARD_LISTEN and server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Do not apply pending migrations at start; refuse to start if any are pending.
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let loaded = load_config(file, |loader| match args.listen {
+        Some(listen) => loader.flag("server.listen", "--listen", listen),
+        None => loader,
+    })?;
+    let config = loaded.config;
+    let _log = logging::init(&config.log, true)?;
+    logging::log_panics();
+    let metrics = Metrics::install().map_err(|e| Failure::Runtime(format!("cannot install metrics: {e}")))?;
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.server.listen)))?;
+
+    let db = guard_store::open(&config.database).await.map_err(|e| store_failure(&e, &config.database))?;
+    if args.no_migrate {
+        let status = db.migrations.status().await.map_err(|e| store_failure(&e, &config.database))?;
+        status.check_serveable().map_err(|e| store_failure(&e, &config.database))?;
+        if status.pending() > 0 {
+            return Err(store_failure(
+                &guard_core::store::StoreError::SchemaTooOld { applied: status.latest_applied, known: status.latest_known },
+                &config.database,
+            ));
+        }
+    } else {
+        let applied = db.migrations.up().await.map_err(|e| store_failure(&e, &config.database))?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+    }
+    let redis = Redis::open(&config.redis).map_err(|e| Failure::Config(format!("REDIS_URL: {e}")))?;
+
+    let drain_timeout = config.server.shutdown_timeout;
+    let state = AppState::new(config, db.clone(), redis, metrics, started);
+    let lifecycle = state.lifecycle.clone();
+    let listen = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
+    tracing::info!(
+        listen = %listen,
+        backend = db.pool.backend().as_str(),
+        version = state.build.version,
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "guard is ready"
+    );
+    let served = guard_api::serve(listener, router(state), shutdown_signal(), drain_timeout, lifecycle).await;
+    db.pool.close().await;
+    tracing::info!("guard stopped");
+    served.map_err(|e| Failure::Runtime(format!("server error: {e}")))
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}
