@@ -39,10 +39,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
 
     let in_flight = InFlight::enter();
     let timeout = state.config.server.request_timeout;
-    let handled = REQUEST_ID.scope(
-        request_id.clone(),
-        AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind(),
-    );
+    let handled = REQUEST_ID
+        .scope(request_id.clone(), AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind());
     let outcome = handled.instrument(span.clone()).await;
     drop(in_flight);
 
@@ -80,7 +78,9 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
     metrics::histogram!("guard_http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
     let latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    span.in_scope(|| tracing::info!(target: "guard::http", status = response.status().as_u16(), latency_ms, "request completed"));
+    span.in_scope(
+        || tracing::info!(target: "guard::http", status = response.status().as_u16(), latency_ms, "request completed"),
+    );
     response
 }
 

@@ -24,13 +24,12 @@ pub use state::{AppState, BuildInfo, Lifecycle};
 /// The complete API. Every route, including the 404 fallback, runs through the request
 /// context middleware, so every response carries X-Request-ID, is counted and logged.
 pub fn router(state: AppState) -> Router {
-    with_middleware(
-        Router::new()
-            .merge(health::routes())
-            .route("/metrics", get(metrics::render))
-            .fallback(error::not_found),
-        state,
-    )
+    with_middleware(routes(), state)
+}
+
+/// guard's routes without middleware or state, for [`with_middleware`].
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(health::routes()).route("/metrics", get(metrics::render)).fallback(error::not_found)
 }
 
 /// Applies guard's middleware to `routes`. Exposed so tests can add routes of their own

@@ -17,8 +17,7 @@ use crate::state::BuildInfo;
 
 /// Latency buckets in seconds: fine-grained below 10 ms, where health and cached
 /// answers live, and up to 10 s for slow password hashing under load.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Handle to the process's metrics.
 #[derive(Clone)]
@@ -69,7 +68,10 @@ impl Metrics {
 }
 
 fn describe() {
-    metrics::describe_counter!("guard_http_requests_total", "HTTP requests answered, by method, route template and status.");
+    metrics::describe_counter!(
+        "guard_http_requests_total",
+        "HTTP requests answered, by method, route template and status."
+    );
     metrics::describe_histogram!(
         "guard_http_request_duration_seconds",
         Unit::Seconds,

@@ -23,11 +23,14 @@ pub async fn serve(
     let graceful = async move {
         shutdown.await;
         lifecycle.begin_drain();
-        tracing::info!(drain_timeout_seconds = drain_timeout.as_secs_f64(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            drain_timeout_seconds = drain_timeout.as_secs_f64(),
+            "shutting down: draining in-flight requests"
+        );
         let _ = drain_started_tx.send(());
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful);
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(graceful);
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
         joined = &mut server => flatten(joined),

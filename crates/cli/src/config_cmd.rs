@@ -33,7 +33,8 @@ pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Fai
                 .iter()
                 .map(|s| json!({ "key": s.key, "env": s.env, "value": s.value, "source": s.source.to_string() }))
                 .collect();
-            let doc = json!({ "valid": true, "file": loaded.file.map(|f| f.display().to_string()), "settings": settings });
+            let doc =
+                json!({ "valid": true, "file": loaded.file.map(|f| f.display().to_string()), "settings": settings });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => {
@@ -43,7 +44,8 @@ pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Fai
             }
             let width_key = loaded.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
             let width_env = loaded.settings.iter().map(|s| s.env.len()).max().unwrap_or(0);
-            let width_value = loaded.settings.iter().map(|s| s.value.as_deref().unwrap_or("(unset)").len()).max().unwrap_or(0);
+            let width_value =
+                loaded.settings.iter().map(|s| s.value.as_deref().unwrap_or("(unset)").len()).max().unwrap_or(0);
             println!("{:width_key$}  {:width_env$}  {:width_value$}  SOURCE", "KEY", "ENV", "VALUE");
             for s in &loaded.settings {
                 let value = s.value.as_deref().unwrap_or("(unset)");

@@ -54,7 +54,8 @@ pub(crate) async fn run(file: Option<PathBuf>, action: HealthAction) -> Result<(
         let mut detail = c.reason.clone().unwrap_or_default();
         if let Some(pool) = c.details.as_ref().and_then(|d| d.get("pool")) {
             let n = |k: &str| pool.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            let pool = format!("pool {} open ({} in use, {} idle), max {}", n("open"), n("in_use"), n("idle"), n("max_open"));
+            let pool =
+                format!("pool {} open ({} in use, {} idle), max {}", n("open"), n("in_use"), n("idle"), n("max_open"));
             detail = if detail.is_empty() { pool } else { format!("{detail}; {pool}") };
         }
         println!("{:<10}  {:<8}  {:>11}  {}", name, c.status.as_str(), latency, detail);

@@ -23,17 +23,25 @@ pub(crate) fn init(config: &LogConfig, stdout_allowed: bool) -> Result<WorkerGua
         LogOutput::File(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    Failure::Config(format!("LOG_OUTPUT = {:?}: cannot create {}: {e}", path.display().to_string(), dir.display()))
+                    Failure::Config(format!(
+                        "LOG_OUTPUT = {:?}: cannot create {}: {e}",
+                        path.display().to_string(),
+                        dir.display()
+                    ))
                 })?;
             }
             let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-                Failure::Config(format!("LOG_OUTPUT = {:?}: expected a writable file path ({e})", path.display().to_string()))
+                Failure::Config(format!(
+                    "LOG_OUTPUT = {:?}: expected a writable file path ({e})",
+                    path.display().to_string()
+                ))
             })?;
             Box::new(file)
         }
     };
     let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(writer);
-    let filter = EnvFilter::try_new(&config.level).map_err(|e| Failure::Config(format!("LOG_LEVEL = {:?}: {e}", config.level)))?;
+    let filter = EnvFilter::try_new(&config.level)
+        .map_err(|e| Failure::Config(format!("LOG_LEVEL = {:?}: {e}", config.level)))?;
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match config.format {
         LogFormat::Json => registry.with(json_layer(writer)).try_init(),

@@ -60,7 +60,10 @@ impl From<ConfigError> for Failure {
     }
 }
 
-pub(crate) fn load_config(file: Option<PathBuf>, loader: impl FnOnce(ConfigLoader) -> ConfigLoader) -> Result<Loaded, Failure> {
+pub(crate) fn load_config(
+    file: Option<PathBuf>,
+    loader: impl FnOnce(ConfigLoader) -> ConfigLoader,
+) -> Result<Loaded, Failure> {
     Ok(loader(ConfigLoader::from_process(file)).load()?)
 }
 

@@ -25,6 +25,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: MigrateAction) -> Result<
     let _log = logging::init(&loaded.config.log, false)?;
     let database = &loaded.config.database;
     let db = guard_store::open(database).await.map_err(|e| store_failure(&e, database))?;
+    db.pool.ping(database.acquire_timeout).await.map_err(|e| store_failure(&e, database))?;
     let result = match action {
         MigrateAction::Up => up(&db).await,
         MigrateAction::Down { steps } => down(&db, steps).await,

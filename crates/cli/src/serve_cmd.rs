@@ -37,12 +37,16 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.server.listen)))?;
 
     let db = guard_store::open(&config.database).await.map_err(|e| store_failure(&e, &config.database))?;
+    db.pool.ping(config.database.acquire_timeout).await.map_err(|e| store_failure(&e, &config.database))?;
     if args.no_migrate {
         let status = db.migrations.status().await.map_err(|e| store_failure(&e, &config.database))?;
         status.check_serveable().map_err(|e| store_failure(&e, &config.database))?;
         if status.pending() > 0 {
             return Err(store_failure(
-                &guard_core::store::StoreError::SchemaTooOld { applied: status.latest_applied, known: status.latest_known },
+                &guard_core::store::StoreError::SchemaTooOld {
+                    applied: status.latest_applied,
+                    known: status.latest_known,
+                },
                 &config.database,
             ));
         }

@@ -79,10 +79,8 @@ impl Client {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| ClientError::Unexpected { status, detail: e.to_string() })?;
+        let body: Value =
+            response.json().await.map_err(|e| ClientError::Unexpected { status, detail: e.to_string() })?;
         let unexpected = |detail: String| ClientError::Unexpected { status, detail };
         if status == 200 {
             let report: DetailedHealth = serde_json::from_value(body).map_err(|e| unexpected(e.to_string()))?;

@@ -27,11 +27,17 @@ impl Backend {
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    #[error("database schema is at version {applied}, newer than the latest this guard knows ({known}); upgrade guard, or run `guard migrate down` with the newer binary")]
+    #[error(
+        "database schema is at version {applied}, newer than the latest this guard knows ({known}); upgrade guard, or run `guard migrate down` with the newer binary"
+    )]
     SchemaTooNew { applied: i64, known: i64 },
-    #[error("database schema is at version {applied} but this guard needs {known}; run `guard migrate up` or start `guard serve` without --no-migrate")]
+    #[error(
+        "database schema is at version {applied} but this guard needs {known}; run `guard migrate up` or start `guard serve` without --no-migrate"
+    )]
     SchemaTooOld { applied: i64, known: i64 },
-    #[error("migration {version} applied to the database differs from the one this guard ships (edited after release?)")]
+    #[error(
+        "migration {version} applied to the database differs from the one this guard ships (edited after release?)"
+    )]
     MigrationModified { version: i64 },
     #[error("migration failed: {0}")]
     Migration(String),
@@ -59,8 +65,9 @@ pub struct PoolStats {
 pub trait PoolStore: Send + Sync {
     /// Which engine this is.
     fn backend(&self) -> Backend;
-    /// Runs a trivial query; errors say why in words safe to show.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks the database answers within `limit`. Errors are `Unavailable`, saying
+    /// why in words safe to show: unreachable, refused, or every connection busy.
+    async fn ping(&self, limit: std::time::Duration) -> Result<(), StoreError>;
     /// Current pool figures.
     fn stats(&self) -> PoolStats;
     /// Closes every connection, waiting for those in use to be returned.
@@ -70,12 +77,18 @@ pub trait PoolStore: Send + Sync {
 /// Whether a migration is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrationState {
-    Applied { at: String },
+    Applied {
+        at: String,
+    },
     Pending,
     /// Applied, but the SQL this guard ships has changed since.
-    Modified { at: String },
+    Modified {
+        at: String,
+    },
     /// Applied by a newer guard; this one does not know it.
-    Unknown { at: String },
+    Unknown {
+        at: String,
+    },
 }
 
 /// One row of `guard migrate status`.

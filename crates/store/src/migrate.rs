@@ -40,26 +40,27 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
     Migrator::with_migrations(list)
 }
 
-/// A row of the migrations table: version, checksum, when applied.
-pub(crate) type AppliedRow = (i64, Vec<u8>, String);
+/// A row of the migrations table: version, description, checksum, when applied.
+pub(crate) type AppliedRow = (i64, String, Vec<u8>, String);
 
 /// Compares what the database has applied with what this guard ships.
 pub(crate) fn status_from(migrator: &Migrator, applied: Vec<AppliedRow>) -> SchemaStatus {
-    let mut applied: BTreeMap<i64, (Vec<u8>, String)> = applied.into_iter().map(|(v, c, at)| (v, (c, at))).collect();
+    let mut applied: BTreeMap<i64, (String, Vec<u8>, String)> =
+        applied.into_iter().map(|(v, d, c, at)| (v, (d, c, at))).collect();
     let latest_applied = applied.keys().next_back().copied().unwrap_or(0);
     let mut migrations = Vec::new();
     let mut latest_known = 0;
     for m in migrator.iter().filter(|m| m.migration_type.is_up_migration()) {
         latest_known = latest_known.max(m.version);
         let state = match applied.remove(&m.version) {
-            Some((checksum, at)) if checksum == *m.checksum => MigrationState::Applied { at },
-            Some((_, at)) => MigrationState::Modified { at },
+            Some((_, checksum, at)) if checksum == *m.checksum => MigrationState::Applied { at },
+            Some((_, _, at)) => MigrationState::Modified { at },
             None => MigrationState::Pending,
         };
         migrations.push(MigrationInfo { version: m.version, description: m.description.to_string(), state });
     }
-    for (version, (_, at)) in applied {
-        migrations.push(MigrationInfo { version, description: "(unknown to this guard)".into(), state: MigrationState::Unknown { at } });
+    for (version, (description, _, at)) in applied {
+        migrations.push(MigrationInfo { version, description, state: MigrationState::Unknown { at } });
     }
     migrations.sort_by_key(|m| m.version);
     SchemaStatus { migrations, latest_known, latest_applied }
@@ -99,7 +100,8 @@ macro_rules! impl_migration_store {
                 // Reading status never creates the table: replicas starting together
                 // would race on it outside the migration lock.
                 let mut conn = self.pool.acquire().await.map_err(crate::error::from_sqlx)?;
-                let exists: i64 = sqlx::query_scalar($exists_sql).fetch_one(&mut *conn).await.map_err(crate::error::from_sqlx)?;
+                let exists: i64 =
+                    sqlx::query_scalar($exists_sql).fetch_one(&mut *conn).await.map_err(crate::error::from_sqlx)?;
                 let rows: Vec<crate::migrate::AppliedRow> = if exists > 0 {
                     sqlx::query_as($applied_sql).fetch_all(&mut *conn).await.map_err(crate::error::from_sqlx)?
                 } else {
@@ -155,7 +157,10 @@ mod tests {
     fn status_marks_applied_pending_modified_and_unknown_migrations() {
         let m = migrator(Backend::Sqlite);
         let first = m.iter().find(|x| x.migration_type.is_up_migration()).unwrap();
-        let rows = vec![(first.version, first.checksum.to_vec(), "t1".to_owned()), (999_999, vec![1], "t2".to_owned())];
+        let rows = vec![
+            (first.version, first.description.to_string(), first.checksum.to_vec(), "t1".to_owned()),
+            (999_999, "newer".to_owned(), vec![1], "t2".to_owned()),
+        ];
         let status = status_from(&m, rows);
         assert_eq!(status.migrations[0].state, MigrationState::Applied { at: "t1".into() });
         assert!(status.migrations.iter().any(|x| x.state == MigrationState::Pending));
@@ -163,7 +168,7 @@ mod tests {
         assert_eq!(status.latest_applied, 999_999);
         assert!(matches!(status.check_serveable(), Err(StoreError::SchemaTooNew { applied: 999_999, .. })));
 
-        let modified = status_from(&m, vec![(first.version, vec![0; 4], "t".into())]);
+        let modified = status_from(&m, vec![(first.version, String::new(), vec![0; 4], "t".into())]);
         assert!(matches!(modified.check_serveable(), Err(StoreError::MigrationModified { .. })));
     }
 
@@ -174,7 +179,11 @@ mod tests {
             description: String::new(),
             state: if applied { MigrationState::Applied { at: String::new() } } else { MigrationState::Pending },
         };
-        let status = SchemaStatus { migrations: vec![info(1, true), info(2, true), info(3, true), info(4, false)], latest_known: 4, latest_applied: 3 };
+        let status = SchemaStatus {
+            migrations: vec![info(1, true), info(2, true), info(3, true), info(4, false)],
+            latest_known: 4,
+            latest_applied: 3,
+        };
         assert_eq!(plan_down(&status, 1), (2, vec![3]));
         assert_eq!(plan_down(&status, 2), (1, vec![3, 2]));
         assert_eq!(plan_down(&status, 10), (0, vec![3, 2, 1]));

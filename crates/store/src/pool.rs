@@ -1,11 +1,13 @@
 //! Pool settings shared by both backends.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guard_core::config::DatabaseConfig;
-use guard_core::store::PoolStats;
+use guard_core::store::{PoolStats, StoreError};
 use sqlx::pool::PoolOptions;
-use sqlx::{Database, Pool};
+use sqlx::{ConnectOptions, Connection, Database, Pool};
+
+use crate::error::unavailable_reason;
 
 /// Pool options from DB_MAX_OPEN_CONNS, DB_CONN_MAX_LIFETIME, DB_CONN_MAX_IDLE_TIME
 /// and DB_ACQUIRE_TIMEOUT. DB_MAX_IDLE_CONNS has no sqlx equivalent and is enforced by
@@ -52,4 +54,35 @@ pub(crate) fn trim_idle<DB: Database>(pool: Pool<DB>, max_idle: u32) {
             }
         }
     });
+}
+
+/// Pings the database through the pool within `limit`. When no pooled connection comes
+/// in time, one direct connection attempt tells an unreachable database (and why)
+/// from a pool whose connections are all busy.
+pub(crate) async fn ping<DB: Database>(pool: &Pool<DB>, limit: Duration) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let remaining = || limit.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+    let within = |what: &str| StoreError::Unavailable(format!("{what} within {}s", limit.as_secs_f64()));
+    match tokio::time::timeout(limit / 2, pool.acquire()).await {
+        Ok(Ok(mut conn)) => match tokio::time::timeout(remaining(), conn.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(unavailable_reason(&e))),
+            Err(_) => Err(within("no answer to a ping")),
+        },
+        Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => Err(StoreError::Unavailable(unavailable_reason(&e))),
+        _ => {
+            let options = pool.connect_options();
+            match tokio::time::timeout(remaining(), options.connect()).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Err(StoreError::Unavailable(format!(
+                        "all {} pooled connections are busy (pool exhausted)",
+                        pool.size()
+                    )))
+                }
+                Ok(Err(e)) => Err(StoreError::Unavailable(unavailable_reason(&e))),
+                Err(_) => Err(within("no connection")),
+            }
+        }
+    }
 }

@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::error::from_sqlx;
 use crate::migrate::{impl_migration_store, migrator};
 
 /// guard's stores on PostgreSQL.
@@ -38,8 +37,8 @@ impl PoolStore for PgStore {
         Backend::Postgres
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(from_sqlx)
+    async fn ping(&self, limit: std::time::Duration) -> Result<(), StoreError> {
+        crate::pool::ping(&self.pool, limit).await
     }
 
     fn stats(&self) -> PoolStats {
@@ -54,6 +53,6 @@ impl PoolStore for PgStore {
 impl_migration_store!(
     PgStore,
     exists: "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
-    applied: "SELECT version, checksum, to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+    applied: "SELECT version, description, checksum, to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
      FROM _sqlx_migrations WHERE success ORDER BY version"
 );

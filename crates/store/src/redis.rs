@@ -39,7 +39,8 @@ impl Redis {
     pub async fn ping(&self) -> Result<Duration, RedisUnavailable> {
         let started = Instant::now();
         let mut conn = self.manager.clone();
-        let reply: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| RedisUnavailable(describe(&e)))?;
+        let reply: String =
+            redis::cmd("PING").query_async(&mut conn).await.map_err(|e| RedisUnavailable(describe(&e)))?;
         if reply != "PONG" {
             return Err(RedisUnavailable("unexpected reply to PING".into()));
         }

@@ -9,7 +9,6 @@ use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use crate::error::from_sqlx;
 use crate::migrate::{impl_migration_store, migrator};
 
 /// guard's stores on SQLite.
@@ -55,8 +54,8 @@ impl PoolStore for SqliteStore {
         Backend::Sqlite
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(from_sqlx)
+    async fn ping(&self, limit: std::time::Duration) -> Result<(), StoreError> {
+        crate::pool::ping(&self.pool, limit).await
     }
 
     fn stats(&self) -> PoolStats {
@@ -71,7 +70,7 @@ impl PoolStore for SqliteStore {
 impl_migration_store!(
     SqliteStore,
     exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    applied: "SELECT version, checksum, CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE success ORDER BY version"
+    applied: "SELECT version, description, checksum, CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE success ORDER BY version"
 );
 
 #[cfg(test)]
@@ -92,7 +91,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("guard-sqlite-{}", uuid_like()));
         let path = dir.join("nested/guard.db");
         let store = SqliteStore::open(&config(&format!("sqlite://{}", path.display()))).await.unwrap();
-        store.ping().await.unwrap();
+        store.ping(Duration::from_secs(5)).await.unwrap();
         assert!(path.exists());
         let mut conn = store.pool.acquire().await.unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap();
@@ -137,6 +136,10 @@ mod tests {
     }
 
     fn uuid_like() -> String {
-        format!("{}-{:?}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+        format!(
+            "{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        )
     }
 }

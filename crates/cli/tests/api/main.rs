@@ -1,1 +1,16 @@
+//! guard's integration tests. They live in one test binary on purpose: each extra
+//! binary is another link step, the slowest part of a build on a small machine.
+//! Add a module here rather than a file under tests/.
 
+// A test binary: helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod errors;
+mod health;
+mod logs;
+mod metrics;
+mod migrations;
+mod outage;
+mod shutdown;
+mod support;

@@ -5,9 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::spec::{SETTINGS, Setting, by_key};
-use super::{
-    Config, DatabaseConfig, LogConfig, LogFormat, LogOutput, RedisConfig, ServerConfig, database_kind, parse,
-};
+use super::{Config, DatabaseConfig, LogConfig, LogFormat, LogOutput, RedisConfig, ServerConfig, database_kind, parse};
 use crate::Secret;
 
 /// Where a setting's effective value came from.
@@ -92,6 +90,8 @@ pub struct ConfigLoader {
     file: Option<PathBuf>,
     env: HashMap<String, String>,
     flags: Vec<(&'static str, &'static str, String)>,
+    /// Ignore ./guard.toml (tests and embedded uses that configure everything).
+    skip_default_file: bool,
 }
 
 /// Where guard looks for its file when neither `--config` nor GUARD_CONFIG names one.
@@ -107,7 +107,12 @@ impl ConfigLoader {
     /// A loader over the given environment.
     pub fn with_env(explicit_file: Option<PathBuf>, env: HashMap<String, String>) -> ConfigLoader {
         let file = explicit_file.or_else(|| env.get("GUARD_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
-        ConfigLoader { file, env, flags: Vec::new() }
+        ConfigLoader { file, env, flags: Vec::new(), skip_default_file: false }
+    }
+
+    /// A loader over the given environment only: no ./guard.toml, no GUARD_CONFIG.
+    pub fn isolated(env: HashMap<String, String>) -> ConfigLoader {
+        ConfigLoader { file: None, env, flags: Vec::new(), skip_default_file: true }
     }
 
     /// Overrides `key` with a command-line flag's value (the highest layer).
@@ -154,9 +159,13 @@ impl ConfigLoader {
         }
     }
 
-    fn read_file(&self, problems: &mut Vec<ConfigProblem>) -> (HashMap<&'static str, (String, Source)>, Option<PathBuf>) {
+    fn read_file(
+        &self,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> (HashMap<&'static str, (String, Source)>, Option<PathBuf>) {
         let (path, required) = match &self.file {
             Some(p) => (p.clone(), true),
+            None if self.skip_default_file => return (HashMap::new(), None),
             None => (PathBuf::from(DEFAULT_FILE), false),
         };
         let text = match std::fs::read_to_string(&path) {
@@ -337,7 +346,8 @@ impl Builder<'_> {
         let body_limit = self.get("server.body_limit", |t| {
             parse::byte_size(t).filter(|n| (1 << 10..=64 << 20).contains(n)).and_then(|n| usize::try_from(n).ok())
         });
-        let health_check_timeout = self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let health_check_timeout =
+            self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
         let url = self.get("database.url", |t| database_kind(t).map(|_| Secret::new(t)));
         let max_open_conns = self.get("database.max_open_conns", |t| parse::integer_in(t, 1, 1000));
@@ -357,7 +367,8 @@ impl Builder<'_> {
         }
 
         let redis_url = self.optional("redis.url", |t| {
-            (t.starts_with("redis://") || t.starts_with("rediss://") || t.starts_with("unix://")).then(|| Secret::new(t))
+            (t.starts_with("redis://") || t.starts_with("rediss://") || t.starts_with("unix://"))
+                .then(|| Secret::new(t))
         });
         let key_prefix = self.get("redis.key_prefix", |t| {
             (!t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic())).then(|| t.to_owned())
@@ -365,9 +376,7 @@ impl Builder<'_> {
         let connect_timeout = self.get("redis.connect_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let response_timeout = self.get("redis.response_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
-        let level = self.get("log.level", |t| {
-            tracing_subscriber::EnvFilter::try_new(t).ok().map(|_| t.to_owned())
-        });
+        let level = self.get("log.level", |t| tracing_subscriber::EnvFilter::try_new(t).ok().map(|_| t.to_owned()));
         let format = self.get("log.format", |t| match t.to_ascii_lowercase().as_str() {
             "json" => Some(LogFormat::Json),
             "pretty" | "text" => Some(LogFormat::Pretty),

@@ -30,7 +30,13 @@ const fn s(
     Setting { key, env, default, expected, secret: false, help }
 }
 
-const fn secret(key: &'static str, env: &'static str, default: Option<&'static str>, expected: &'static str, help: &'static str) -> Setting {
+const fn secret(
+    key: &'static str,
+    env: &'static str,
+    default: Option<&'static str>,
+    expected: &'static str,
+    help: &'static str,
+) -> Setting {
     Setting { key, env, default, expected, secret: true, help }
 }
 
@@ -39,24 +45,126 @@ const OPTIONAL_DURATION: &str = "a duration such as 30s, 5m or 1h, a number of s
 
 /// Every setting guard knows. A key not listed here is an error in guard.toml.
 pub const SETTINGS: &[Setting] = &[
-    s("server.listen", "GUARD_LISTEN", Some("0.0.0.0:8080"), "a socket address such as 0.0.0.0:8080 or [::]:8080", "Address the HTTP server listens on."),
-    s("server.shutdown_timeout", "GUARD_SHUTDOWN_TIMEOUT", Some("30s"), DURATION, "How long a graceful shutdown waits for in-flight requests before closing them."),
-    s("server.request_timeout", "GUARD_REQUEST_TIMEOUT", Some("30s"), DURATION, "A request still running after this long is answered 408."),
-    s("server.body_limit", "GUARD_BODY_LIMIT", Some("1MiB"), "a size such as 1048576, 512KiB or 1MiB (at least 1KiB, at most 64MiB)", "Largest request body accepted; larger bodies get 413."),
-    s("server.health_check_timeout", "GUARD_HEALTH_CHECK_TIMEOUT", Some("2s"), DURATION, "Time limit for each dependency check behind /health/*."),
-    secret("database.url", "DATABASE_URL", Some("sqlite://./data/guard.db"), "a sqlite:// or postgres:// URL", "Database to use: SQLite (created on first start) or PostgreSQL."),
-    s("database.max_open_conns", "DB_MAX_OPEN_CONNS", Some("10"), "an integer from 1 to 1000", "Most connections the pool opens."),
-    s("database.max_idle_conns", "DB_MAX_IDLE_CONNS", Some("10"), "an integer from 0 to 1000, at most max_open_conns", "Most idle connections the pool keeps; the rest are closed."),
-    s("database.conn_max_lifetime", "DB_CONN_MAX_LIFETIME", Some("30m"), OPTIONAL_DURATION, "Connections older than this are closed and replaced."),
-    s("database.conn_max_idle_time", "DB_CONN_MAX_IDLE_TIME", Some("10m"), OPTIONAL_DURATION, "Connections idle for longer than this are closed."),
-    s("database.acquire_timeout", "DB_ACQUIRE_TIMEOUT", Some("5s"), DURATION, "How long a request waits for a free connection before failing."),
-    s("database.sqlite_busy_timeout", "DB_SQLITE_BUSY_TIMEOUT", Some("5s"), DURATION, "SQLite only: how long a write waits for a lock held by another connection."),
-    secret("redis.url", "REDIS_URL", None, "a redis:// or rediss:// URL", "Redis for state shared between replicas; optional."),
-    s("redis.key_prefix", "REDIS_KEY_PREFIX", Some("guard:"), "1 to 64 printable characters without spaces", "Prefix of every key guard writes to Redis."),
-    s("redis.connect_timeout", "REDIS_CONNECT_TIMEOUT", Some("2s"), DURATION, "Time limit for opening a Redis connection."),
+    s(
+        "server.listen",
+        "GUARD_LISTEN",
+        Some("0.0.0.0:8080"),
+        "a socket address such as 0.0.0.0:8080 or [::]:8080",
+        "Address the HTTP server listens on.",
+    ),
+    s(
+        "server.shutdown_timeout",
+        "GUARD_SHUTDOWN_TIMEOUT",
+        Some("30s"),
+        DURATION,
+        "How long a graceful shutdown waits for in-flight requests before closing them.",
+    ),
+    s(
+        "server.request_timeout",
+        "GUARD_REQUEST_TIMEOUT",
+        Some("30s"),
+        DURATION,
+        "A request still running after this long is answered 408.",
+    ),
+    s(
+        "server.body_limit",
+        "GUARD_BODY_LIMIT",
+        Some("1MiB"),
+        "a size such as 1048576, 512KiB or 1MiB (at least 1KiB, at most 64MiB)",
+        "Largest request body accepted; larger bodies get 413.",
+    ),
+    s(
+        "server.health_check_timeout",
+        "GUARD_HEALTH_CHECK_TIMEOUT",
+        Some("2s"),
+        DURATION,
+        "Time limit for each dependency check behind /health/*.",
+    ),
+    secret(
+        "database.url",
+        "DATABASE_URL",
+        Some("sqlite://./data/guard.db"),
+        "a sqlite:// or postgres:// URL",
+        "Database to use: SQLite (created on first start) or PostgreSQL.",
+    ),
+    s(
+        "database.max_open_conns",
+        "DB_MAX_OPEN_CONNS",
+        Some("10"),
+        "an integer from 1 to 1000",
+        "Most connections the pool opens.",
+    ),
+    s(
+        "database.max_idle_conns",
+        "DB_MAX_IDLE_CONNS",
+        Some("10"),
+        "an integer from 0 to 1000, at most max_open_conns",
+        "Most idle connections the pool keeps; the rest are closed.",
+    ),
+    s(
+        "database.conn_max_lifetime",
+        "DB_CONN_MAX_LIFETIME",
+        Some("30m"),
+        OPTIONAL_DURATION,
+        "Connections older than this are closed and replaced.",
+    ),
+    s(
+        "database.conn_max_idle_time",
+        "DB_CONN_MAX_IDLE_TIME",
+        Some("10m"),
+        OPTIONAL_DURATION,
+        "Connections idle for longer than this are closed.",
+    ),
+    s(
+        "database.acquire_timeout",
+        "DB_ACQUIRE_TIMEOUT",
+        Some("5s"),
+        DURATION,
+        "How long a request waits for a free connection before failing.",
+    ),
+    s(
+        "database.sqlite_busy_timeout",
+        "DB_SQLITE_BUSY_TIMEOUT",
+        Some("5s"),
+        DURATION,
+        "SQLite only: how long a write waits for a lock held by another connection.",
+    ),
+    secret(
+        "redis.url",
+        "REDIS_URL",
+        None,
+        "a redis:// or rediss:// URL",
+        "Redis for state shared between replicas; optional.",
+    ),
+    s(
+        "redis.key_prefix",
+        "REDIS_KEY_PREFIX",
+        Some("guard:"),
+        "1 to 64 printable characters without spaces",
+        "Prefix of every key guard writes to Redis.",
+    ),
+    s(
+        "redis.connect_timeout",
+        "REDIS_CONNECT_TIMEOUT",
+        Some("2s"),
+        DURATION,
+        "Time limit for opening a Redis connection.",
+    ),
     s("redis.response_timeout", "REDIS_RESPONSE_TIMEOUT", Some("1s"), DURATION, "Time limit for one Redis command."),
-    s("log.level", "LOG_LEVEL", Some("info"), "a level (error, warn, info, debug, trace) or a filter such as info,guard=debug", "Which log lines are written."),
-    s("log.format", "LOG_FORMAT", Some("json"), "json or pretty", "json writes one object per line; pretty is for people."),
+    s(
+        "log.level",
+        "LOG_LEVEL",
+        Some("info"),
+        "a level (error, warn, info, debug, trace) or a filter such as info,guard=debug",
+        "Which log lines are written.",
+    ),
+    s(
+        "log.format",
+        "LOG_FORMAT",
+        Some("json"),
+        "json or pretty",
+        "json writes one object per line; pretty is for people.",
+    ),
     s("log.output", "LOG_OUTPUT", Some("stdout"), "stdout, stderr or a file path", "Where log lines go."),
 ];
 

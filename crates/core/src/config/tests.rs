@@ -101,7 +101,8 @@ fn a_bad_value_names_the_key_the_value_and_what_is_expected() {
 
 #[test]
 fn every_bad_value_is_reported_not_just_the_first() {
-    let err = load(None, &[("GUARD_LISTEN", "nowhere"), ("LOG_FORMAT", "xml"), ("DB_CONN_MAX_LIFETIME", "forever")]).unwrap_err();
+    let err = load(None, &[("GUARD_LISTEN", "nowhere"), ("LOG_FORMAT", "xml"), ("DB_CONN_MAX_LIFETIME", "forever")])
+        .unwrap_err();
     let keys: Vec<_> = err.problems.iter().map(|p| p.key.clone()).collect();
     assert_eq!(err.problems.len(), 3, "{keys:?}");
 }
@@ -136,7 +137,11 @@ fn idle_connections_cannot_exceed_open_connections() {
 
 #[test]
 fn secrets_are_redacted_in_the_effective_settings_and_errors() {
-    let loaded = load(None, &[("DATABASE_URL", "postgres://guard:hunter2@db/guard"), ("REDIS_URL", "redis://:hunter3@cache:6379")]).unwrap();
+    let loaded = load(
+        None,
+        &[("DATABASE_URL", "postgres://guard:hunter2@db/guard"), ("REDIS_URL", "redis://:hunter3@cache:6379")],
+    )
+    .unwrap();
     for s in &loaded.settings {
         let v = s.value.clone().unwrap_or_default();
         assert!(!v.contains("hunter2") && !v.contains("hunter3"), "{} leaked: {v}", s.key);

@@ -1,0 +1,147 @@
+//! `guard migrate` and the schema checks `guard serve` makes at start.
+
+use std::time::Duration;
+
+use guard_testkit::{Backend, GuardCommand, PostgresDatabase, backend_test};
+use sqlx::Connection;
+
+use crate::support::GUARD;
+
+/// A `guard` command against a fresh database: SQLite at the default
+/// `sqlite://./data/guard.db` in the command's own directory, or a new PostgreSQL one.
+async fn guard_with_database(backend: Backend) -> Option<(GuardCommand, String, Option<PostgresDatabase>)> {
+    let cmd = GuardCommand::new(GUARD).env("LOG_LEVEL", "warn");
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}/data/guard.db", cmd.dir().display());
+            Some((cmd, url, None))
+        }
+        Backend::Postgres => {
+            let db = PostgresDatabase::create().await?;
+            let url = db.url.clone();
+            Some((cmd.env("DATABASE_URL", url.clone()), url, Some(db)))
+        }
+    }
+}
+
+async fn execute(backend: Backend, url: &str, sql: &'static str) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::query(sql).execute(&mut conn).await.map(|_| ())
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::query(sql).execute(&mut conn).await.map(|_| ())
+        }
+    }
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn state_of(status: &str, version: &str) -> String {
+    let line = status.lines().find(|l| l.starts_with(version)).unwrap_or_else(|| panic!("no {version} in {status}"));
+    let states = ["applied", "pending", "modified", "unknown"];
+    line.split_whitespace().find(|w| states.contains(w)).unwrap_or_else(|| panic!("no state in {line}")).to_owned()
+}
+
+backend_test!(migrate_status_up_and_down_round_trip, |backend| {
+    let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
+
+    let status = stdout(&guard.run(&["migrate", "status"]));
+    assert_eq!(state_of(&status, "0001"), "pending", "{status}");
+    assert_eq!(state_of(&status, "0002"), "pending", "{status}");
+
+    let up = stdout(&guard.run(&["migrate", "up"]));
+    assert!(up.contains("applied 0001 guard_meta") && up.contains("applied 0002 job_leases"), "{up}");
+    execute(backend, &url, "SELECT value FROM guard_meta WHERE key = 'schema_created_at'").await.unwrap();
+    assert!(stdout(&guard.run(&["migrate", "up"])).contains("schema is up to date"));
+
+    let status = stdout(&guard.run(&["migrate", "status"]));
+    assert_eq!(state_of(&status, "0001"), "applied", "{status}");
+    assert_eq!(state_of(&status, "0002"), "applied", "{status}");
+
+    let down = stdout(&guard.run(&["migrate", "down"]));
+    assert!(down.contains("reverted 0002 job_leases") && !down.contains("0001"), "{down}");
+    assert!(execute(backend, &url, "SELECT name FROM job_leases").await.is_err(), "table dropped");
+    let status = stdout(&guard.run(&["migrate", "status"]));
+    assert_eq!(state_of(&status, "0001"), "applied", "{status}");
+    assert_eq!(state_of(&status, "0002"), "pending", "{status}");
+
+    let all = stdout(&guard.run(&["migrate", "down", "5"]));
+    assert!(all.contains("reverted 0001 guard_meta"), "{all}");
+    assert!(stdout(&guard.run(&["migrate", "down"])).contains("nothing to revert"));
+    assert!(execute(backend, &url, "SELECT key FROM guard_meta").await.is_err(), "table dropped");
+
+    let zero = guard.run(&["migrate", "down", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "N must be at least 1");
+
+    stdout(&guard.run(&["migrate", "up"]));
+    execute(backend, &url, "SELECT name FROM job_leases").await.unwrap();
+});
+
+backend_test!(serve_applies_pending_migrations_at_start, |backend| {
+    let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
+    let mut server = guard.serve(&[]).await;
+    execute(backend, &url, "SELECT name FROM job_leases").await.unwrap();
+    assert!(server.terminate().success());
+    let status = stdout(&guard.run(&["migrate", "status"]));
+    assert!(status.contains("0 pending"), "{status}");
+});
+
+backend_test!(serve_refuses_a_schema_newer_than_it_knows, |backend| {
+    let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
+    stdout(&guard.run(&["migrate", "up"]));
+    let future = match backend {
+        Backend::Sqlite => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99999, 'from a newer guard', 1, x'00', 0)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99999, 'from a newer guard', true, '\\x00'::bytea, 0)"
+        }
+    };
+    execute(backend, &url, future).await.unwrap();
+
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--no-migrate"],
+        &["migrate", "up"],
+    ] {
+        let output = guard.run_for(args, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("newer than the latest this guard knows"), "{args:?}: {stderr}");
+        assert!(stderr.contains("99999"), "{stderr}");
+    }
+    let status = stdout(&guard.run(&["migrate", "status"]));
+    assert_eq!(state_of(&status, "99999"), "unknown", "{status}");
+});
+
+backend_test!(serve_with_no_migrate_refuses_pending_migrations, |backend| {
+    let Some((guard, _url, _db)) = guard_with_database(backend).await else { return };
+    let output = guard.run_for(&["serve", "--listen", "127.0.0.1:0", "--no-migrate"], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("guard migrate up"), "{stderr}");
+});
+
+#[tokio::test]
+async fn migrate_reports_an_unreachable_database_without_its_password() {
+    let guard = GuardCommand::new(GUARD).env("DATABASE_URL", "postgres://guard:hunter2@127.0.0.1:1/guard");
+    let output = guard.run_for(&["migrate", "status"], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && stderr.contains("guard:***@"), "{stderr}");
+}

@@ -1,0 +1,186 @@
+//! [`TestApp`]: the real server, in-process, on a random port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use guard_api::metrics::Metrics;
+use guard_api::{AppState, routes, with_middleware};
+use guard_core::config::ConfigLoader;
+use guard_store::redis::Redis;
+
+use crate::services::PostgresDatabase;
+
+/// The database engine a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database for one test.
+pub(crate) enum TestDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres(PostgresDatabase),
+}
+
+impl TestDatabase {
+    pub(crate) async fn create(backend: Backend) -> Option<TestDatabase> {
+        match backend {
+            Backend::Sqlite => Some(TestDatabase::Sqlite(tempfile::tempdir().expect("temp dir"))),
+            Backend::Postgres => PostgresDatabase::create().await.map(TestDatabase::Postgres),
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(dir) => format!("sqlite://{}/guard.db", dir.path().display()),
+            TestDatabase::Postgres(db) => db.url.clone(),
+        }
+    }
+}
+
+/// Rewrites a database URL (for example to point it at a proxy).
+type UrlRewrite = Box<dyn FnOnce(&str) -> String + Send>;
+
+/// Configures a [`TestApp`] before it starts.
+pub struct TestAppBuilder {
+    backend: Backend,
+    env: HashMap<String, String>,
+    routes: Option<Router<AppState>>,
+    database_url: Option<UrlRewrite>,
+}
+
+impl TestAppBuilder {
+    /// Sets a configuration variable, as the environment would.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> TestAppBuilder {
+        self.env.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds routes (behind guard's own middleware) for tests that need handlers guard
+    /// does not have, such as one that panics.
+    pub fn routes(mut self, routes: Router<AppState>) -> TestAppBuilder {
+        self.routes = Some(routes);
+        self
+    }
+
+    /// Rewrites the fresh database's URL before guard sees it (for example to route it
+    /// through a [`crate::TcpProxy`]).
+    pub fn database_url(mut self, rewrite: impl FnOnce(&str) -> String + Send + 'static) -> TestAppBuilder {
+        self.database_url = Some(Box::new(rewrite));
+        self
+    }
+
+    /// Creates the database, applies migrations and starts serving. `None` means the
+    /// backend is unavailable here and the test should end (the reason is printed).
+    pub async fn spawn(self) -> Option<TestApp> {
+        let database = TestDatabase::create(self.backend).await?;
+        let mut env = self.env;
+        let real_url = database.url();
+        let url = match self.database_url {
+            Some(rewrite) => rewrite(&real_url),
+            None => real_url.clone(),
+        };
+        env.entry("DATABASE_URL".into()).or_insert(url);
+        env.entry("GUARD_LISTEN".into()).or_insert_with(|| "127.0.0.1:0".into());
+        env.entry("LOG_LEVEL".into()).or_insert_with(|| "warn".into());
+        let config = ConfigLoader::isolated(env).load().unwrap_or_else(|e| panic!("test configuration: {e}")).config;
+
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let metrics = Metrics::install().expect("metrics");
+        let db = guard_store::open(&config.database).await.expect("open database");
+        db.migrations.up().await.expect("migrate");
+        let redis = Redis::open(&config.redis).expect("redis");
+        let drain = config.server.shutdown_timeout;
+        let state = AppState::new(config, db, redis, metrics, Instant::now());
+        let routes = match self.routes {
+            Some(extra) => routes().merge(extra),
+            None => routes(),
+        };
+        let app = with_middleware(routes, state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(guard_api::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            drain,
+            state.lifecycle.clone(),
+        ));
+        Some(TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            state,
+            database_url: real_url,
+            stop: Some(stop),
+            server: Some(server),
+            _database: database,
+        })
+    }
+}
+
+/// A running guard with its own database. Dropping it stops the server and removes the
+/// database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    /// The database's own URL (not rewritten), for checking what guard wrote.
+    pub database_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    /// A builder for `backend` with default configuration.
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder { backend, env: HashMap::new(), routes: None, database_url: None }
+    }
+
+    /// Starts guard on `backend` with default configuration.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        TestApp::builder(backend).spawn().await
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// Begins a graceful shutdown, as SIGTERM would, without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits for the server loop to return after [`TestApp::begin_shutdown`].
+    pub async fn wait_stopped(&mut self) -> std::io::Result<()> {
+        match self.server.take() {
+            Some(handle) => handle.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
