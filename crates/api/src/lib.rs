@@ -19,7 +19,7 @@ use axum::routing::get;
 
 pub use error::ApiError;
 pub use serve::serve;
-pub use state::{AppState, BuildInfo, Lifecycle};
+pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
 
 /// The complete API. Every route, including the 404 fallback, runs through the request
 /// context middleware, so every response carries X-Request-ID, is counted and logged.

@@ -43,9 +43,21 @@ impl Lifecycle {
     }
 }
 
-/// Everything a handler may need; cheap to clone.
+/// Everything a handler may need. Cloned for every request (by the middleware and the
+/// `State` extractor), so it is one reference count, not one per member.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The members of [`AppState`].
+pub struct AppStateInner {
     pub config: Arc<Config>,
     pub db: Database,
     pub redis: Option<Redis>,
@@ -58,7 +70,7 @@ pub struct AppState {
 impl AppState {
     /// State for a process that started at `started`.
     pub fn new(config: Config, db: Database, redis: Option<Redis>, metrics: Metrics, started: Instant) -> AppState {
-        AppState {
+        AppState(Arc::new(AppStateInner {
             config: Arc::new(config),
             db,
             redis,
@@ -66,7 +78,7 @@ impl AppState {
             lifecycle: Lifecycle::default(),
             build: BuildInfo::current(),
             started,
-        }
+        }))
     }
 
     /// Whole seconds since the process started.

@@ -15,6 +15,8 @@ pub(crate) enum ConfigAction {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Print the reference of every setting as a Markdown table (as in the README).
+    Reference,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -24,7 +26,13 @@ pub(crate) enum Format {
 }
 
 pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Failure> {
-    let ConfigAction::Check { format } = action;
+    let format = match action {
+        ConfigAction::Check { format } => format,
+        ConfigAction::Reference => {
+            print!("{}", reference());
+            return Ok(());
+        }
+    };
     let loaded = load_config(file, |l| l)?;
     match format {
         Format::Json => {
@@ -54,4 +62,16 @@ pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Fai
         }
     }
     Ok(())
+}
+
+/// The configuration reference, generated from the same table the loader uses.
+pub(crate) fn reference() -> String {
+    let mut out =
+        String::from("| guard.toml key | Environment | Default | Accepts | Meaning |\n|---|---|---|---|---|\n");
+    for s in guard_core::config::spec::SETTINGS {
+        let env = if s.secret { format!("`{}` (or `{}_FILE`)", s.env, s.env) } else { format!("`{}`", s.env) };
+        let default = s.default.map(|d| format!("`{d}`")).unwrap_or_else(|| "unset".into());
+        out.push_str(&format!("| `{}` | {} | {} | {} | {} |\n", s.key, env, default, s.expected, s.help));
+    }
+    out
 }

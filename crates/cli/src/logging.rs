@@ -2,21 +2,22 @@
 //! top level) or human-readable text, to stdout, stderr or a file.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use guard_core::config::{LogConfig, LogFormat, LogOutput};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::time::SystemTime;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::Failure;
 
-/// Installs the global subscriber. Writing happens on a background thread so a slow
-/// disk or pipe never stalls request handling; keep the guard alive until exit so
-/// buffered lines are flushed.
-pub(crate) fn init(config: &LogConfig, stdout_allowed: bool) -> Result<WorkerGuard, Failure> {
+/// Installs the global subscriber. Keep the returned guard alive until exit: dropping
+/// it flushes the lines still buffered.
+pub(crate) fn init(config: &LogConfig, stdout_allowed: bool) -> Result<FlushGuard, Failure> {
     let writer: Box<dyn Write + Send> = match &config.output {
         LogOutput::Stdout if stdout_allowed => Box::new(std::io::stdout()),
         LogOutput::Stdout | LogOutput::Stderr => Box::new(std::io::stderr()),
@@ -39,7 +40,8 @@ pub(crate) fn init(config: &LogConfig, stdout_allowed: bool) -> Result<WorkerGua
             Box::new(file)
         }
     };
-    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(writer);
+    let writer = BatchWriter::new(writer);
+    let guard = writer.start_flushing();
     let filter = EnvFilter::try_new(&config.level)
         .map_err(|e| Failure::Config(format!("LOG_LEVEL = {:?}: {e}", config.level)))?;
     let registry = tracing_subscriber::registry().with(filter);
@@ -53,7 +55,7 @@ pub(crate) fn init(config: &LogConfig, stdout_allowed: bool) -> Result<WorkerGua
     Ok(guard)
 }
 
-fn json_layer<S>(writer: NonBlocking) -> json_subscriber::JsonLayer<S, NonBlocking>
+fn json_layer<S>(writer: BatchWriter) -> json_subscriber::JsonLayer<S, BatchWriter>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -80,4 +82,72 @@ pub(crate) fn log_panics() {
             .unwrap_or("non-string panic payload");
         tracing::error!(panic = message, location, "panic");
     }));
+}
+
+/// Log lines are appended to an in-memory buffer by the thread that logs them and
+/// written out by a flusher thread every [`FLUSH_EVERY`] (or at once when the buffer
+/// fills). A request costs a lock and a copy instead of a system call or a cross-thread
+/// wake-up per line, which is most of what logging every request used to cost.
+#[derive(Clone)]
+pub(crate) struct BatchWriter {
+    buffer: Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
+}
+
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const BUFFER_BYTES: usize = 256 * 1024;
+
+impl BatchWriter {
+    fn new(writer: Box<dyn Write + Send>) -> BatchWriter {
+        BatchWriter { buffer: Arc::new(Mutex::new(BufWriter::with_capacity(BUFFER_BYTES, writer))) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BufWriter<Box<dyn Write + Send>>> {
+        // A panic while holding the lock leaves at worst a partial line; keep logging.
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn start_flushing(&self) -> FlushGuard {
+        let buffer = Arc::downgrade(&self.buffer);
+        let _ = std::thread::Builder::new().name("guard-log-flush".into()).spawn(move || {
+            while let Some(buffer) = buffer.upgrade() {
+                let _ = buffer.lock().unwrap_or_else(PoisonError::into_inner).flush();
+                drop(buffer);
+                std::thread::sleep(FLUSH_EVERY);
+            }
+        });
+        FlushGuard { writer: self.clone() }
+    }
+}
+
+/// A line being written: holds the buffer's lock for the one event.
+pub(crate) struct LineWriter<'a>(MutexGuard<'a, BufWriter<Box<dyn Write + Send>>>);
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushing is the flusher thread's job; a flush per event is what this avoids.
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter(self.lock())
+    }
+}
+
+/// Flushes buffered log lines when dropped (at exit).
+pub(crate) struct FlushGuard {
+    writer: BatchWriter,
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        let _ = self.writer.lock().flush();
+    }
 }

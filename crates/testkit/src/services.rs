@@ -14,7 +14,14 @@ pub fn services_required() -> bool {
 
 fn unavailable(what: &str, why: String) {
     assert!(!services_required(), "{what} is required here (CI or GUARD_TEST_REQUIRE_SERVICES) but unreachable: {why}");
-    eprintln!("SKIP: {what} unreachable ({why}); set it up or export its GUARD_TEST_* URL to run this test");
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let message = format!("SKIP {test}: {what} unreachable ({why}); start it or set its GUARD_TEST_* URL");
+    eprintln!("{message}");
+    // Test runners capture the output of passing tests; the terminal, when there is
+    // one, still shows that a test did not really run.
+    if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+        let _ = writeln!(tty, "{message}");
+    }
 }
 
 /// Server URL with rights to create databases.

@@ -90,3 +90,15 @@ async fn serve_on_a_fresh_directory_creates_the_sqlite_database_and_listen_flag_
     assert_eq!(health["status"], "ok");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn the_readme_configuration_reference_is_the_one_guard_prints() {
+    let output = GuardCommand::new(GUARD).run(&["config", "reference"]);
+    assert!(output.status.success());
+    let reference = String::from_utf8(output.stdout).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    assert!(
+        readme.contains(&reference),
+        "README.md's configuration table is out of date; replace it with `guard config reference`:\n{reference}"
+    );
+}
