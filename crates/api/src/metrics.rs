@@ -3,7 +3,7 @@
 //! The `metrics` facade has one recorder per process; [`Metrics::install`] installs it
 //! once and later calls share it, so several apps in one test process still work.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -27,28 +27,32 @@ pub struct Metrics {
 }
 
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 impl Metrics {
     /// Installs the recorder (first call) and returns the process's metrics handle.
-    /// Must be called inside a Tokio runtime: it starts the task that keeps histogram
-    /// memory bounded between scrapes.
+    /// Also starts the thread that keeps histogram memory bounded between scrapes.
     pub fn install() -> Result<Metrics, BuildError> {
+        if let Some(m) = INSTALLED.get() {
+            return Ok(m.clone());
+        }
+        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = INSTALLED.get() {
             return Ok(m.clone());
         }
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
-            .install_recorder()
-            .or_else(|e| INSTALLED.get().map(|m| m.handle.clone()).ok_or(e))?;
+            .install_recorder()?;
         let process = Arc::new(metrics_process::Collector::default());
         process.describe();
         describe();
         let build = BuildInfo::current();
         metrics::gauge!("guard_build_info", "version" => build.version, "commit" => build.commit).set(1.0);
         let upkeep = handle.clone();
-        tokio::spawn(async move {
+        // A thread rather than a task: it must outlive whichever runtime installed it.
+        let _ = std::thread::Builder::new().name("guard-metrics-upkeep".into()).spawn(move || {
             loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                std::thread::sleep(Duration::from_secs(5));
                 upkeep.run_upkeep();
             }
         });

@@ -9,6 +9,7 @@ mod migrate;
 mod pool;
 mod postgres;
 pub mod redis;
+mod sql_store;
 mod sqlite;
 
 use std::sync::Arc;
@@ -30,11 +31,11 @@ pub struct Database {
 pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
     match config.kind() {
         DatabaseKind::Sqlite => {
-            let store = Arc::new(sqlite::SqliteStore::open(config).await?);
+            let store = Arc::new(sqlite::open(config).await?);
             Ok(Database { pool: store.clone(), migrations: store })
         }
         DatabaseKind::Postgres => {
-            let store = Arc::new(postgres::PgStore::open(config)?);
+            let store = Arc::new(postgres::open(config)?);
             Ok(Database { pool: store.clone(), migrations: store })
         }
     }

@@ -2,69 +2,42 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use guard_core::config::DatabaseConfig;
-use guard_core::store::{Backend, PoolStats, PoolStore, StoreError};
-use sqlx::SqlitePool;
-use sqlx::migrate::Migrator;
+use guard_core::store::{Backend, StoreError};
+use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use crate::migrate::{impl_migration_store, migrator};
+use crate::migrate::impl_migration_store;
+use crate::sql_store::SqlStore;
 
 /// guard's stores on SQLite.
-pub(crate) struct SqliteStore {
-    pool: SqlitePool,
-    migrator: Migrator,
-    max_idle: u32,
-}
+pub(crate) type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
-    /// Opens (creating when missing, with its directory) the database file.
-    pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
-        let url = config.url.expose();
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(config.sqlite_busy_timeout)
-            .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot create the database directory {}: {}", dir.display(), e.kind()))
-            })?;
-        }
-        let mut pool_options = crate::pool::options(config);
-        if in_memory {
-            // Each connection to an in-memory database is a database of its own: keep
-            // exactly one, forever.
-            pool_options = pool_options.max_connections(1).min_connections(1).max_lifetime(None).idle_timeout(None);
-        }
-        let pool = pool_options.connect_lazy_with(options);
-        let max_idle = if in_memory { 1 } else { config.max_idle_conns };
-        crate::pool::trim_idle(pool.clone(), max_idle);
-        Ok(SqliteStore { pool, migrator: migrator(Backend::Sqlite), max_idle })
+/// Opens (creating when missing, with its directory) the database file.
+pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
+    let url = config.url.expose();
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(config.sqlite_busy_timeout)
+        .foreign_keys(true);
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot create the database directory {}: {}", dir.display(), e.kind()))
+        })?;
     }
-}
-
-#[async_trait]
-impl PoolStore for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
+    let mut pool_options = crate::pool::options(config);
+    let mut max_idle = config.max_idle_conns;
+    if in_memory {
+        // Each connection to an in-memory database is a database of its own: keep
+        // exactly one, forever.
+        pool_options = pool_options.max_connections(1).min_connections(1).max_lifetime(None).idle_timeout(None);
+        max_idle = 1;
     }
-
-    async fn ping(&self, limit: std::time::Duration) -> Result<(), StoreError> {
-        crate::pool::ping(&self.pool, limit).await
-    }
-
-    fn stats(&self) -> PoolStats {
-        crate::pool::stats(&self.pool, self.max_idle)
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
+    Ok(SqlStore::new(pool_options.connect_lazy_with(options), max_idle, Backend::Sqlite))
 }
 
 impl_migration_store!(
@@ -78,6 +51,8 @@ mod tests {
     use std::time::Duration;
 
     use guard_core::config::ConfigLoader;
+    use guard_core::store::PoolStore;
+    use sqlx::SqlitePool;
 
     use super::*;
 
@@ -90,7 +65,7 @@ mod tests {
     async fn first_open_creates_the_file_and_its_directory_with_wal_foreign_keys_and_busy_timeout() {
         let dir = std::env::temp_dir().join(format!("guard-sqlite-{}", uuid_like()));
         let path = dir.join("nested/guard.db");
-        let store = SqliteStore::open(&config(&format!("sqlite://{}", path.display()))).await.unwrap();
+        let store = open(&config(&format!("sqlite://{}", path.display()))).await.unwrap();
         store.ping(Duration::from_secs(5)).await.unwrap();
         assert!(path.exists());
         let mut conn = store.pool.acquire().await.unwrap();
@@ -111,7 +86,7 @@ mod tests {
         let mut cfg = config(&format!("sqlite://{}/guard.db", dir.display()));
         cfg.max_open_conns = 4;
         cfg.max_idle_conns = 1;
-        let store = SqliteStore::open(&cfg).await.unwrap();
+        let store = open(&cfg).await.unwrap();
         let held: Vec<_> = futures_join(&store.pool, 4).await;
         assert_eq!(store.stats().open, 4);
         drop(held);

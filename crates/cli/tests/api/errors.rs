@@ -9,6 +9,11 @@ async fn app(backend: Backend) -> Option<TestApp> {
     TestApp::builder(backend).routes(test_routes()).spawn().await
 }
 
+async fn post_json(app: &TestApp, body: impl Into<String>) -> reqwest::Response {
+    let request = app.http.post(app.url("/test/echo")).header("content-type", "application/json");
+    request.body(body.into()).send().await.unwrap()
+}
+
 backend_test!(an_unknown_route_is_a_404_problem, |backend| {
     let Some(app) = app(backend).await else { return };
     let body = expect_problem(app.get("/no/such/route").await, 404, "not_found").await;
@@ -27,14 +32,7 @@ async fn a_wrong_method_is_a_405_problem_that_keeps_the_allow_header() {
 #[tokio::test]
 async fn malformed_json_is_a_400_problem_that_names_the_syntax_error() {
     let Some(app) = app(Backend::Sqlite).await else { return };
-    let response = app
-        .http
-        .post(app.url("/test/echo"))
-        .header("content-type", "application/json")
-        .body(r#"{"name": "ada", "count": 1"#)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(&app, r#"{"name": "ada", "count": 1"#).await;
     let body = expect_problem(response, 400, "invalid_json").await;
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains("EOF") || detail.contains("line 1"), "{detail}");
@@ -43,25 +41,11 @@ async fn malformed_json_is_a_400_problem_that_names_the_syntax_error() {
 #[tokio::test]
 async fn json_of_the_wrong_shape_is_a_400_problem_that_names_the_field() {
     let Some(app) = app(Backend::Sqlite).await else { return };
-    let response = app
-        .http
-        .post(app.url("/test/echo"))
-        .header("content-type", "application/json")
-        .body(r#"{"name": "ada", "count": "many"}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(&app, r#"{"name": "ada", "count": "many"}"#).await;
     let body = expect_problem(response, 400, "invalid_json").await;
     assert!(body["detail"].as_str().unwrap().contains("count"), "{body}");
 
-    let ok = app
-        .http
-        .post(app.url("/test/echo"))
-        .header("content-type", "application/json")
-        .body(r#"{"name": "ada", "count": 2}"#)
-        .send()
-        .await
-        .unwrap();
+    let ok = post_json(&app, r#"{"name": "ada", "count": 2}"#).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.json::<Value>().await.unwrap()["hello"], "ada");
 }
@@ -81,17 +65,9 @@ async fn a_body_over_the_limit_is_a_413_problem() {
         return;
     };
     let big = format!(r#"{{"name": "{}", "count": 1}}"#, "a".repeat(4096));
-    let response =
-        app.http.post(app.url("/test/echo")).header("content-type", "application/json").body(big).send().await.unwrap();
+    let response = post_json(&app, big).await;
     expect_problem(response, 413, "payload_too_large").await;
-    let small = app
-        .http
-        .post(app.url("/test/echo"))
-        .header("content-type", "application/json")
-        .body(r#"{"name":"ada","count":1}"#)
-        .send()
-        .await
-        .unwrap();
+    let small = post_json(&app, r#"{"name":"ada","count":1}"#).await;
     assert_eq!(small.status(), 200, "the limit only refuses what is over it");
 }
 
