@@ -53,7 +53,7 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 (cd "$work" && exec env -i GUARD_LISTEN="127.0.0.1:$GUARD_PORT" "$BIN/guard" serve > "$work/guard.log" 2>&1) & pids+=($!)
 wait_http "http://127.0.0.1:$GUARD_PORT/health/ready"
 sleep 2
-guard_pid=$(pgrep -f "guard serve" -n)
+guard_pid=${pids[-1]} # the subshell exec'd env, which exec'd guard: same process
 idle_rss=$(rss_kib "$guard_pid")
 load "guard: GET /health" "http://127.0.0.1:$GUARD_PORT/health"
 load "guard: GET /health/db" "http://127.0.0.1:$GUARD_PORT/health/db"

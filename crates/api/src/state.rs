@@ -20,7 +20,7 @@ pub struct BuildInfo {
 impl BuildInfo {
     /// This build.
     pub fn current() -> BuildInfo {
-        BuildInfo { version: env!("CARGO_PKG_VERSION"), commit: option_env!("GUARD_BUILD_COMMIT").unwrap_or("unknown") }
+        BuildInfo { version: env!("CARGO_PKG_VERSION"), commit: env!("GUARD_BUILD_COMMIT") }
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Fai
     let format = match action {
         ConfigAction::Check { format } => format,
         ConfigAction::Reference => {
-            print!("{}", reference());
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), reference().as_bytes());
             return Ok(());
         }
     };
@@ -43,21 +43,21 @@ pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Fai
                 .collect();
             let doc =
                 json!({ "valid": true, "file": loaded.file.map(|f| f.display().to_string()), "settings": settings });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Table => {
             match &loaded.file {
-                Some(f) => println!("configuration is valid (file: {})\n", f.display()),
-                None => println!("configuration is valid (no configuration file)\n"),
+                Some(f) => say!("configuration is valid (file: {})\n", f.display()),
+                None => say!("configuration is valid (no configuration file)\n"),
             }
             let width_key = loaded.settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
             let width_env = loaded.settings.iter().map(|s| s.env.len()).max().unwrap_or(0);
             let width_value =
                 loaded.settings.iter().map(|s| s.value.as_deref().unwrap_or("(unset)").len()).max().unwrap_or(0);
-            println!("{:width_key$}  {:width_env$}  {:width_value$}  SOURCE", "KEY", "ENV", "VALUE");
+            say!("{:width_key$}  {:width_env$}  {:width_value$}  SOURCE", "KEY", "ENV", "VALUE");
             for s in &loaded.settings {
                 let value = s.value.as_deref().unwrap_or("(unset)");
-                println!("{:width_key$}  {:width_env$}  {:width_value$}  {}", s.key, s.env, value, s.source);
+                say!("{:width_key$}  {:width_env$}  {:width_value$}  {}", s.key, s.env, value, s.source);
             }
         }
     }

@@ -46,9 +46,9 @@ pub(crate) async fn run(file: Option<PathBuf>, action: HealthAction) -> Result<(
     let client = Client::new(&url, timeout).map_err(|e| Failure::Config(format!("--url = {url:?}: {e}")))?;
     let report = client.health_detailed().await.map_err(|e| Failure::Runtime(e.to_string()))?;
 
-    println!("guard {} at {url}, up {}s", report.version, report.uptime_seconds);
-    println!();
-    println!("{:<10}  {:<8}  {:>11}  DETAIL", "COMPONENT", "STATUS", "LATENCY");
+    say!("guard {} at {url}, up {}s", report.version, report.uptime_seconds);
+    say!();
+    say!("{:<10}  {:<8}  {:>11}  DETAIL", "COMPONENT", "STATUS", "LATENCY");
     for (name, c) in &report.components {
         let latency = c.latency_ms.map(|ms| format!("{ms:.2} ms")).unwrap_or_else(|| "-".into());
         let mut detail = c.reason.clone().unwrap_or_default();
@@ -58,7 +58,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: HealthAction) -> Result<(
                 format!("pool {} open ({} in use, {} idle), max {}", n("open"), n("in_use"), n("idle"), n("max_open"));
             detail = if detail.is_empty() { pool } else { format!("{detail}; {pool}") };
         }
-        println!("{:<10}  {:<8}  {:>11}  {}", name, c.status.as_str(), latency, detail);
+        say!("{:<10}  {:<8}  {:>11}  {}", name, c.status.as_str(), latency, detail);
     }
     let down: Vec<&str> =
         report.components.iter().filter(|(_, c)| c.status == ComponentStatus::Down).map(|(n, _)| n.as_str()).collect();

@@ -2,8 +2,9 @@
 //! top level) or human-readable text, to stdout, stderr or a file.
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use guard_core::config::{LogConfig, LogFormat, LogOutput};
@@ -85,33 +86,41 @@ pub(crate) fn log_panics() {
 }
 
 /// Log lines are appended to an in-memory buffer by the thread that logs them and
-/// written out by a flusher thread every [`FLUSH_EVERY`] (or at once when the buffer
-/// fills). A request costs a lock and a copy instead of a system call or a cross-thread
-/// wake-up per line, which is most of what logging every request used to cost.
+/// written out by a flusher thread every [`FLUSH_EVERY`]. A request costs a lock and a
+/// copy, never a system call or a cross-thread wake-up, and never waits for the output:
+/// when the output falls so far behind that [`MAX_PENDING`] bytes are waiting, further
+/// lines are dropped and counted, and the count is reported on stderr.
 #[derive(Clone)]
 pub(crate) struct BatchWriter {
-    buffer: Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pending: Mutex<Vec<u8>>,
+    output: Mutex<Box<dyn Write + Send>>,
+    dropped: AtomicU64,
 }
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-const BUFFER_BYTES: usize = 256 * 1024;
+const MAX_PENDING: usize = 16 << 20;
 
 impl BatchWriter {
-    fn new(writer: Box<dyn Write + Send>) -> BatchWriter {
-        BatchWriter { buffer: Arc::new(Mutex::new(BufWriter::with_capacity(BUFFER_BYTES, writer))) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BufWriter<Box<dyn Write + Send>>> {
-        // A panic while holding the lock leaves at worst a partial line; keep logging.
-        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    fn new(output: Box<dyn Write + Send>) -> BatchWriter {
+        BatchWriter {
+            shared: Arc::new(Shared {
+                pending: Mutex::new(Vec::with_capacity(64 << 10)),
+                output: Mutex::new(output),
+                dropped: AtomicU64::new(0),
+            }),
+        }
     }
 
     fn start_flushing(&self) -> FlushGuard {
-        let buffer = Arc::downgrade(&self.buffer);
+        let shared = Arc::downgrade(&self.shared);
         let _ = std::thread::Builder::new().name("guard-log-flush".into()).spawn(move || {
-            while let Some(buffer) = buffer.upgrade() {
-                let _ = buffer.lock().unwrap_or_else(PoisonError::into_inner).flush();
-                drop(buffer);
+            while let Some(shared) = shared.upgrade() {
+                shared.flush();
+                drop(shared);
                 std::thread::sleep(FLUSH_EVERY);
             }
         });
@@ -119,17 +128,49 @@ impl BatchWriter {
     }
 }
 
-/// A line being written: holds the buffer's lock for the one event.
-pub(crate) struct LineWriter<'a>(MutexGuard<'a, BufWriter<Box<dyn Write + Send>>>);
+impl Shared {
+    /// Writes out what is pending; only the flusher (and the exit guard) waits on the
+    /// output.
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        if !batch.is_empty() {
+            let _ = output.write_all(&batch);
+        }
+        let _ = output.flush();
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            eprintln!("guard: {dropped} log lines dropped: the log output is not keeping up");
+        }
+    }
+}
+
+/// One event being formatted; its bytes join the pending buffer when it is dropped, so
+/// a line is never split between two flushes.
+pub(crate) struct LineWriter<'a> {
+    shared: &'a Shared,
+    line: Vec<u8>,
+}
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        // Flushing is the flusher thread's job; a flush per event is what this avoids.
         Ok(())
+    }
+}
+
+impl Drop for LineWriter<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() + self.line.len() > MAX_PENDING {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            pending.extend_from_slice(&self.line);
+        }
     }
 }
 
@@ -137,17 +178,17 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(self.lock())
+        LineWriter { shared: &self.shared, line: Vec::with_capacity(512) }
     }
 }
 
-/// Flushes buffered log lines when dropped (at exit).
+/// Writes out the lines still pending when dropped (at exit).
 pub(crate) struct FlushGuard {
     writer: BatchWriter,
 }
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
-        let _ = self.writer.lock().flush();
+        self.writer.shared.flush();
     }
 }

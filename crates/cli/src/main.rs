@@ -3,6 +3,15 @@
 //! Exit status: 0 on success, 1 when the work failed (database down, something
 //! unhealthy), 2 when the command line or the configuration is wrong.
 
+/// Prints a line to stdout. A closed pipe (`guard config check | head`) ends the output
+/// quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod config_cmd;
 mod health_cmd;
 mod logging;
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
             Command::Health { action } => health_cmd::run(cli.config, action).await,
         }
     });
+    // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(message)) => {

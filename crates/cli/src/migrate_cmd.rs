@@ -37,6 +37,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: MigrateAction) -> Result<
 
 pub(crate) fn store_failure(e: &StoreError, database: &guard_core::config::DatabaseConfig) -> Failure {
     match e {
+        StoreError::InvalidConfig(message) => Failure::Config(message.clone()),
         StoreError::Unavailable(reason) => {
             Failure::Runtime(format!("{reason} (DATABASE_URL = {})", database.url.redacted()))
         }
@@ -47,14 +48,14 @@ pub(crate) fn store_failure(e: &StoreError, database: &guard_core::config::Datab
 async fn up(db: &guard_store::Database) -> Result<(), StoreError> {
     let applied = db.migrations.up().await?;
     if applied.is_empty() {
-        println!("schema is up to date");
+        say!("schema is up to date");
     }
     let status = db.migrations.status().await?;
     for version in applied {
         let name = status.migrations.iter().find(|m| m.version == version).map_or("", |m| m.description.as_str());
-        println!("applied {version:04} {name}");
+        say!("applied {version:04} {name}");
     }
-    println!("schema version {}", status.latest_applied);
+    say!("schema version {}", status.latest_applied);
     Ok(())
 }
 
@@ -62,19 +63,19 @@ async fn down(db: &guard_store::Database, steps: u32) -> Result<(), StoreError> 
     let before = db.migrations.status().await?;
     let reverted = db.migrations.down(steps).await?;
     if reverted.is_empty() {
-        println!("nothing to revert: no migration is applied");
+        say!("nothing to revert: no migration is applied");
     }
     for version in &reverted {
         let name = before.migrations.iter().find(|m| m.version == *version).map_or("", |m| m.description.as_str());
-        println!("reverted {version:04} {name}");
+        say!("reverted {version:04} {name}");
     }
-    println!("schema version {}", db.migrations.status().await?.latest_applied);
+    say!("schema version {}", db.migrations.status().await?.latest_applied);
     Ok(())
 }
 
 async fn status(db: &guard_store::Database) -> Result<(), StoreError> {
     let status = db.migrations.status().await?;
-    println!("{:<8}  {:<24}  {:<9}  APPLIED AT", "VERSION", "NAME", "STATE");
+    say!("{:<8}  {:<24}  {:<9}  APPLIED AT", "VERSION", "NAME", "STATE");
     for m in &status.migrations {
         let (state, at) = match &m.state {
             MigrationState::Applied { at } => ("applied", at.as_str()),
@@ -82,17 +83,17 @@ async fn status(db: &guard_store::Database) -> Result<(), StoreError> {
             MigrationState::Modified { at } => ("modified", at.as_str()),
             MigrationState::Unknown { at } => ("unknown", at.as_str()),
         };
-        println!("{:<8}  {:<24}  {:<9}  {}", format!("{:04}", m.version), m.description, state, at);
+        say!("{:<8}  {:<24}  {:<9}  {}", format!("{:04}", m.version), m.description, state, at);
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "schema version {} (this guard knows up to {}); {} pending",
         status.latest_applied,
         status.latest_known,
         status.pending()
     );
     if let Err(e) = status.check_serveable() {
-        println!("warning: {e}");
+        say!("warning: {e}");
     }
     Ok(())
 }

@@ -21,6 +21,9 @@ pub(crate) struct ServeArgs {
     no_migrate: bool,
 }
 
+/// Longest wait for the database pool to close at exit.
+const POOL_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let loaded = load_config(file, |loader| match args.listen {
@@ -36,6 +39,10 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.server.listen)))?;
 
+    let redis = Redis::open(&config.redis).map_err(|e| {
+        let url = config.redis.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        Failure::Config(format!("REDIS_URL = {url:?}: expected a Redis URL the driver accepts ({e})"))
+    })?;
     let db = guard_store::open(&config.database).await.map_err(|e| store_failure(&e, &config.database))?;
     db.pool.ping(config.database.acquire_timeout).await.map_err(|e| store_failure(&e, &config.database))?;
     if args.no_migrate {
@@ -56,7 +63,6 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
             tracing::info!(?applied, "applied database migrations");
         }
     }
-    let redis = Redis::open(&config.redis).map_err(|e| Failure::Config(format!("REDIS_URL: {e}")))?;
 
     let drain_timeout = config.server.shutdown_timeout;
     let state = AppState::new(config, db.clone(), redis, metrics, started);
@@ -70,7 +76,11 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         "guard is ready"
     );
     let served = guard_api::serve(listener, router(state), shutdown_signal(), drain_timeout, lifecycle).await;
-    db.pool.close().await;
+    // Connections still checked out by requests cut at the drain timeout are not waited
+    // for beyond this.
+    if tokio::time::timeout(POOL_CLOSE_TIMEOUT, db.pool.close()).await.is_err() {
+        tracing::warn!("database connections still in use at exit; closing them");
+    }
     tracing::info!("guard stopped");
     served.map_err(|e| Failure::Runtime(format!("server error: {e}")))
 }

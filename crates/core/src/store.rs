@@ -27,6 +27,9 @@ impl Backend {
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The configuration names a database the driver cannot use.
+    #[error("{0}")]
+    InvalidConfig(String),
     #[error(
         "database schema is at version {applied}, newer than the latest this guard knows ({known}); upgrade guard, or run `guard migrate down` with the newer binary"
     )]

@@ -22,7 +22,9 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this HTTP method.
     MethodNotAllowed,
-    /// The request took longer than the configured request timeout.
+    /// Handling the request took longer than the configured request timeout (sent as
+    /// 503, not 408: 408 tells clients to resend, which must not happen to a request
+    /// that may have had effects).
     RequestTimeout,
     /// The request conflicts with existing data (for example a duplicate key).
     Conflict,
@@ -81,12 +83,12 @@ impl ErrorCode {
             ErrorCode::BadRequest | ErrorCode::InvalidJson => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InternalError => 500,
-            ErrorCode::DatabaseUnavailable
+            ErrorCode::RequestTimeout
+            | ErrorCode::DatabaseUnavailable
             | ErrorCode::RedisUnavailable
             | ErrorCode::Unhealthy
             | ErrorCode::NotReady => 503,
@@ -197,7 +199,7 @@ mod tests {
             ("payload_too_large", 413),
             ("not_found", 404),
             ("method_not_allowed", 405),
-            ("request_timeout", 408),
+            ("request_timeout", 503),
             ("conflict", 409),
             ("internal_error", 500),
             ("database_unavailable", 503),

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use guard_core::config::DatabaseConfig;
 use guard_core::store::{PoolStats, StoreError};
 use sqlx::pool::PoolOptions;
-use sqlx::{ConnectOptions, Connection, Database, Pool};
+use sqlx::{ConnectOptions, Connection, Database, Executor, Pool};
+use tokio::sync::Semaphore;
 
 use crate::error::unavailable_reason;
 
@@ -56,21 +57,30 @@ pub(crate) fn trim_idle<DB: Database>(pool: Pool<DB>, max_idle: u32) {
     });
 }
 
-/// Pings the database through the pool within `limit`. When no pooled connection comes
-/// in time, one direct connection attempt tells an unreachable database (and why)
-/// from a pool whose connections are all busy.
-pub(crate) async fn ping<DB: Database>(pool: &Pool<DB>, limit: Duration) -> Result<(), StoreError> {
+/// Runs `SELECT 1` through the pool within `limit`. When no pooled connection comes in
+/// time, one direct connection attempt tells an unreachable database (and why) from a
+/// pool whose connections are all busy; `probe` keeps those attempts to one at a time,
+/// so health checks cannot pile connections onto a database that is struggling.
+pub(crate) async fn ping<DB: Database>(pool: &Pool<DB>, probe: &Semaphore, limit: Duration) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     let started = Instant::now();
     let remaining = || limit.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
     let within = |what: &str| StoreError::Unavailable(format!("{what} within {}s", limit.as_secs_f64()));
     match tokio::time::timeout(limit / 2, pool.acquire()).await {
-        Ok(Ok(mut conn)) => match tokio::time::timeout(remaining(), conn.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Unavailable(unavailable_reason(&e))),
-            Err(_) => Err(within("no answer to a ping")),
-        },
+        Ok(Ok(mut conn)) => {
+            match tokio::time::timeout(remaining(), sqlx::raw_sql("SELECT 1").execute(&mut *conn)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(StoreError::Unavailable(unavailable_reason(&e))),
+                Err(_) => Err(within("no answer to a ping")),
+            }
+        }
         Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => Err(StoreError::Unavailable(unavailable_reason(&e))),
         _ => {
+            let Ok(_one_probe) = probe.try_acquire() else {
+                return Err(within("no pooled connection"));
+            };
             let options = pool.connect_options();
             match tokio::time::timeout(remaining(), options.connect()).await {
                 Ok(Ok(conn)) => {

@@ -17,7 +17,7 @@ pub(crate) type PgStore = SqlStore<Postgres>;
 /// is picked up when it comes back.
 pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
     let options = PgConnectOptions::from_str(config.url.expose())
-        .map_err(|_| StoreError::Unavailable("invalid PostgreSQL URL".into()))?
+        .map_err(|_| StoreError::InvalidConfig("DATABASE_URL: not a PostgreSQL URL the driver accepts".into()))?
         .application_name("guard");
     let pool = crate::pool::options(config).connect_lazy_with(options);
     Ok(SqlStore::new(pool, config.max_idle_conns, Backend::Postgres))

@@ -17,7 +17,7 @@ pub(crate) type SqliteStore = SqlStore<Sqlite>;
 pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
     let url = config.url.expose();
     let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+        .map_err(|e| StoreError::InvalidConfig(format!("DATABASE_URL: not a SQLite URL the driver accepts ({e})")))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -100,6 +100,24 @@ mod tests {
         assert_eq!(stats.max_open, 4);
         store.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn pool_settings_reach_the_pool() {
+        let dir = std::env::temp_dir().join(format!("guard-sqlite-{}", uuid_like()));
+        let mut cfg = config(&format!("sqlite://{}/guard.db", dir.display()));
+        cfg.max_open_conns = 7;
+        cfg.conn_max_lifetime = Some(Duration::from_secs(123));
+        cfg.conn_max_idle_time = None;
+        cfg.acquire_timeout = Duration::from_secs(9);
+        let store = open(&cfg).await.unwrap();
+        let options = store.pool.options();
+        assert_eq!(options.get_max_connections(), 7);
+        assert_eq!(options.get_max_lifetime(), Some(Duration::from_secs(123)));
+        assert_eq!(options.get_idle_timeout(), None);
+        assert_eq!(options.get_acquire_timeout(), Duration::from_secs(9));
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     async fn futures_join(pool: &SqlitePool, n: usize) -> Vec<sqlx::pool::PoolConnection<sqlx::Sqlite>> {

@@ -72,7 +72,7 @@ fn a_config_file_named_by_flag_must_exist() {
 }
 
 #[test]
-fn environment_overrides_the_file_and_the_listen_flag_overrides_both() {
+fn environment_overrides_the_file() {
     let guard = GuardCommand::new(GUARD).env("GUARD_LISTEN", "127.0.0.1:7001");
     std::fs::write(guard.dir().join("guard.toml"), "[server]\nlisten = \"127.0.0.1:7000\"\n").unwrap();
     let output = guard.run(&["config", "check"]);
@@ -81,14 +81,35 @@ fn environment_overrides_the_file_and_the_listen_flag_overrides_both() {
     assert!(listen.contains("127.0.0.1:7001") && listen.ends_with("env GUARD_LISTEN"), "{listen}");
 }
 
+#[test]
+fn without_a_file_the_defaults_and_environment_apply() {
+    let output = GuardCommand::new(GUARD).run(&["config", "check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("configuration is valid (no configuration file)"), "{stdout}");
+    let idle = stdout.lines().find(|l| l.starts_with("database.max_idle_conns")).unwrap();
+    assert!(idle.contains("(unset)"), "{idle}");
+}
+
 #[tokio::test]
-async fn serve_on_a_fresh_directory_creates_the_sqlite_database_and_listen_flag_wins() {
+async fn serve_on_a_fresh_directory_creates_the_sqlite_database_and_stops_on_sigint() {
+    // GUARD_LISTEN names a port nobody can bind; `serve` passes --listen, which must win.
     let guard = GuardCommand::new(GUARD).env("GUARD_LISTEN", "127.0.0.1:1");
     let mut server = guard.serve(&[]).await;
     assert!(guard.dir().join("data/guard.db").exists(), "default sqlite://./data/guard.db is created");
     let health: Value = reqwest::get(format!("{}/health", server.base)).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
-    assert!(server.terminate().success());
+    assert!(server.signal("INT").success());
+    assert!(server.stdout().contains("\"signal\":\"SIGINT\""), "{}", server.stdout());
+}
+
+#[test]
+fn a_redis_url_the_driver_cannot_use_exits_2_without_its_password() {
+    let guard = GuardCommand::new(GUARD).env("REDIS_URL", "redis://:hunter2@cache:notaport");
+    let output = guard.run_for(&["serve", "--listen", "127.0.0.1:0"], std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("REDIS_URL") && !stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -90,13 +90,13 @@ async fn an_internal_error_sends_no_internal_text() {
 }
 
 #[tokio::test]
-async fn a_request_past_the_request_timeout_is_a_408_problem() {
+async fn a_request_past_the_request_timeout_is_a_503_problem() {
     let Some(app) =
         TestApp::builder(Backend::Sqlite).env("GUARD_REQUEST_TIMEOUT", "300ms").routes(test_routes()).spawn().await
     else {
         return;
     };
-    let body = expect_problem(app.get("/test/slow?ms=5000").await, 408, "request_timeout").await;
+    let body = expect_problem(app.get("/test/slow?ms=5000").await, 503, "request_timeout").await;
     assert!(body["detail"].as_str().unwrap().contains("0.3"), "{body}");
     assert_eq!(app.get("/test/slow?ms=10").await.status(), 200);
 }
@@ -123,4 +123,11 @@ async fn an_unsafe_client_request_id_is_replaced() {
     let id = response.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(id, "evil\" id {}");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+#[tokio::test]
+async fn a_bad_query_parameter_is_a_400_problem_that_names_it() {
+    let Some(app) = app(Backend::Sqlite).await else { return };
+    let body = expect_problem(app.get("/test/slow?ms=soon").await, 400, "bad_request").await;
+    assert!(body["detail"].as_str().unwrap().contains("ms"), "{body}");
 }

@@ -58,3 +58,58 @@ async fn pretty_logs_go_to_stderr_when_asked() {
     assert!(stderr.contains("request completed"), "{stderr}");
     assert!(server.stdout().is_empty(), "nothing on stdout: {}", server.stdout());
 }
+
+/// Collects formatted log lines in memory.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+struct CaptureLine(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = CaptureLine;
+    fn make_writer(&'a self) -> CaptureLine {
+        CaptureLine(self.0.clone())
+    }
+}
+
+// A current-thread runtime: the server's tasks run on this thread, so the subscriber
+// set here for this thread sees what the server logs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_panic_is_logged_with_its_request_id() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let capture = Capture::default();
+    let mut layer = json_subscriber::JsonLayer::new(capture.clone());
+    layer.with_level("level").with_top_level_flattened_span_list().with_flattened_event();
+    let _logging = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+
+    let Some(app) = guard_testkit::TestApp::builder(guard_testkit::Backend::Sqlite)
+        .routes(crate::support::test_routes())
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    let response = app.http.get(app.url("/test/panic")).header("x-request-id", "panic-log-1").send().await.unwrap();
+    assert_eq!(response.status(), 500);
+
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let panicked = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "handler panicked")
+        .unwrap_or_else(|| panic!("no panic line in:\n{text}"));
+    assert_eq!(panicked["request_id"], "panic-log-1", "{panicked}");
+    assert_eq!(panicked["level"], "ERROR");
+    assert!(panicked["panic"].as_str().unwrap().contains("index out of bounds"), "{panicked}");
+}

@@ -67,7 +67,7 @@ async fn promtool_accepts_the_exposition() {
     let Some(app) = TestApp::builder(Backend::Sqlite).routes(test_routes()).spawn().await else { return };
     app.get("/health").await;
     app.get("/nope").await;
-    app.get("/test/items/1").await;
+    app.get("/test/slow?ms=1").await; // a templated route of its own: /test/items is another test's
     let text = scrape(&app).await;
     let child = Command::new("promtool")
         .args(["check", "metrics"])

@@ -89,13 +89,16 @@ backend_test!(migrate_status_up_and_down_round_trip, |backend| {
     execute(backend, &url, "SELECT name FROM job_leases").await.unwrap();
 });
 
-backend_test!(serve_applies_pending_migrations_at_start, |backend| {
+backend_test!(serve_applies_pending_migrations_at_start_and_no_migrate_then_starts, |backend| {
     let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
     let mut server = guard.serve(&[]).await;
     execute(backend, &url, "SELECT name FROM job_leases").await.unwrap();
     assert!(server.terminate().success());
     let status = stdout(&guard.run(&["migrate", "status"]));
     assert!(status.contains("0 pending"), "{status}");
+
+    let mut again = guard.serve(&["--no-migrate"]).await;
+    assert!(again.terminate().success(), "an up-to-date schema serves without migrating");
 });
 
 backend_test!(serve_refuses_a_schema_newer_than_it_knows, |backend| {

@@ -68,9 +68,10 @@ async fn stopping_postgres_turns_health_db_503_while_health_stays_200_and_it_rec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_outage_turns_health_redis_503_and_it_recovers_without_restart() {
+async fn redis_down_at_start_or_later_turns_health_redis_503_and_it_recovers_without_restart() {
     let Some(redis) = redis_url() else { return };
     let proxy = TcpProxy::start(host_port(&redis)).await;
+    proxy.down(); // Redis is down when guard starts: guard starts all the same.
     let Some(app) = TestApp::builder(Backend::Sqlite)
         .env("REDIS_URL", format!("redis://{}", proxy.addr))
         .env("REDIS_CONNECT_TIMEOUT", "500ms")
@@ -80,7 +81,10 @@ async fn a_redis_outage_turns_health_redis_503_and_it_recovers_without_restart()
     else {
         return;
     };
-    assert_eq!(app.get("/health/redis").await.status(), 200);
+    expect_problem(app.get("/health/redis").await, 503, "redis_unavailable").await;
+    proxy.up();
+    let first = eventually_status(&app, "/health/redis", 200, Duration::from_secs(15)).await;
+    assert_eq!(first.status(), 200, "connects once Redis is there");
 
     proxy.down();
     let down = eventually_status(&app, "/health/redis", 503, Duration::from_secs(10)).await;

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query};
 use axum::routing::{get, post};
 use guard_api::ApiError;
 use guard_api::AppState;
-use guard_api::extract::AppJson;
+use guard_api::extract::{AppJson, AppPath, AppQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,10 +29,10 @@ pub struct Delay {
 pub fn test_routes() -> Router<AppState> {
     Router::new()
         .route("/test/echo", post(|AppJson(g): AppJson<Greeting>| async move { AppJson(json!({ "hello": g.name })) }))
-        .route("/test/items/{id}", get(|Path(id): Path<String>| async move { AppJson(json!({ "id": id })) }))
+        .route("/test/items/{id}", get(|AppPath(id): AppPath<String>| async move { AppJson(json!({ "id": id })) }))
         .route(
             "/test/slow",
-            get(|Query(d): Query<Delay>| async move {
+            get(|AppQuery(d): AppQuery<Delay>| async move {
                 tokio::time::sleep(Duration::from_millis(d.ms)).await;
                 "done"
             }),

@@ -246,7 +246,7 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
         let Some(inner) = inner.as_table() else {
             problems.push(ConfigProblem {
                 key: section.clone(),
-                value: inner.to_string(),
+                value: Secret::new(inner.to_string()).redacted(),
                 expected: "a table such as [server], [database], [redis] or [log]".into(),
             });
             continue;
@@ -258,9 +258,10 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
                 None => match full.strip_suffix("_file").and_then(by_key).filter(|s| s.secret) {
                     Some(s) => (s, true),
                     None => {
+                        // The value of a mistyped key may well be a secret: never echo it.
                         problems.push(ConfigProblem {
                             key: format!("{full} in {}", path.display()),
-                            value: value.to_string(),
+                            value: Secret::new(value.to_string()).redacted(),
                             expected: format!("a known key; valid keys are: {}", known_keys()),
                         });
                         continue;
@@ -275,7 +276,7 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
                 other => {
                     problems.push(ConfigProblem {
                         key: format!("{full} in {}", path.display()),
-                        value: other.to_string(),
+                        value: display_value(setting, &other.to_string()),
                         expected: setting.expected.to_owned(),
                     });
                     continue;
@@ -349,14 +350,14 @@ impl Builder<'_> {
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
-        let url = self.get("database.url", |t| database_kind(t).map(|_| Secret::new(t)));
+        let url = self.get("database.url", |t| valid_database_url(t).then(|| Secret::new(t)));
         let max_open_conns = self.get("database.max_open_conns", |t| parse::integer_in(t, 1, 1000));
-        let max_idle_conns = self.get("database.max_idle_conns", |t| parse::integer_in(t, 0, 1000));
+        let max_idle_conns = self.optional("database.max_idle_conns", |t| parse::integer_in(t, 0, 1000)).ok();
         let conn_max_lifetime = self.get("database.conn_max_lifetime", parse::optional_duration);
         let conn_max_idle_time = self.get("database.conn_max_idle_time", parse::optional_duration);
         let acquire_timeout = self.get("database.acquire_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let sqlite_busy_timeout = self.get("database.sqlite_busy_timeout", parse::duration);
-        if let (Some(open), Some(idle)) = (max_open_conns, max_idle_conns)
+        if let (Some(open), Some(Some(idle))) = (max_open_conns, max_idle_conns)
             && idle > open
         {
             self.problems.push(ConfigProblem {
@@ -366,10 +367,7 @@ impl Builder<'_> {
             });
         }
 
-        let redis_url = self.optional("redis.url", |t| {
-            (t.starts_with("redis://") || t.starts_with("rediss://") || t.starts_with("unix://"))
-                .then(|| Secret::new(t))
-        });
+        let redis_url = self.optional("redis.url", |t| valid_redis_url(t).then(|| Secret::new(t)));
         let key_prefix = self.get("redis.key_prefix", |t| {
             (!t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic())).then(|| t.to_owned())
         });
@@ -400,7 +398,8 @@ impl Builder<'_> {
             database: DatabaseConfig {
                 url: url?,
                 max_open_conns: max_open_conns?,
-                max_idle_conns: max_idle_conns?,
+                // Unset: keep every open connection when it goes idle.
+                max_idle_conns: max_idle_conns?.or(max_open_conns)?,
                 conn_max_lifetime: conn_max_lifetime?,
                 conn_max_idle_time: conn_max_idle_time?,
                 acquire_timeout: acquire_timeout?,
@@ -415,6 +414,22 @@ impl Builder<'_> {
             log: LogConfig { level: level?, format: format?, output: output? },
         })
     }
+}
+
+fn valid_database_url(text: &str) -> bool {
+    match database_kind(text) {
+        Some(super::DatabaseKind::Sqlite) => true,
+        Some(super::DatabaseKind::Postgres) => url::Url::parse(text).is_ok_and(|u| u.has_host()),
+        None => false,
+    }
+}
+
+fn valid_redis_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| match u.scheme() {
+        "redis" | "rediss" => u.has_host(),
+        "unix" | "redis+unix" => !u.path().is_empty(),
+        _ => false,
+    })
 }
 
 fn describe_key(setting: &Setting, source: &Source) -> String {

@@ -84,7 +84,7 @@ pub const SETTINGS: &[Setting] = &[
         "database.url",
         "DATABASE_URL",
         Some("sqlite://./data/guard.db"),
-        "a sqlite:// or postgres:// URL",
+        "a sqlite:// URL, or a postgres:// URL with a host",
         "Database to use: SQLite (created on first start) or PostgreSQL.",
     ),
     s(
@@ -97,9 +97,9 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "database.max_idle_conns",
         "DB_MAX_IDLE_CONNS",
-        Some("10"),
+        None,
         "an integer from 0 to 1000, at most max_open_conns",
-        "Most idle connections the pool keeps; the rest are closed.",
+        "Most idle connections the pool keeps; the rest are closed. Unset: the same as max_open_conns.",
     ),
     s(
         "database.conn_max_lifetime",
@@ -133,7 +133,7 @@ pub const SETTINGS: &[Setting] = &[
         "redis.url",
         "REDIS_URL",
         None,
-        "a redis:// or rediss:// URL",
+        "a redis://, rediss:// or unix:// URL",
         "Redis for state shared between replicas; optional.",
     ),
     s(

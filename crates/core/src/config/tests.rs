@@ -38,8 +38,13 @@ mod tempfile_path {
     }
 }
 
+/// Loads from `file` and `pairs` only: no ./guard.toml unless GUARD_CONFIG names one.
 fn load(file: Option<&std::path::Path>, pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-    ConfigLoader::with_env(file.map(Into::into), env(pairs)).load()
+    let env = env(pairs);
+    if file.is_none() && !env.contains_key("GUARD_CONFIG") {
+        return ConfigLoader::isolated(env).load();
+    }
+    ConfigLoader::with_env(file.map(Into::into), env).load()
 }
 
 #[test]
@@ -117,7 +122,7 @@ fn unknown_file_keys_are_rejected_with_the_valid_ones_listed() {
 }
 
 #[test]
-fn a_missing_explicit_file_is_an_error_but_a_missing_default_file_is_not() {
+fn a_missing_explicit_file_is_an_error() {
     let err = load(Some(std::path::Path::new("/nonexistent/guard.toml")), &[]).unwrap_err();
     assert!(err.problems[0].value.contains("/nonexistent/guard.toml"));
 }
@@ -133,6 +138,42 @@ fn malformed_toml_is_reported_with_the_file() {
 fn idle_connections_cannot_exceed_open_connections() {
     let err = load(None, &[("DB_MAX_OPEN_CONNS", "2"), ("DB_MAX_IDLE_CONNS", "5")]).unwrap_err();
     assert!(err.problems[0].key.contains("DB_MAX_IDLE_CONNS"));
+}
+
+#[test]
+fn idle_connections_follow_open_connections_unless_set() {
+    let few = load(None, &[("DB_MAX_OPEN_CONNS", "3")]).unwrap().config.database;
+    assert_eq!((few.max_open_conns, few.max_idle_conns), (3, 3));
+    let set = load(None, &[("DB_MAX_OPEN_CONNS", "30"), ("DB_MAX_IDLE_CONNS", "4")]).unwrap().config.database;
+    assert_eq!((set.max_open_conns, set.max_idle_conns), (30, 4));
+    let default = load(None, &[]).unwrap().config.database;
+    assert_eq!((default.max_open_conns, default.max_idle_conns), (10, 10));
+}
+
+#[test]
+fn urls_the_drivers_could_not_use_are_configuration_errors() {
+    for (key, bad) in [
+        ("DATABASE_URL", "postgres://guard:pw@db:notaport/guard"),
+        ("DATABASE_URL", "postgres:///no-host"),
+        ("DATABASE_URL", "mysql://db/guard"),
+        ("REDIS_URL", "redis://cache:port/0"),
+        ("REDIS_URL", "http://cache"),
+    ] {
+        let err = load(None, &[(key, bad)]).unwrap_err();
+        assert!(err.problems[0].key.contains(key), "{bad}: {err}");
+        assert!(!err.to_string().contains(":pw@"), "{err}");
+    }
+    assert!(load(None, &[("REDIS_URL", "rediss://:pw@cache:6380/1"), ("DATABASE_URL", "sqlite:guard.db")]).is_ok());
+}
+
+#[test]
+fn values_of_unknown_or_misplaced_keys_are_not_echoed() {
+    let file = temp_file(
+        "database_url = \"postgres://u:hunter2@db/guard\"\n[database]\nuri = \"postgres://u:hunter2@db/guard\"\n",
+    );
+    let err = load(Some(file.path()), &[]).unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
 #[test]
