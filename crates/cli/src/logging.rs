@@ -145,16 +145,20 @@ impl Shared {
     }
 }
 
-/// One event being formatted; its bytes join the pending buffer when it is dropped, so
-/// a line is never split between two flushes.
+/// Appends to the pending buffer. Both log formats render an event into a buffer of
+/// their own and hand it over in one `write`, so lines arrive whole.
 pub(crate) struct LineWriter<'a> {
     shared: &'a Shared,
-    line: Vec<u8>,
 }
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.line.extend_from_slice(buf);
+        let mut pending = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() + buf.len() > MAX_PENDING {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            pending.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
 
@@ -163,22 +167,11 @@ impl Write for LineWriter<'_> {
     }
 }
 
-impl Drop for LineWriter<'_> {
-    fn drop(&mut self) {
-        let mut pending = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.len() + self.line.len() > MAX_PENDING {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            pending.extend_from_slice(&self.line);
-        }
-    }
-}
-
 impl<'a> MakeWriter<'a> for BatchWriter {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter { shared: &self.shared, line: Vec::with_capacity(512) }
+        LineWriter { shared: &self.shared }
     }
 }
 
