@@ -185,3 +185,53 @@ impl Drop for FlushGuard {
         self.writer.shared.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_reach_the_output_only_when_flushed_and_whole() {
+        let sink = Sink::default();
+        let writer = BatchWriter::new(Box::new(sink.clone()));
+        writer.make_writer().write_all(b"{\"a\":1}\n").unwrap();
+        writer.make_writer().write_all(b"{\"b\":2}\n").unwrap();
+        assert!(sink.0.lock().unwrap().is_empty(), "nothing is written on the logging thread");
+        writer.shared.flush();
+        assert_eq!(&*sink.0.lock().unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn a_stalled_output_drops_lines_instead_of_growing_without_bound() {
+        let writer = BatchWriter::new(Box::new(Sink::default()));
+        let line = vec![b'x'; 1 << 20];
+        for _ in 0..20 {
+            writer.make_writer().write_all(&line).unwrap();
+        }
+        assert!(writer.shared.pending.lock().unwrap().len() <= MAX_PENDING);
+        assert_eq!(writer.shared.dropped.load(Ordering::Relaxed), 20 - (MAX_PENDING >> 20) as u64);
+    }
+
+    #[test]
+    fn the_exit_guard_flushes_what_is_pending() {
+        let sink = Sink::default();
+        let writer = BatchWriter::new(Box::new(sink.clone()));
+        let guard = FlushGuard { writer: writer.clone() };
+        writer.make_writer().write_all(b"last words\n").unwrap();
+        drop(guard);
+        assert_eq!(&*sink.0.lock().unwrap(), b"last words\n");
+    }
+}
