@@ -13,10 +13,12 @@ macro_rules! say {
 }
 
 mod config_cmd;
+mod database;
 mod health_cmd;
 mod logging;
 mod migrate_cmd;
 mod serve_cmd;
+mod tenant_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,11 @@ enum Command {
     Health {
         #[command(subcommand)]
         action: health_cmd::HealthAction,
+    },
+    /// Create, list and disable tenants.
+    Tenant {
+        #[command(subcommand)]
+        action: tenant_cmd::TenantAction,
     },
 }
 
@@ -91,6 +98,7 @@ fn main() -> ExitCode {
             Command::Migrate { action } => migrate_cmd::run(cli.config, action).await,
             Command::Config { action } => config_cmd::run(cli.config, action),
             Command::Health { action } => health_cmd::run(cli.config, action).await,
+            Command::Tenant { action } => tenant_cmd::run(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.

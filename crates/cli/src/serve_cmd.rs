@@ -8,7 +8,7 @@ use guard_api::metrics::Metrics;
 use guard_api::{AppState, router};
 use guard_store::redis::Redis;
 
-use crate::migrate_cmd::store_failure;
+use crate::database::{Migrations, prepare};
 use crate::{Failure, load_config, logging};
 
 #[derive(Debug, Args)]
@@ -43,26 +43,8 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         let url = config.redis.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
         Failure::Config(format!("REDIS_URL = {url:?}: expected a Redis URL the driver accepts ({e})"))
     })?;
-    let db = guard_store::open(&config.database).await.map_err(|e| store_failure(&e, &config.database))?;
-    db.pool.ping(config.database.acquire_timeout).await.map_err(|e| store_failure(&e, &config.database))?;
-    if args.no_migrate {
-        let status = db.migrations.status().await.map_err(|e| store_failure(&e, &config.database))?;
-        status.check_serveable().map_err(|e| store_failure(&e, &config.database))?;
-        if status.pending() > 0 {
-            return Err(store_failure(
-                &guard_core::store::StoreError::SchemaTooOld {
-                    applied: status.latest_applied,
-                    known: status.latest_known,
-                },
-                &config.database,
-            ));
-        }
-    } else {
-        let applied = db.migrations.up().await.map_err(|e| store_failure(&e, &config.database))?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "applied database migrations");
-        }
-    }
+    let migrations = if args.no_migrate { Migrations::Require } else { Migrations::Apply };
+    let db = prepare(&config.database, migrations).await?;
 
     let drain_timeout = config.server.shutdown_timeout;
     let state = AppState::new(config, db.clone(), redis, metrics, started);

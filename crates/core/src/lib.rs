@@ -5,8 +5,10 @@
 //! SQLite and PostgreSQL and the `api` crate serves them.
 
 pub mod config;
+pub mod events;
 pub mod secret;
 pub mod store;
+pub mod tenants;
 
 pub use config::Config;
 pub use secret::Secret;

@@ -11,11 +11,13 @@ mod postgres;
 pub mod redis;
 mod sql_store;
 mod sqlite;
+mod tenants;
 
 use std::sync::Arc;
 
 use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
+use guard_core::tenants::TenantStore;
 
 pub use migrate::{EmbeddedMigration, embedded_migrations};
 
@@ -24,6 +26,7 @@ pub use migrate::{EmbeddedMigration, embedded_migrations};
 pub struct Database {
     pub pool: Arc<dyn PoolStore>,
     pub migrations: Arc<dyn MigrationStore>,
+    pub tenants: Arc<dyn TenantStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -32,11 +35,11 @@ pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
     match config.kind() {
         DatabaseKind::Sqlite => {
             let store = Arc::new(sqlite::open(config).await?);
-            Ok(Database { pool: store.clone(), migrations: store })
+            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store })
         }
         DatabaseKind::Postgres => {
             let store = Arc::new(postgres::open(config)?);
-            Ok(Database { pool: store.clone(), migrations: store })
+            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store })
         }
     }
 }

@@ -9,6 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::migrate::impl_migration_store;
 use crate::sql_store::SqlStore;
+use crate::tenants::impl_tenant_store;
 
 /// guard's stores on PostgreSQL.
 pub(crate) type PgStore = SqlStore<Postgres>;
@@ -22,6 +23,8 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
     let pool = crate::pool::options(config).connect_lazy_with(options);
     Ok(SqlStore::new(pool, config.max_idle_conns, Backend::Postgres))
 }
+
+impl_tenant_store!(PgStore);
 
 impl_migration_store!(
     PgStore,

@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::migrate::impl_migration_store;
 use crate::sql_store::SqlStore;
+use crate::tenants::impl_tenant_store;
 
 /// guard's stores on SQLite.
 pub(crate) type SqliteStore = SqlStore<Sqlite>;
@@ -39,6 +40,8 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
     }
     Ok(SqlStore::new(pool_options.connect_lazy_with(options), max_idle, Backend::Sqlite))
 }
+
+impl_tenant_store!(SqliteStore);
 
 impl_migration_store!(
     SqliteStore,

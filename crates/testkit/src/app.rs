@@ -93,6 +93,10 @@ impl TestAppBuilder {
         let metrics = Metrics::install().expect("metrics");
         let db = guard_store::open(&config.database).await.expect("open database");
         db.migrations.up().await.expect("migrate");
+        guard_core::tenants::TenantService::new(db.tenants.clone(), std::sync::Arc::new(guard_core::events::LogEvents))
+            .ensure_default()
+            .await
+            .expect("default tenant");
         let redis = Redis::open(&config.redis).expect("redis");
         let drain = config.server.shutdown_timeout;
         let state = AppState::new(config, db, redis, metrics, Instant::now());

@@ -14,3 +14,4 @@ mod migrations;
 mod outage;
 mod shutdown;
 mod support;
+mod tenants;

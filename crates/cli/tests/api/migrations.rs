@@ -56,29 +56,37 @@ fn state_of(status: &str, version: &str) -> String {
 
 backend_test!(migrate_status_up_and_down_round_trip, |backend| {
     let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
+    let shipped = guard_store::embedded_migrations(match backend {
+        Backend::Sqlite => guard_core::store::Backend::Sqlite,
+        Backend::Postgres => guard_core::store::Backend::Postgres,
+    });
+    assert!(shipped.len() >= 2);
+    let version = |i: usize| format!("{:04}", shipped[i].version);
+    let (first, latest, before_latest) = (version(0), version(shipped.len() - 1), version(shipped.len() - 2));
 
     let status = stdout(&guard.run(&["migrate", "status"]));
-    assert_eq!(state_of(&status, "0001"), "pending", "{status}");
-    assert_eq!(state_of(&status, "0002"), "pending", "{status}");
+    for m in shipped {
+        assert_eq!(state_of(&status, &format!("{:04}", m.version)), "pending", "{status}");
+    }
 
     let up = stdout(&guard.run(&["migrate", "up"]));
-    assert!(up.contains("applied 0001 guard_meta") && up.contains("applied 0002 job_leases"), "{up}");
+    for m in shipped {
+        assert!(up.contains(&format!("applied {:04} {}", m.version, m.name)), "{up}");
+    }
     execute(backend, &url, "SELECT value FROM guard_meta WHERE key = 'schema_created_at'").await.unwrap();
     assert!(stdout(&guard.run(&["migrate", "up"])).contains("schema is up to date"));
 
-    let status = stdout(&guard.run(&["migrate", "status"]));
-    assert_eq!(state_of(&status, "0001"), "applied", "{status}");
-    assert_eq!(state_of(&status, "0002"), "applied", "{status}");
-
     let down = stdout(&guard.run(&["migrate", "down"]));
-    assert!(down.contains("reverted 0002 job_leases") && !down.contains("0001"), "{down}");
-    assert!(execute(backend, &url, "SELECT name FROM job_leases").await.is_err(), "table dropped");
+    assert!(
+        down.contains(&format!("reverted {latest}")) && !down.contains(&format!("reverted {before_latest}")),
+        "{down}"
+    );
     let status = stdout(&guard.run(&["migrate", "status"]));
-    assert_eq!(state_of(&status, "0001"), "applied", "{status}");
-    assert_eq!(state_of(&status, "0002"), "pending", "{status}");
+    assert_eq!(state_of(&status, &before_latest), "applied", "{status}");
+    assert_eq!(state_of(&status, &latest), "pending", "{status}");
 
-    let all = stdout(&guard.run(&["migrate", "down", "5"]));
-    assert!(all.contains("reverted 0001 guard_meta"), "{all}");
+    let all = stdout(&guard.run(&["migrate", "down", "99"]));
+    assert!(all.contains(&format!("reverted {first} guard_meta")), "{all}");
     assert!(stdout(&guard.run(&["migrate", "down"])).contains("nothing to revert"));
     assert!(execute(backend, &url, "SELECT key FROM guard_meta").await.is_err(), "table dropped");
 

@@ -1,0 +1,56 @@
+//! Opening the database for a command: reachable, schema current, `default` tenant
+//! present.
+
+use std::sync::Arc;
+
+use guard_core::config::DatabaseConfig;
+use guard_core::events::LogEvents;
+use guard_core::store::StoreError;
+use guard_core::tenants::TenantService;
+use guard_store::Database;
+
+use crate::Failure;
+use crate::migrate_cmd::store_failure;
+
+/// Whether pending migrations are applied or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Migrations {
+    Apply,
+    Require,
+}
+
+/// Opens the database, applies (or requires) the migrations and makes sure the
+/// `default` tenant exists.
+pub(crate) async fn prepare(config: &DatabaseConfig, migrations: Migrations) -> Result<Database, Failure> {
+    let fail = |e: StoreError| store_failure(&e, config);
+    let db = guard_store::open(config).await.map_err(fail)?;
+    db.pool.ping(config.acquire_timeout).await.map_err(fail)?;
+    match migrations {
+        Migrations::Require => {
+            let status = db.migrations.status().await.map_err(fail)?;
+            status.check_serveable().map_err(fail)?;
+            if status.pending() > 0 {
+                return Err(fail(StoreError::SchemaTooOld {
+                    applied: status.latest_applied,
+                    known: status.latest_known,
+                }));
+            }
+        }
+        Migrations::Apply => {
+            let applied = db.migrations.up().await.map_err(fail)?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied database migrations");
+            }
+        }
+    }
+    tenants(&db)
+        .ensure_default()
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot create the default tenant: {e}")))?;
+    Ok(db)
+}
+
+/// The tenant service over `db`, with events logged.
+pub(crate) fn tenants(db: &Database) -> TenantService {
+    TenantService::new(db.tenants.clone(), Arc::new(LogEvents))
+}
