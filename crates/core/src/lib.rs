@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod events;
+pub mod passwords;
 pub mod secret;
 pub mod store;
 pub mod tenants;

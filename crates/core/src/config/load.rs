@@ -247,7 +247,7 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
             problems.push(ConfigProblem {
                 key: section.clone(),
                 value: Secret::new(inner.to_string()).redacted(),
-                expected: "a table such as [server], [database], [redis] or [log]".into(),
+                expected: "a table such as [server], [database], [redis], [password] or [log]".into(),
             });
             continue;
         };
@@ -374,6 +374,10 @@ impl Builder<'_> {
         let connect_timeout = self.get("redis.connect_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let response_timeout = self.get("redis.response_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
+        let memory_kib = self.get("password.argon2_memory_kib", |t| parse::integer_in(t, 1024, 1 << 20));
+        let iterations = self.get("password.argon2_iterations", |t| parse::integer_in(t, 1, 10));
+        let parallelism = self.get("password.argon2_parallelism", |t| parse::integer_in(t, 1, 16));
+
         let level = self.get("log.level", |t| tracing_subscriber::EnvFilter::try_new(t).ok().map(|_| t.to_owned()));
         let format = self.get("log.format", |t| match t.to_ascii_lowercase().as_str() {
             "json" => Some(LogFormat::Json),
@@ -410,6 +414,13 @@ impl Builder<'_> {
                 key_prefix: key_prefix?,
                 connect_timeout: connect_timeout?,
                 response_timeout: response_timeout?,
+            },
+            password: super::PasswordConfig {
+                hash: crate::passwords::HashParams {
+                    memory_kib: memory_kib?,
+                    iterations: iterations?,
+                    parallelism: parallelism?,
+                },
             },
             log: LogConfig { level: level?, format: format?, output: output? },
         })

@@ -20,7 +20,14 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
+    pub password: PasswordConfig,
     pub log: LogConfig,
+}
+
+/// Password hashing.
+#[derive(Debug, Clone)]
+pub struct PasswordConfig {
+    pub hash: crate::passwords::HashParams,
 }
 
 /// The HTTP server.

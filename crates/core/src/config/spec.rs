@@ -152,6 +152,27 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s("redis.response_timeout", "REDIS_RESPONSE_TIMEOUT", Some("1s"), DURATION, "Time limit for one Redis command."),
     s(
+        "password.argon2_memory_kib",
+        "GUARD_ARGON2_MEMORY_KIB",
+        Some("19456"),
+        "an integer from 1024 to 1048576",
+        "Argon2id memory cost of new password hashes, in KiB (OWASP: 19456).",
+    ),
+    s(
+        "password.argon2_iterations",
+        "GUARD_ARGON2_ITERATIONS",
+        Some("2"),
+        "an integer from 1 to 10",
+        "Argon2id time cost of new password hashes (OWASP: 2).",
+    ),
+    s(
+        "password.argon2_parallelism",
+        "GUARD_ARGON2_PARALLELISM",
+        Some("1"),
+        "an integer from 1 to 16",
+        "Argon2id lanes of new password hashes (OWASP: 1). Older hashes are re-made at the next sign-in.",
+    ),
+    s(
         "log.level",
         "LOG_LEVEL",
         Some("info"),
