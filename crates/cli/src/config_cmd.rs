@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde_json::json;
 
-use crate::{Failure, load_config};
+use crate::{Failure, Format, load_config};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigAction {
@@ -17,12 +17,6 @@ pub(crate) enum ConfigAction {
     },
     /// Print the reference of every setting as a Markdown table (as in the README).
     Reference,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Format {
-    Table,
-    Json,
 }
 
 pub(crate) fn run(file: Option<PathBuf>, action: ConfigAction) -> Result<(), Failure> {

@@ -19,6 +19,7 @@ mod logging;
 mod migrate_cmd;
 mod serve_cmd;
 mod tenant_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,18 @@ enum Command {
         #[command(subcommand)]
         action: tenant_cmd::TenantAction,
     },
+    /// Create, list, disable and delete users.
+    User {
+        #[command(subcommand)]
+        action: user_cmd::UserAction,
+    },
+}
+
+/// How listing commands print.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
 }
 
 /// What ended a command, and so the exit status.
@@ -99,6 +112,7 @@ fn main() -> ExitCode {
             Command::Config { action } => config_cmd::run(cli.config, action),
             Command::Health { action } => health_cmd::run(cli.config, action).await,
             Command::Tenant { action } => tenant_cmd::run(cli.config, action).await,
+            Command::User { action } => user_cmd::run(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.

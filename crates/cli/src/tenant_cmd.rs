@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use guard_core::events::Actor;
 use guard_core::tenants::{Tenant, TenantError, TenantId};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use crate::database::{Migrations, prepare, tenants};
-use crate::{Failure, load_config, logging};
+use crate::{Failure, Format, load_config, logging};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TenantAction {
@@ -33,12 +33,6 @@ pub(crate) enum TenantAction {
     },
     /// Disable a tenant (by slug or id): its users can no longer sign in.
     Disable { tenant: String },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Format {
-    Table,
-    Json,
 }
 
 fn failure(e: TenantError) -> Failure {

@@ -6,10 +6,13 @@
 
 pub mod config;
 pub mod events;
+mod newtype;
 pub mod passwords;
 pub mod secret;
+pub mod secret_gen;
 pub mod store;
 pub mod tenants;
+pub mod users;
 
 pub use config::Config;
 pub use secret::Secret;

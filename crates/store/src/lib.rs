@@ -12,12 +12,14 @@ pub mod redis;
 mod sql_store;
 mod sqlite;
 mod tenants;
+mod users;
 
 use std::sync::Arc;
 
 use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
+use guard_core::users::UserStore;
 
 pub use migrate::{EmbeddedMigration, embedded_migrations};
 
@@ -27,6 +29,7 @@ pub struct Database {
     pub pool: Arc<dyn PoolStore>,
     pub migrations: Arc<dyn MigrationStore>,
     pub tenants: Arc<dyn TenantStore>,
+    pub users: Arc<dyn UserStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -35,11 +38,11 @@ pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
     match config.kind() {
         DatabaseKind::Sqlite => {
             let store = Arc::new(sqlite::open(config).await?);
-            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store })
+            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store.clone(), users: store })
         }
         DatabaseKind::Postgres => {
             let store = Arc::new(postgres::open(config)?);
-            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store })
+            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store.clone(), users: store })
         }
     }
 }

@@ -10,6 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use crate::migrate::impl_migration_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
+use crate::users::impl_user_store;
 
 /// guard's stores on PostgreSQL.
 pub(crate) type PgStore = SqlStore<Postgres>;
@@ -25,6 +26,7 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
 }
 
 impl_tenant_store!(PgStore);
+impl_user_store!(PgStore);
 
 impl_migration_store!(
     PgStore,

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use crate::migrate::impl_migration_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
+use crate::users::impl_user_store;
 
 /// guard's stores on SQLite.
 pub(crate) type SqliteStore = SqlStore<Sqlite>;
@@ -42,6 +43,7 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
 }
 
 impl_tenant_store!(SqliteStore);
+impl_user_store!(SqliteStore);
 
 impl_migration_store!(
     SqliteStore,

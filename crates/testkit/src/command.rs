@@ -44,6 +44,20 @@ impl GuardCommand {
         self.command(args).output().expect("run guard")
     }
 
+    /// Runs to completion with `input` on standard input.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn guard");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("output")
+    }
+
     /// Runs to completion, killing the process if it takes longer than `limit` (so a
     /// command expected to fail cannot hang the test run by succeeding).
     pub fn run_for(&self, args: &[&str], limit: Duration) -> Output {

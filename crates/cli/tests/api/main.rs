@@ -15,3 +15,4 @@ mod outage;
 mod shutdown;
 mod support;
 mod tenants;
+mod users;

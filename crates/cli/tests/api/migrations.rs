@@ -2,27 +2,10 @@
 
 use std::time::Duration;
 
-use guard_testkit::{Backend, GuardCommand, PostgresDatabase, backend_test};
+use guard_testkit::{Backend, GuardCommand, backend_test};
 use sqlx::Connection;
 
-use crate::support::GUARD;
-
-/// A `guard` command against a fresh database: SQLite at the default
-/// `sqlite://./data/guard.db` in the command's own directory, or a new PostgreSQL one.
-async fn guard_with_database(backend: Backend) -> Option<(GuardCommand, String, Option<PostgresDatabase>)> {
-    let cmd = GuardCommand::new(GUARD).env("LOG_LEVEL", "warn");
-    match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}/data/guard.db", cmd.dir().display());
-            Some((cmd, url, None))
-        }
-        Backend::Postgres => {
-            let db = PostgresDatabase::create().await?;
-            let url = db.url.clone();
-            Some((cmd.env("DATABASE_URL", url.clone()), url, Some(db)))
-        }
-    }
-}
+use crate::support::{GUARD, guard_with_database};
 
 async fn execute(backend: Backend, url: &str, sql: &'static str) -> Result<(), sqlx::Error> {
     match backend {

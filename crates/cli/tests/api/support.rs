@@ -12,6 +12,26 @@ use serde_json::{Value, json};
 
 pub const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 
+/// A `guard` command against a fresh database, and that database's URL: SQLite at the
+/// default `sqlite://./data/guard.db` in the command's own directory, or a new
+/// PostgreSQL database (dropped with the returned handle). `None`: backend unavailable.
+pub async fn guard_with_database(
+    backend: guard_testkit::Backend,
+) -> Option<(guard_testkit::GuardCommand, String, Option<guard_testkit::PostgresDatabase>)> {
+    let cmd = guard_testkit::GuardCommand::new(GUARD).env("LOG_LEVEL", "warn");
+    match backend {
+        guard_testkit::Backend::Sqlite => {
+            let url = format!("sqlite://{}/data/guard.db", cmd.dir().display());
+            Some((cmd, url, None))
+        }
+        guard_testkit::Backend::Postgres => {
+            let db = guard_testkit::PostgresDatabase::create().await?;
+            let url = db.url.clone();
+            Some((cmd.env("DATABASE_URL", url.clone()), url, Some(db)))
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Greeting {
     pub name: String,

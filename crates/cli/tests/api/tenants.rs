@@ -4,22 +4,10 @@ use std::sync::Arc;
 
 use guard_core::events::{Actor, LogEvents};
 use guard_core::tenants::{TenantService, TenantStatus};
-use guard_testkit::{Backend, GuardCommand, PostgresDatabase, TestApp, backend_test};
+use guard_testkit::{GuardCommand, TestApp, backend_test};
 use serde_json::Value;
 
-use crate::support::GUARD;
-
-async fn guard_with_database(backend: Backend) -> Option<(GuardCommand, Option<PostgresDatabase>)> {
-    let cmd = GuardCommand::new(GUARD).env("LOG_LEVEL", "warn");
-    match backend {
-        Backend::Sqlite => Some((cmd, None)),
-        Backend::Postgres => {
-            let db = PostgresDatabase::create().await?;
-            let url = db.url.clone();
-            Some((cmd.env("DATABASE_URL", url), Some(db)))
-        }
-    }
-}
+use crate::support::guard_with_database;
 
 fn list(guard: &GuardCommand, extra: &[&str]) -> Value {
     let mut args = vec!["tenant", "list", "--format", "json"];
@@ -34,7 +22,7 @@ fn slugs(page: &Value) -> Vec<String> {
 }
 
 backend_test!(tenants_are_created_listed_and_disabled_from_the_command_line, |backend| {
-    let Some((guard, _db)) = guard_with_database(backend).await else { return };
+    let Some((guard, _url, _db)) = guard_with_database(backend).await else { return };
 
     let created = guard.run(&["tenant", "create", "Acme Corp"]);
     let stdout = String::from_utf8_lossy(&created.stdout);
@@ -72,7 +60,7 @@ backend_test!(tenants_are_created_listed_and_disabled_from_the_command_line, |ba
 });
 
 backend_test!(tenant_lists_page_with_a_cursor, |backend| {
-    let Some((guard, _db)) = guard_with_database(backend).await else { return };
+    let Some((guard, _url, _db)) = guard_with_database(backend).await else { return };
     for name in ["Tenant One", "Tenant Two", "Tenant Three"] {
         assert!(guard.run(&["tenant", "create", name]).status.success());
     }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::newtype::{short_text, string_newtype};
+
 /// A tenant's id (UUIDv7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -68,30 +70,6 @@ impl TenantSlug {
         TenantSlug::parse(slug.trim_end_matches('-'))
             .map_err(|_| format!("cannot derive a tenant slug from the name {:?}; give one with --slug", name.as_str()))
     }
-
-    /// The slug text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TenantSlug {
-    type Error = String;
-    fn try_from(value: String) -> Result<TenantSlug, String> {
-        TenantSlug::parse(&value)
-    }
-}
-
-impl From<TenantSlug> for String {
-    fn from(slug: TenantSlug) -> String {
-        slug.0
-    }
-}
-
-impl fmt::Display for TenantSlug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A tenant's display name: 1 to 200 characters, no control characters, trimmed.
@@ -102,33 +80,14 @@ pub struct TenantName(String);
 impl TenantName {
     /// Checks and trims `text`.
     pub fn parse(text: &str) -> Result<TenantName, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
-            return Err(format!(
-                "{text:?} is not a valid tenant name: use 1 to 200 characters without control characters"
-            ));
-        }
-        Ok(TenantName(trimmed.to_owned()))
-    }
-
-    /// The name text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        short_text(text).map(TenantName).ok_or_else(|| {
+            format!("{text:?} is not a valid tenant name: use 1 to 200 characters without control characters")
+        })
     }
 }
 
-impl TryFrom<String> for TenantName {
-    type Error = String;
-    fn try_from(value: String) -> Result<TenantName, String> {
-        TenantName::parse(&value)
-    }
-}
-
-impl From<TenantName> for String {
-    fn from(name: TenantName) -> String {
-        name.0
-    }
-}
+string_newtype!(TenantSlug);
+string_newtype!(TenantName);
 
 /// Whether a tenant accepts sign-ins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,144 @@
+//! `guard user create | list | disable | delete`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use guard_core::events::{Actor, LogEvents};
+use guard_core::passwords::PasswordHasher;
+use guard_core::users::{User, UserError, UserId, UserService, UserStatus};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use crate::database::{Migrations, prepare, tenants};
+use crate::{Failure, Format, load_config, logging};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserAction {
+    /// Create a user. Without --password-stdin guard generates a one-time password,
+    /// prints it once, and the user must choose a new one at first sign-in.
+    Create {
+        email: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List a tenant's users, oldest first.
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        email_prefix: Option<String>,
+        #[arg(long, value_parser = parse_status)]
+        status: Option<UserStatus>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<uuid::Uuid>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Disable a user (by email or id): no more sign-ins.
+    Disable {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Delete a user (by email or id) for good.
+    Delete {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+fn parse_status(text: &str) -> Result<UserStatus, String> {
+    UserStatus::parse(text).ok_or_else(|| "expected active, disabled, locked or pending_verification".into())
+}
+
+fn failure(e: UserError) -> Failure {
+    match e {
+        UserError::Invalid(message) => Failure::Config(message),
+        other => Failure::Runtime(other.to_string()),
+    }
+}
+
+fn read_password() -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Config(format!("--password-stdin: cannot read standard input ({e})")))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+fn user_json(u: &User) -> serde_json::Value {
+    let time = |t: &time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    json!({
+        "id": u.id, "email": u.email, "username": u.username, "display_name": u.display_name,
+        "status": u.status, "password_change_required": u.password_change_required,
+        "created_at": time(&u.created_at), "updated_at": time(&u.updated_at),
+        "last_login_at": u.last_login_at.as_ref().map(time),
+    })
+}
+
+pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(), Failure> {
+    let loaded = load_config(file, |l| l)?;
+    let password = match &action {
+        UserAction::Create { password_stdin: true, .. } => Some(read_password()?),
+        _ => None,
+    };
+    let _log = logging::init(&loaded.config.log, false)?;
+    let db = prepare(&loaded.config.database, Migrations::Apply).await?;
+    let hasher = PasswordHasher::per_cpu(loaded.config.password.hash).map_err(|e| Failure::Config(e.to_string()))?;
+    let service = UserService::new(db.users.clone(), tenants(&db), hasher, Arc::new(LogEvents));
+    let result = match action {
+        UserAction::Create { email, tenant, username, name, .. } => service
+            .create(Actor::Operator, &tenant, &email, username.as_deref(), name.as_deref(), password)
+            .await
+            .map(|created| {
+                say!("created user {} (id {}) in tenant {}", created.user.email, created.user.id, tenant);
+                if let Some(p) = created.generated_password {
+                    say!("one-time password: {p}");
+                    say!("(shown once; a new password must be chosen at the first sign-in)");
+                }
+            }),
+        UserAction::List { tenant, email_prefix, status, limit, cursor, format } => service
+            .list(&tenant, email_prefix.as_deref(), status, cursor.map(UserId), limit)
+            .await
+            .map(|page| match format {
+                Format::Json => {
+                    let users: Vec<_> = page.users.iter().map(user_json).collect();
+                    let doc = json!({ "users": users, "next_cursor": page.next_cursor });
+                    say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                }
+                Format::Table => {
+                    say!("{:<36}  {:<20}  {:<36}  NAME", "EMAIL", "STATUS", "ID");
+                    for u in &page.users {
+                        let name = u.display_name.as_ref().map_or("", |d| d.as_str());
+                        say!("{:<36}  {:<20}  {:<36}  {}", u.email, u.status.as_str(), u.id, name);
+                    }
+                    if let Some(next) = page.next_cursor {
+                        say!("\nmore: guard user list --tenant {tenant} --cursor {next}");
+                    }
+                }
+            }),
+        UserAction::Disable { user, tenant } => {
+            service.disable(Actor::Operator, &tenant, &user).await.map(|u| say!("user {} is disabled", u.email))
+        }
+        UserAction::Delete { user, tenant } => {
+            service.delete(Actor::Operator, &tenant, &user).await.map(|u| say!("user {} is deleted", u.email))
+        }
+    };
+    db.pool.close().await;
+    result.map_err(failure)
+}

@@ -1,0 +1,46 @@
+//! Storage of users. Every method takes the tenant: no query can reach another
+//! tenant's users.
+
+use async_trait::async_trait;
+
+use super::model::{Email, NewUser, User, UserId, UserStatus};
+use crate::store::StoreError;
+use crate::tenants::TenantId;
+
+/// Which users a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only emails starting with this (already lower case).
+    pub email_prefix: Option<String>,
+    pub status: Option<UserStatus>,
+}
+
+/// One page of users, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub next_cursor: Option<UserId>,
+}
+
+/// Users in the database.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user; `Conflict` when the email or user name is taken in the tenant.
+    async fn create(&self, user: &NewUser) -> Result<User, StoreError>;
+    /// The user with this id in this tenant.
+    async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The user with this email in this tenant.
+    async fn get_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>, StoreError>;
+    /// Up to `limit` users after `after` matching `filter`, oldest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &UserFilter,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<UserPage, StoreError>;
+    /// Sets the status; `NotFound` when the user is not in this tenant.
+    async fn set_status(&self, tenant: TenantId, id: UserId, status: UserStatus) -> Result<User, StoreError>;
+    /// Removes the user; false when the user is not in this tenant.
+    async fn delete(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
+}

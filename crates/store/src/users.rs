@@ -1,0 +1,237 @@
+//! `UserStore` for both backends, one SQL text for SQLite and PostgreSQL. Every
+//! statement is scoped by `tenant_id`.
+
+use guard_core::store::StoreError;
+use guard_core::tenants::TenantId;
+use guard_core::users::{DisplayName, Email, User, UserFilter, UserId, UserStatus, Username};
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub(crate) const COLUMNS: &str = "id, tenant_id, email, username, display_name, status, \
+     password_change_required, created_at, updated_at, last_login_at";
+
+/// A user from a row with [`COLUMNS`].
+pub(crate) fn from_row<R: Row>(row: &R) -> Result<User, StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    Uuid: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    OffsetDateTime: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let corrupt = |what: &str| StoreError::Internal(format!("user row with invalid {what}"));
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(crate::error::from_sqlx);
+    let get_optional = |column: &str| row.try_get::<Option<String>, _>(column).map_err(crate::error::from_sqlx);
+    Ok(User {
+        id: UserId(row.try_get("id").map_err(crate::error::from_sqlx)?),
+        tenant: TenantId(row.try_get("tenant_id").map_err(crate::error::from_sqlx)?),
+        email: Email::parse(&get_text("email")?).map_err(|_| corrupt("email"))?,
+        username: get_optional("username")?
+            .map(|u| Username::parse(&u))
+            .transpose()
+            .map_err(|_| corrupt("username"))?,
+        display_name: get_optional("display_name")?
+            .map(|d| DisplayName::parse(&d))
+            .transpose()
+            .map_err(|_| corrupt("display name"))?,
+        status: UserStatus::parse(&get_text("status")?).ok_or_else(|| corrupt("status"))?,
+        password_change_required: row.try_get("password_change_required").map_err(crate::error::from_sqlx)?,
+        created_at: row.try_get("created_at").map_err(crate::error::from_sqlx)?,
+        updated_at: row.try_get("updated_at").map_err(crate::error::from_sqlx)?,
+        last_login_at: row.try_get("last_login_at").map_err(crate::error::from_sqlx)?,
+    })
+}
+
+/// The listing query for `filter`, with its parameters numbered in the order
+/// [`impl_user_store`] binds them: tenant, prefix, status, cursor, limit.
+pub(crate) fn list_sql(filter: &UserFilter, has_cursor: bool) -> String {
+    let mut sql = format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1");
+    let mut n = 1;
+    if filter.email_prefix.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND email LIKE ${n} ESCAPE '\\'"));
+    }
+    if filter.status.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND status = ${n}"));
+    }
+    if has_cursor {
+        n += 1;
+        sql.push_str(&format!(" AND id > ${n}"));
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+    sql
+}
+
+/// `prefix` as a LIKE pattern that matches it literally.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Implements `UserStore` for a `SqlStore` of one backend.
+macro_rules! impl_user_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl guard_core::users::UserStore for $store {
+            async fn create(
+                &self,
+                user: &guard_core::users::NewUser,
+            ) -> Result<guard_core::users::User, guard_core::store::StoreError> {
+                let at = crate::tenants::now();
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO users (id, tenant_id, email, username, display_name, status, password_hash, \
+                     password_change_required, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {}",
+                    crate::users::COLUMNS
+                )))
+                .bind(user.id.0)
+                .bind(user.tenant.0)
+                .bind(user.email.as_str())
+                .bind(user.username.as_ref().map(|u| u.as_str()))
+                .bind(user.display_name.as_ref().map(|d| d.as_str()))
+                .bind(user.status.as_str())
+                .bind(user.password_hash.as_deref())
+                .bind(user.password_change_required)
+                .bind(at)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                crate::users::from_row(&row)
+            }
+
+            async fn get(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::users::UserId,
+            ) -> Result<Option<guard_core::users::User>, guard_core::store::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM users WHERE tenant_id = $1 AND id = $2",
+                    crate::users::COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                row.as_ref().map(crate::users::from_row).transpose()
+            }
+
+            async fn get_by_email(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                email: &guard_core::users::Email,
+            ) -> Result<Option<guard_core::users::User>, guard_core::store::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM users WHERE tenant_id = $1 AND email = $2",
+                    crate::users::COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                row.as_ref().map(crate::users::from_row).transpose()
+            }
+
+            async fn list(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                filter: &guard_core::users::UserFilter,
+                after: Option<guard_core::users::UserId>,
+                limit: u32,
+            ) -> Result<guard_core::users::UserPage, guard_core::store::StoreError> {
+                let sql = crate::users::list_sql(filter, after.is_some());
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.0);
+                if let Some(prefix) = &filter.email_prefix {
+                    query = query.bind(crate::users::like_prefix(prefix));
+                }
+                if let Some(status) = filter.status {
+                    query = query.bind(status.as_str());
+                }
+                if let Some(after) = after {
+                    query = query.bind(after.0);
+                }
+                let rows =
+                    query.bind(i64::from(limit) + 1).fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                let mut users = rows.iter().map(crate::users::from_row).collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if users.len() > limit as usize {
+                    users.truncate(limit as usize);
+                    users.last().map(|u| u.id)
+                } else {
+                    None
+                };
+                Ok(guard_core::users::UserPage { users, next_cursor })
+            }
+
+            async fn set_status(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::users::UserId,
+                status: guard_core::users::UserStatus,
+            ) -> Result<guard_core::users::User, guard_core::store::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE users SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 RETURNING {}",
+                    crate::users::COLUMNS
+                )))
+                .bind(status.as_str())
+                .bind(crate::tenants::now())
+                .bind(tenant.0)
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                match row {
+                    Some(row) => crate::users::from_row(&row),
+                    None => Err(guard_core::store::StoreError::NotFound),
+                }
+            }
+
+            async fn delete(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::users::UserId,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.0)
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+pub(crate) use impl_user_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parameters_are_numbered_in_bind_order() {
+        let all = UserFilter { email_prefix: Some("ada".into()), status: Some(UserStatus::Active) };
+        let sql = list_sql(&all, true);
+        assert!(
+            sql.ends_with(
+                "tenant_id = $1 AND email LIKE $2 ESCAPE '\\' AND status = $3 AND id > $4 ORDER BY id LIMIT $5"
+            ),
+            "{sql}"
+        );
+        assert!(list_sql(&UserFilter::default(), false).ends_with("WHERE tenant_id = $1 ORDER BY id LIMIT $2"));
+    }
+
+    #[test]
+    fn like_patterns_match_the_prefix_literally() {
+        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
+}
