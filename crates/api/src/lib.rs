@@ -5,6 +5,7 @@
 //! [`router`] is a plain function of [`AppState`] so tests can mount it on a random
 //! port or call it without a socket.
 
+mod auth_routes;
 mod context;
 pub mod error;
 pub mod extract;
@@ -12,6 +13,7 @@ mod health;
 pub mod metrics;
 mod serve;
 mod state;
+pub mod tenancy;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,7 +31,11 @@ pub fn router(state: AppState) -> Router {
 
 /// guard's routes without middleware or state, for [`with_middleware`].
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(health::routes()).route("/metrics", get(metrics::render)).fallback(error::not_found)
+    Router::new()
+        .merge(health::routes())
+        .merge(auth_routes::routes())
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
 }
 
 /// Applies guard's middleware to `routes`. Exposed so tests can add routes of their own

@@ -5,10 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use guard_core::Config;
+use guard_core::events::{EventSink, LogEvents};
+use guard_core::passwords::PasswordHasher;
+use guard_core::sessions::AuthService;
+use guard_core::tenants::TenantService;
+use guard_core::users::UserService;
 use guard_store::Database;
 use guard_store::redis::Redis;
 
 use crate::metrics::Metrics;
+use crate::tenancy::TenantCache;
 
 /// Version facts reported by /health and guard_build_info.
 #[derive(Debug, Clone)]
@@ -65,12 +71,29 @@ pub struct AppStateInner {
     pub lifecycle: Lifecycle,
     pub build: BuildInfo,
     pub started: Instant,
+    pub tenants: TenantService,
+    pub tenant_cache: TenantCache,
+    pub users: UserService,
+    pub auth: AuthService,
 }
 
 impl AppState {
-    /// State for a process that started at `started`.
-    pub fn new(config: Config, db: Database, redis: Option<Redis>, metrics: Metrics, started: Instant) -> AppState {
-        AppState(Arc::new(AppStateInner {
+    /// State for a process that started at `started`; fails only when the password
+    /// hashing parameters are unusable.
+    pub fn new(
+        config: Config,
+        db: Database,
+        redis: Option<Redis>,
+        metrics: Metrics,
+        started: Instant,
+    ) -> Result<AppState, String> {
+        let events: Arc<dyn EventSink> = Arc::new(LogEvents);
+        let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
+        let tenants = TenantService::new(db.tenants.clone(), events.clone());
+        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), events.clone());
+        let auth = AuthService::new(db.users.clone(), db.sessions.clone(), hasher, events);
+        let tenant_cache = TenantCache::new(config.cache.settings_ttl);
+        Ok(AppState(Arc::new(AppStateInner {
             config: Arc::new(config),
             db,
             redis,
@@ -78,7 +101,11 @@ impl AppState {
             lifecycle: Lifecycle::default(),
             build: BuildInfo::current(),
             started,
-        }))
+            tenants,
+            tenant_cache,
+            users,
+            auth,
+        })))
     }
 
     /// Whole seconds since the process started.

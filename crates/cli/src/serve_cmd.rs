@@ -47,7 +47,7 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     let db = prepare(&config.database, migrations).await?;
 
     let drain_timeout = config.server.shutdown_timeout;
-    let state = AppState::new(config, db.clone(), redis, metrics, started);
+    let state = AppState::new(config, db.clone(), redis, metrics, started).map_err(Failure::Config)?;
     let lifecycle = state.lifecycle.clone();
     let listen = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!(

@@ -10,6 +10,7 @@ mod newtype;
 pub mod passwords;
 pub mod secret;
 pub mod secret_gen;
+pub mod sessions;
 pub mod store;
 pub mod tenants;
 pub mod users;

@@ -38,11 +38,21 @@ pub enum ErrorCode {
     Unhealthy,
     /// guard cannot take traffic yet, or no longer (starting, draining, database down).
     NotReady,
+    /// Sign-in refused; never says whether the email or the password was wrong.
+    InvalidCredentials,
+    /// No valid session or token was presented.
+    Unauthenticated,
+    /// A tenant-scoped request without an X-Tenant-ID header.
+    TenantRequired,
+    /// X-Tenant-ID names no tenant.
+    TenantNotFound,
+    /// X-Tenant-ID names a disabled tenant.
+    TenantDisabled,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -56,6 +66,11 @@ impl ErrorCode {
         ErrorCode::RedisUnavailable,
         ErrorCode::Unhealthy,
         ErrorCode::NotReady,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::Unauthenticated,
+        ErrorCode::TenantRequired,
+        ErrorCode::TenantNotFound,
+        ErrorCode::TenantDisabled,
     ];
 
     /// The wire form of the code.
@@ -74,14 +89,21 @@ impl ErrorCode {
             ErrorCode::RedisUnavailable => "redis_unavailable",
             ErrorCode::Unhealthy => "unhealthy",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::TenantRequired => "tenant_required",
+            ErrorCode::TenantNotFound => "tenant_not_found",
+            ErrorCode::TenantDisabled => "tenant_disabled",
         }
     }
 
     /// The HTTP status the code is always sent with.
     pub const fn status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidJson => 400,
-            ErrorCode::NotFound => 404,
+            ErrorCode::BadRequest | ErrorCode::InvalidJson | ErrorCode::TenantRequired => 400,
+            ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => 401,
+            ErrorCode::TenantDisabled => 403,
+            ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -111,6 +133,11 @@ impl ErrorCode {
             ErrorCode::RedisUnavailable => "Redis unavailable",
             ErrorCode::Unhealthy => "Service unhealthy",
             ErrorCode::NotReady => "Not ready",
+            ErrorCode::InvalidCredentials => "Invalid credentials",
+            ErrorCode::Unauthenticated => "Authentication required",
+            ErrorCode::TenantRequired => "Tenant required",
+            ErrorCode::TenantNotFound => "Tenant not found",
+            ErrorCode::TenantDisabled => "Tenant disabled",
         }
     }
 
@@ -206,6 +233,11 @@ mod tests {
             ("redis_unavailable", 503),
             ("unhealthy", 503),
             ("not_ready", 503),
+            ("invalid_credentials", 401),
+            ("unauthenticated", 401),
+            ("tenant_required", 400),
+            ("tenant_not_found", 404),
+            ("tenant_disabled", 403),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

@@ -9,6 +9,7 @@ mod migrate;
 mod pool;
 mod postgres;
 pub mod redis;
+mod sessions;
 mod sql_store;
 mod sqlite;
 mod tenants;
@@ -17,6 +18,7 @@ mod users;
 use std::sync::Arc;
 
 use guard_core::config::{DatabaseConfig, DatabaseKind};
+use guard_core::sessions::SessionStore;
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
 use guard_core::users::UserStore;
@@ -30,19 +32,28 @@ pub struct Database {
     pub migrations: Arc<dyn MigrationStore>,
     pub tenants: Arc<dyn TenantStore>,
     pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
 /// succeeds while the database is down; the first query reports why it is.
 pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
     match config.kind() {
-        DatabaseKind::Sqlite => {
-            let store = Arc::new(sqlite::open(config).await?);
-            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store.clone(), users: store })
-        }
-        DatabaseKind::Postgres => {
-            let store = Arc::new(postgres::open(config)?);
-            Ok(Database { pool: store.clone(), migrations: store.clone(), tenants: store.clone(), users: store })
-        }
+        DatabaseKind::Sqlite => Ok(bundle(Arc::new(sqlite::open(config).await?))),
+        DatabaseKind::Postgres => Ok(bundle(Arc::new(postgres::open(config)?))),
+    }
+}
+
+/// One backend's store behind every trait.
+fn bundle<S>(store: Arc<S>) -> Database
+where
+    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + 'static,
+{
+    Database {
+        pool: store.clone(),
+        migrations: store.clone(),
+        tenants: store.clone(),
+        users: store.clone(),
+        sessions: store,
     }
 }

@@ -8,6 +8,7 @@ use sqlx::Postgres;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::migrate::impl_migration_store;
+use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
 use crate::users::impl_user_store;
@@ -27,6 +28,7 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
 
 impl_tenant_store!(PgStore);
 impl_user_store!(PgStore);
+impl_session_store!(PgStore);
 
 impl_migration_store!(
     PgStore,

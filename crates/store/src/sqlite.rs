@@ -8,6 +8,7 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::migrate::impl_migration_store;
+use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
 use crate::users::impl_user_store;
@@ -44,6 +45,7 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
 
 impl_tenant_store!(SqliteStore);
 impl_user_store!(SqliteStore);
+impl_session_store!(SqliteStore);
 
 impl_migration_store!(
     SqliteStore,

@@ -208,6 +208,47 @@ macro_rules! impl_user_store {
                     .map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
+
+            async fn credentials(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                email: &guard_core::users::Email,
+            ) -> Result<Option<(guard_core::users::User, Option<String>)>, guard_core::store::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {}, password_hash FROM users WHERE tenant_id = $1 AND email = $2",
+                    crate::users::COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                let hash: Option<String> = row.try_get("password_hash").map_err(crate::error::from_sqlx)?;
+                Ok(Some((crate::users::from_row(&row)?, hash)))
+            }
+
+            async fn record_login(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::users::UserId,
+                at: time::OffsetDateTime,
+                new_hash: Option<String>,
+            ) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "UPDATE users SET last_login_at = $1, password_hash = COALESCE($2, password_hash) \
+                     WHERE tenant_id = $3 AND id = $4",
+                )
+                .bind(at)
+                .bind(new_hash)
+                .bind(tenant.0)
+                .bind(id.0)
+                .execute(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(())
+            }
         }
     };
 }

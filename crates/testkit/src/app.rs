@@ -99,7 +99,7 @@ impl TestAppBuilder {
             .expect("default tenant");
         let redis = Redis::open(&config.redis).expect("redis");
         let drain = config.server.shutdown_timeout;
-        let state = AppState::new(config, db, redis, metrics, Instant::now());
+        let state = AppState::new(config, db, redis, metrics, Instant::now()).expect("state");
         let routes = match self.routes {
             Some(extra) => routes().merge(extra),
             None => routes(),

@@ -247,7 +247,7 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
             problems.push(ConfigProblem {
                 key: section.clone(),
                 value: Secret::new(inner.to_string()).redacted(),
-                expected: "a table such as [server], [database], [redis], [password] or [log]".into(),
+                expected: "a table such as [server], [database], [redis], [cache], [password] or [log]".into(),
             });
             continue;
         };
@@ -374,6 +374,7 @@ impl Builder<'_> {
         let connect_timeout = self.get("redis.connect_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let response_timeout = self.get("redis.response_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
+        let settings_ttl = self.get("cache.settings_ttl", parse::duration);
         let memory_kib = self.get("password.argon2_memory_kib", |t| parse::integer_in(t, 1024, 1 << 20));
         let iterations = self.get("password.argon2_iterations", |t| parse::integer_in(t, 1, 10));
         let parallelism = self.get("password.argon2_parallelism", |t| parse::integer_in(t, 1, 16));
@@ -422,6 +423,7 @@ impl Builder<'_> {
                     parallelism: parallelism?,
                 },
             },
+            cache: super::CacheConfig { settings_ttl: settings_ttl? },
             log: LogConfig { level: level?, format: format?, output: output? },
         })
     }

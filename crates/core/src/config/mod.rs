@@ -21,7 +21,15 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub password: PasswordConfig,
+    pub cache: CacheConfig,
     pub log: LogConfig,
+}
+
+/// Per-process caches.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// How long a tenant (with its settings) is reused before it is read again.
+    pub settings_ttl: Duration,
 }
 
 /// Password hashing.

@@ -152,6 +152,13 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s("redis.response_timeout", "REDIS_RESPONSE_TIMEOUT", Some("1s"), DURATION, "Time limit for one Redis command."),
     s(
+        "cache.settings_ttl",
+        "CACHE_TTL_SETTINGS",
+        Some("30s"),
+        DURATION,
+        "How long a tenant and its settings are cached per process; 0 disables the cache.",
+    ),
+    s(
         "password.argon2_memory_kib",
         "GUARD_ARGON2_MEMORY_KIB",
         Some("19456"),

@@ -4,5 +4,5 @@
 mod hasher;
 mod policy;
 
-pub use hasher::{HashParams, PasswordHasher, Verification};
+pub use hasher::{HashError, HashParams, PasswordHasher, Verification};
 pub use policy::{PasswordContext, PasswordPolicy, PasswordRejection, is_common_password};

@@ -43,4 +43,15 @@ pub trait UserStore: Send + Sync {
     async fn set_status(&self, tenant: TenantId, id: UserId, status: UserStatus) -> Result<User, StoreError>;
     /// Removes the user; false when the user is not in this tenant.
     async fn delete(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
+    /// The user with this email and their password hash, for sign-in.
+    async fn credentials(&self, tenant: TenantId, email: &Email) -> Result<Option<(User, Option<String>)>, StoreError>;
+    /// Records a successful sign-in at `at`, replacing the password hash when given
+    /// (made with today's parameters).
+    async fn record_login(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        at: time::OffsetDateTime,
+        new_hash: Option<String>,
+    ) -> Result<(), StoreError>;
 }
