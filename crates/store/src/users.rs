@@ -130,16 +130,7 @@ macro_rules! impl_user_store {
                 tenant: guard_core::tenants::TenantId,
                 email: &guard_core::users::Email,
             ) -> Result<Option<guard_core::users::User>, guard_core::store::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM users WHERE tenant_id = $1 AND email = $2",
-                    crate::users::COLUMNS
-                )))
-                .bind(tenant.0)
-                .bind(email.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(crate::error::from_sqlx)?;
-                row.as_ref().map(crate::users::from_row).transpose()
+                Ok(self.credentials(tenant, email).await?.map(|(user, _hash)| user))
             }
 
             async fn list(
