@@ -1,4 +1,5 @@
-//! Password sign-in, sign-out, and the caller's own account and sessions.
+//! Sign-up, sign-in, tokens, sign-out, email verification, password reset and
+//! change, the caller's own account and sessions, and the tenant's JWKS.
 
 use std::net::SocketAddr;
 
@@ -6,43 +7,50 @@ use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use guard_core::sessions::{AuthError, ClientInfo, Session, SessionId};
+use axum::routing::{delete, get, post, put};
+use guard_core::accounts::AccountError;
+use guard_core::keys::KeyError;
+use guard_core::sessions::{AuthError, ClientInfo, IssuedTokens, Session, SessionId};
+use guard_core::tenants::TenantStatus;
 use guard_core::users::User;
 use guard_proto::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use crate::extract::{AppJson, AppPath};
-use crate::tenancy::{Caller, CurrentTenant, SESSION_COOKIE};
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::tenancy::{Caller, CurrentTenant, SESSION_COOKIE, active_tenant};
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/auth/password/signup", post(signup))
         .route("/v1/auth/password/login", post(login))
+        .route("/v1/auth/token/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/email/verify", get(verify_email_link).post(verify_email))
+        .route("/v1/auth/password/reset", get(reset_link))
+        .route("/v1/auth/password/reset/request", post(request_reset))
+        .route("/v1/auth/password/reset/confirm", post(confirm_reset))
         .route("/v1/me", get(me))
+        .route("/v1/me/password", put(change_password))
+        .route("/v1/me/email/verification", post(resend_verification))
         .route("/v1/me/sessions", get(sessions))
         .route("/v1/me/sessions/{id}", delete(revoke_session))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginRequest {
-    email: String,
-    password: String,
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/t/{tenant}/.well-known/jwks.json", get(jwks_by_path))
 }
 
 fn time(t: &time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn user_json(u: &User) -> Value {
+pub(crate) fn user_json(u: &User) -> Value {
     json!({
         "id": u.id, "email": u.email, "username": u.username, "display_name": u.display_name,
-        "status": u.status, "password_change_required": u.password_change_required,
-        "created_at": time(&u.created_at), "last_login_at": u.last_login_at.as_ref().map(time),
+        "status": u.status, "roles": u.roles, "password_change_required": u.password_change_required,
+        "created_at": time(&u.created_at), "updated_at": time(&u.updated_at),
+        "last_login_at": u.last_login_at.as_ref().map(time),
     })
 }
 
@@ -54,15 +62,94 @@ fn session_json(s: &Session, current: Option<SessionId>) -> Value {
     })
 }
 
+fn tokens_json(tokens: &IssuedTokens) -> Value {
+    json!({
+        "access_token": tokens.access_token,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+        "refresh_token": tokens.refresh_token.expose(),
+    })
+}
+
 fn auth_error(e: AuthError) -> ApiError {
     match e {
         AuthError::InvalidCredentials => {
             ApiError::new(ErrorCode::InvalidCredentials).detail("the email or password is not correct")
         }
         AuthError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated),
+        AuthError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidRefreshToken)
+            .detail("the refresh token is unknown, already used, or its session has ended; sign in again"),
         AuthError::Store(e) => ApiError::from(e),
         AuthError::Internal(e) => ApiError::internal(e),
     }
+}
+
+pub(crate) fn account_error(e: AccountError) -> ApiError {
+    match e {
+        AccountError::Invalid(detail) => ApiError::new(ErrorCode::BadRequest).detail(detail),
+        AccountError::WeakPassword(detail) => ApiError::new(ErrorCode::WeakPassword).detail(detail),
+        AccountError::Taken => {
+            ApiError::new(ErrorCode::Conflict).detail("an account with this email or user name already exists")
+        }
+        AccountError::InvalidToken => ApiError::new(ErrorCode::InvalidToken)
+            .detail("the link is not valid: it may have expired or been used already"),
+        AccountError::WrongPassword => {
+            ApiError::new(ErrorCode::InvalidCredentials).detail("the current password is not correct")
+        }
+        AccountError::Store(e) => ApiError::from(e),
+        AccountError::Internal(e) => ApiError::internal(e),
+    }
+}
+
+fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::Store(e) => ApiError::from(e),
+        other => ApiError::internal(other),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignupRequest {
+    email: String,
+    password: String,
+    username: Option<String>,
+    display_name: Option<String>,
+}
+
+/// POST /v1/auth/password/signup
+async fn signup(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    AppJson(body): AppJson<SignupRequest>,
+) -> Result<Response, ApiError> {
+    let done = state
+        .accounts
+        .signup(&tenant, &body.email, body.password, body.username.as_deref(), body.display_name.as_deref())
+        .await
+        .map_err(account_error)?;
+    let body = json!({
+        "user": user_json(&done.user),
+        "verification_sent": done.verification_sent,
+        "verification_required": tenant.settings.email_verification_required,
+    });
+    Ok((StatusCode::CREATED, AppJson(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+fn cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")).ok()
 }
 
 /// POST /v1/auth/password/login
@@ -77,35 +164,129 @@ async fn login(
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     let client = ClientInfo { ip: Some(peer.ip().to_string()), user_agent };
     let done = state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)?;
-    let max_age = done.session.expires_at - done.session.created_at;
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        done.token.expose(),
-        max_age.whole_seconds()
-    );
-    let body = json!({
-        "token_type": "session",
-        "token": done.token.expose(),
-        "session": session_json(&done.session, Some(done.session.id)),
-        "user": user_json(&done.user),
-    });
+    let max_age = (done.session.expires_at - done.session.created_at).whole_seconds();
+    let mut body = tokens_json(&done.tokens);
+    body["session_token"] = json!(done.token.expose());
+    body["session"] = session_json(&done.session, Some(done.session.id));
+    body["user"] = user_json(&done.user);
     let mut response = AppJson(body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Some(value) = cookie(done.token.expose(), max_age) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(response))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// POST /v1/auth/token/refresh
+async fn refresh(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let tokens = state.auth.refresh(&tenant, &body.refresh_token).await.map_err(auth_error)?;
+    Ok(no_store(AppJson(tokens_json(&tokens)).into_response()))
 }
 
 /// POST /v1/auth/logout
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     state.auth.logout(&caller.who).await.map_err(auth_error)?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&expired) {
+    if let Some(value) = cookie("", 0) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkQuery {
+    tenant: String,
+    token: String,
+}
+
+/// GET /v1/auth/email/verify?tenant=…&token=… (the link in the email)
+async fn verify_email_link(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<LinkQuery>,
+) -> Result<AppJson<Value>, ApiError> {
+    let tenant = active_tenant(&state, &query.tenant).await?;
+    let user = state.accounts.verify_email(&tenant, &query.token).await.map_err(account_error)?;
+    Ok(AppJson(json!({ "verified": true, "user": user_json(&user) })))
+}
+
+/// POST /v1/auth/email/verify `{"token"}`
+async fn verify_email(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    AppJson(body): AppJson<TokenBody>,
+) -> Result<AppJson<Value>, ApiError> {
+    let user = state.accounts.verify_email(&tenant, &body.token).await.map_err(account_error)?;
+    Ok(AppJson(json!({ "verified": true, "user": user_json(&user) })))
+}
+
+/// POST /v1/me/email/verification: sends the verification link again.
+async fn resend_verification(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    if caller.who.user.status != guard_core::users::UserStatus::PendingVerification {
+        return Err(ApiError::new(ErrorCode::Conflict).detail("this email address is already verified"));
+    }
+    state.accounts.send_verification(&caller.tenant, &caller.who.user).await.map_err(account_error)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// GET /v1/auth/password/reset?tenant=…&token=… (the link in the email): says how to
+/// finish, without spending the token, so link scanners cannot use it up.
+async fn reset_link(AppQuery(query): AppQuery<LinkQuery>) -> Response {
+    let body = json!({
+        "next": "POST /v1/auth/password/reset/confirm",
+        "headers": { "X-Tenant-ID": query.tenant },
+        "body": { "token": query.token, "password": "<the new password>" },
+    });
+    no_store(AppJson(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    email: String,
+}
+
+/// POST /v1/auth/password/reset/request: the same answer whether or not the account exists.
+async fn request_reset(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    AppJson(body): AppJson<ResetRequest>,
+) -> Result<Response, ApiError> {
+    state.accounts.request_reset(&tenant, &body.email).await.map_err(account_error)?;
+    let body = json!({ "status": "if an account uses this email, a reset link is on its way" });
+    Ok((StatusCode::ACCEPTED, AppJson(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetConfirm {
+    token: String,
+    password: String,
+}
+
+/// POST /v1/auth/password/reset/confirm
+async fn confirm_reset(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    AppJson(body): AppJson<ResetConfirm>,
+) -> Result<AppJson<Value>, ApiError> {
+    let user = state.accounts.confirm_reset(&tenant, &body.token, body.password).await.map_err(account_error)?;
+    Ok(AppJson(json!({ "reset": true, "user": user_json(&user) })))
 }
 
 /// GET /v1/me
@@ -113,6 +294,27 @@ async fn me(caller: Caller) -> AppJson<Value> {
     let mut body = user_json(&caller.who.user);
     body["tenant"] = json!(caller.tenant.slug);
     AppJson(body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// PUT /v1/me/password
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .accounts
+        .change_password(&caller.tenant, &caller.who, body.current_password, body.new_password)
+        .await
+        .map_err(account_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// GET /v1/me/sessions
@@ -133,4 +335,26 @@ async fn revoke_session(
     } else {
         Err(ApiError::new(ErrorCode::NotFound).detail("no such session of yours"))
     }
+}
+
+async fn jwks_response(state: &AppState, tenant: &guard_core::tenants::Tenant) -> Result<Response, ApiError> {
+    if tenant.status != TenantStatus::Active {
+        return Err(ApiError::new(ErrorCode::TenantDisabled));
+    }
+    let jwks = state.keys.jwks(tenant.id).await.map_err(key_error)?;
+    let mut response = AppJson(jwks).into_response();
+    // Short enough that verifiers see a rotated-in key well before tokens use it widely.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    Ok(response)
+}
+
+/// GET /.well-known/jwks.json with X-Tenant-ID
+async fn jwks(State(state): State<AppState>, CurrentTenant(tenant): CurrentTenant) -> Result<Response, ApiError> {
+    jwks_response(&state, &tenant).await
+}
+
+/// GET /t/{tenant}/.well-known/jwks.json: the same, for verifiers that cannot send headers.
+async fn jwks_by_path(State(state): State<AppState>, AppPath(tenant): AppPath<String>) -> Result<Response, ApiError> {
+    let tenant = active_tenant(&state, &tenant).await?;
+    jwks_response(&state, &tenant).await
 }

@@ -35,6 +35,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
         method,
         route = %route,
         tenant = tracing::field::Empty,
+        user = tracing::field::Empty,
     );
 
     let in_flight = InFlight::enter();

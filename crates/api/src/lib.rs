@@ -5,6 +5,7 @@
 //! [`router`] is a plain function of [`AppState`] so tests can mount it on a random
 //! port or call it without a socket.
 
+mod admin_routes;
 mod auth_routes;
 mod context;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod extract;
 mod health;
 pub mod metrics;
 mod serve;
+mod services;
 mod state;
 pub mod tenancy;
 
@@ -21,6 +23,7 @@ use axum::routing::get;
 
 pub use error::ApiError;
 pub use serve::serve;
+pub use services::{Services, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
 
 /// The complete API. Every route, including the 404 fallback, runs through the request
@@ -34,6 +37,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(health::routes())
         .merge(auth_routes::routes())
+        .merge(admin_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

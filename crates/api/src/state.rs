@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use guard_core::Config;
-use guard_core::events::{EventSink, LogEvents};
-use guard_core::passwords::PasswordHasher;
+use guard_core::accounts::AccountService;
+use guard_core::keys::KeyService;
 use guard_core::sessions::AuthService;
 use guard_core::tenants::TenantService;
 use guard_core::users::UserService;
@@ -14,6 +14,7 @@ use guard_store::Database;
 use guard_store::redis::Redis;
 
 use crate::metrics::Metrics;
+use crate::services::Services;
 use crate::tenancy::TenantCache;
 
 /// Version facts reported by /health and guard_build_info.
@@ -75,11 +76,13 @@ pub struct AppStateInner {
     pub tenant_cache: TenantCache,
     pub users: UserService,
     pub auth: AuthService,
+    pub accounts: AccountService,
+    pub keys: KeyService,
 }
 
 impl AppState {
-    /// State for a process that started at `started`; fails only when the password
-    /// hashing parameters are unusable.
+    /// State for a process that started at `started`; fails when a service cannot be
+    /// built (see [`Services::new`]).
     pub fn new(
         config: Config,
         db: Database,
@@ -87,11 +90,7 @@ impl AppState {
         metrics: Metrics,
         started: Instant,
     ) -> Result<AppState, String> {
-        let events: Arc<dyn EventSink> = Arc::new(LogEvents);
-        let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
-        let tenants = TenantService::new(db.tenants.clone(), events.clone());
-        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), events.clone());
-        let auth = AuthService::new(db.users.clone(), db.sessions.clone(), hasher, events);
+        let Services { tenants, users, auth, accounts, keys, outbox: _ } = Services::new(&config, &db, redis.as_ref())?;
         let tenant_cache = TenantCache::new(config.cache.settings_ttl);
         Ok(AppState(Arc::new(AppStateInner {
             config: Arc::new(config),
@@ -105,6 +104,8 @@ impl AppState {
             tenant_cache,
             users,
             auth,
+            accounts,
+            keys,
         })))
     }
 

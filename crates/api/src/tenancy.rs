@@ -41,6 +41,11 @@ impl TenantCache {
         entries.get(reference).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, t)| t.clone())
     }
 
+    /// Drops every entry, after this process changed a tenant.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     fn put(&self, reference: &str, tenant: Arc<Tenant>) {
         if self.ttl.is_zero() || reference.len() > 64 {
             return;
@@ -65,31 +70,36 @@ impl FromRequestParts<AppState> for CurrentTenant {
             return Err(ApiError::new(ErrorCode::TenantRequired)
                 .detail("name the tenant with the X-Tenant-ID header (its slug or id)"));
         };
-        let tenant = match state.tenant_cache.get(reference) {
-            Some(t) => t,
-            None => {
-                let found = state.tenants.find(reference).await.map_err(|e| match e {
-                    TenantError::NotFound(_) => {
-                        ApiError::new(ErrorCode::TenantNotFound).detail("X-Tenant-ID names no tenant")
-                    }
-                    TenantError::Store(e) => ApiError::from(e),
-                    other => ApiError::internal(other),
-                })?;
-                let found = Arc::new(found);
-                state.tenant_cache.put(reference, found.clone());
-                found
-            }
-        };
-        if tenant.status != TenantStatus::Active {
-            return Err(ApiError::new(ErrorCode::TenantDisabled).detail("this tenant is disabled"));
-        }
+        let tenant = active_tenant(state, reference).await?;
         tracing::Span::current().record("tenant", tenant.slug.as_str());
         Ok(CurrentTenant(tenant))
     }
 }
 
+/// The active tenant with this slug or id, through the per-process cache.
+pub async fn active_tenant(state: &AppState, reference: &str) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = match state.tenant_cache.get(reference) {
+        Some(t) => t,
+        None => {
+            let found = state.tenants.find(reference).await.map_err(|e| match e {
+                TenantError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound).detail("no such tenant"),
+                TenantError::Store(e) => ApiError::from(e),
+                other => ApiError::internal(other),
+            })?;
+            let found = Arc::new(found);
+            state.tenant_cache.put(reference, found.clone());
+            found
+        }
+    };
+    if tenant.status != TenantStatus::Active {
+        return Err(ApiError::new(ErrorCode::TenantDisabled).detail("this tenant is disabled"));
+    }
+    Ok(tenant)
+}
 /// The signed-in caller: a live session of the request's tenant, presented as
-/// `Authorization: Bearer <token>` or the session cookie.
+/// `Authorization: Bearer <session token or access token>` or the session cookie.
+/// An account that must change its password may only read /v1/me, change the
+/// password and sign out.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: Arc<Tenant>,
@@ -110,20 +120,75 @@ fn presented_token(parts: &Parts) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
 }
 
+/// Routes an account that must change its password may still use.
+fn allowed_before_password_change(parts: &Parts) -> bool {
+    matches!(
+        (parts.method.as_str(), parts.uri.path()),
+        ("GET", "/v1/me") | ("PUT", "/v1/me/password") | ("POST", "/v1/auth/logout")
+    )
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let CurrentTenant(tenant) = CurrentTenant::from_request_parts(parts, state).await?;
         let unauthenticated = || {
-            ApiError::new(ErrorCode::Unauthenticated).detail("sign in, then send the session token as a Bearer token")
+            ApiError::new(ErrorCode::Unauthenticated)
+                .detail("sign in, then send the session token or access token as a Bearer token")
         };
-        let token = presented_token(parts).and_then(SessionToken::parse).ok_or_else(unauthenticated)?;
-        match state.auth.authenticate(&tenant, &token).await {
-            Ok(who) => Ok(Caller { tenant, who }),
-            Err(AuthError::Unauthenticated | AuthError::InvalidCredentials) => Err(unauthenticated()),
-            Err(AuthError::Store(e)) => Err(ApiError::from(e)),
-            Err(AuthError::Internal(e)) => Err(ApiError::internal(e)),
+        let presented = presented_token(parts).ok_or_else(unauthenticated)?;
+        // An access token is a JWT (three dot-separated parts); a session token has no dots.
+        let authenticated = if presented.contains('.') {
+            state.auth.authenticate_access(&tenant, presented).await
+        } else {
+            let token = SessionToken::parse(presented).ok_or_else(unauthenticated)?;
+            state.auth.authenticate(&tenant, &token).await
+        };
+        let who = match authenticated {
+            Ok(who) => who,
+            Err(AuthError::Store(e)) => return Err(ApiError::from(e)),
+            Err(AuthError::Internal(e)) => return Err(ApiError::internal(e)),
+            Err(_) => return Err(unauthenticated()),
+        };
+        if who.user.password_change_required && !allowed_before_password_change(parts) {
+            return Err(ApiError::new(ErrorCode::PasswordChangeRequired)
+                .detail("choose a new password with PUT /v1/me/password first"));
         }
+        tracing::Span::current().record("user", tracing::field::display(who.user.id));
+        Ok(Caller { tenant, who })
+    }
+}
+
+/// A caller with the `admin` role in the request's tenant.
+#[derive(Debug, Clone)]
+pub struct TenantAdmin(pub Caller);
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.who.user.is_admin() {
+            return Err(ApiError::new(ErrorCode::Forbidden).detail("this needs the admin role in this tenant"));
+        }
+        Ok(TenantAdmin(caller))
+    }
+}
+
+/// An administrator of the default tenant: manages every tenant.
+#[derive(Debug, Clone)]
+pub struct PlatformAdmin(pub Caller);
+
+impl FromRequestParts<AppState> for PlatformAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let TenantAdmin(caller) = TenantAdmin::from_request_parts(parts, state).await?;
+        if caller.tenant.slug.as_str() != guard_core::tenants::TenantSlug::DEFAULT {
+            return Err(ApiError::new(ErrorCode::Forbidden)
+                .detail("managing tenants needs the admin role in the default tenant"));
+        }
+        Ok(PlatformAdmin(caller))
     }
 }

@@ -54,3 +54,13 @@ pub(crate) async fn prepare(config: &DatabaseConfig, migrations: Migrations) -> 
 pub(crate) fn tenants(db: &Database) -> TenantService {
     TenantService::new(db.tenants.clone(), Arc::new(LogEvents))
 }
+
+/// The database (migrated) and every service over it, with Redis when configured so
+/// that revocations reach running servers' shared session cache.
+pub(crate) async fn services(config: &guard_core::Config) -> Result<(Database, guard_api::Services), Failure> {
+    let db = prepare(&config.database, Migrations::Apply).await?;
+    let redis =
+        guard_store::redis::Redis::open(&config.redis).map_err(|e| Failure::Config(format!("REDIS_URL: {e}")))?;
+    let services = guard_api::Services::new(config, &db, redis.as_ref()).map_err(Failure::Config)?;
+    Ok((db, services))
+}

@@ -12,12 +12,15 @@ macro_rules! say {
     }};
 }
 
+mod bootstrap;
 mod config_cmd;
 mod database;
 mod health_cmd;
+mod keys_cmd;
 mod logging;
 mod migrate_cmd;
 mod serve_cmd;
+mod sessions_cmd;
 mod tenant_cmd;
 mod user_cmd;
 
@@ -61,10 +64,20 @@ enum Command {
         #[command(subcommand)]
         action: tenant_cmd::TenantAction,
     },
-    /// Create, list, disable and delete users.
+    /// Create, list, disable and delete users; password resets.
     User {
         #[command(subcommand)]
         action: user_cmd::UserAction,
+    },
+    /// List and rotate token signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: keys_cmd::KeysAction,
+    },
+    /// Revoke sessions.
+    Sessions {
+        #[command(subcommand)]
+        action: sessions_cmd::SessionsAction,
     },
 }
 
@@ -113,6 +126,8 @@ fn main() -> ExitCode {
             Command::Health { action } => health_cmd::run(cli.config, action).await,
             Command::Tenant { action } => tenant_cmd::run(cli.config, action).await,
             Command::User { action } => user_cmd::run(cli.config, action).await,
+            Command::Keys { action } => keys_cmd::run(cli.config, action).await,
+            Command::Sessions { action } => sessions_cmd::run(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.

@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use guard_api::metrics::Metrics;
 use guard_api::{AppState, router};
+use guard_core::email::SmtpMailer;
 use guard_store::redis::Redis;
 
 use crate::database::{Migrations, prepare};
@@ -48,6 +49,15 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
 
     let drain_timeout = config.server.shutdown_timeout;
     let state = AppState::new(config, db.clone(), redis, metrics, started).map_err(Failure::Config)?;
+    crate::bootstrap::first_admin(&state.config, &state.users).await?;
+    let default_tenant = state
+        .tenants
+        .find(guard_core::tenants::TenantSlug::DEFAULT)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot read the default tenant: {e}")))?;
+    state.keys.check_master_key(&[default_tenant.id]).await.map_err(|e| Failure::Config(e.to_string()))?;
+    let (stop_background, background_stop) = tokio::sync::watch::channel(false);
+    let background = start_background(&state, background_stop).await?;
     let lifecycle = state.lifecycle.clone();
     let listen = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!(
@@ -58,6 +68,10 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         "guard is ready"
     );
     let served = guard_api::serve(listener, router(state), shutdown_signal(), drain_timeout, lifecycle).await;
+    let _ = stop_background.send(true);
+    for task in background {
+        let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, task).await;
+    }
     // Connections still checked out by requests cut at the drain timeout are not waited
     // for beyond this.
     if tokio::time::timeout(POOL_CLOSE_TIMEOUT, db.pool.close()).await.is_err() {
@@ -65,6 +79,44 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     }
     tracing::info!("guard stopped");
     served.map_err(|e| Failure::Runtime(format!("server error: {e}")))
+}
+
+/// How often guard_active_sessions is recounted.
+const SESSION_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The outbox sender (when SMTP_URL is set) and the session gauge, stopping when
+/// `stop` turns true.
+async fn start_background(
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Failure> {
+    let mut tasks = Vec::new();
+    let outbox = state.accounts.outbox().clone();
+    match &state.config.smtp.url {
+        Some(url) => {
+            let mailer = SmtpMailer::new(url.expose(), &state.config.smtp.from).map_err(Failure::Config)?;
+            tasks.push(tokio::spawn(outbox.run(mailer, stop.clone())));
+        }
+        None => {
+            let pending = outbox.pending().await.unwrap_or(0);
+            tracing::warn!(pending, "SMTP_URL is not set: emails wait in the outbox until it is");
+        }
+    }
+    let auth = state.auth.clone();
+    let mut stop = stop;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match auth.count_live().await {
+                Ok(live) => metrics::gauge!("guard_active_sessions").set(live as f64),
+                Err(e) => tracing::debug!(error = %e, "cannot count sessions"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SESSION_GAUGE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }));
+    Ok(tasks)
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

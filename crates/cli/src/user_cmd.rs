@@ -1,17 +1,14 @@
 //! `guard user create | list | disable | delete`.
 
+use clap::Subcommand;
+use guard_core::events::Actor;
+use guard_core::users::{ADMIN_ROLE, NewAccount, User, UserError, UserId, UserStatus, UserUpdate};
+use serde_json::json;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use clap::Subcommand;
-use guard_core::events::{Actor, LogEvents};
-use guard_core::passwords::PasswordHasher;
-use guard_core::users::{User, UserError, UserId, UserService, UserStatus};
-use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
-use crate::database::{Migrations, prepare, tenants};
+use crate::database::services;
 use crate::{Failure, Format, load_config, logging};
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +27,30 @@ pub(crate) enum UserAction {
         /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// Give the user the admin role (administers the tenant; in the default
+        /// tenant, every tenant).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Send a user (by email or id) a password reset email, or print the link.
+    ResetPassword {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Print a one-time reset link instead of emailing it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Make users choose a new password at their next sign-in; their sessions end now.
+    ForcePasswordReset {
+        /// One user, by email or id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        /// Every user of the tenant.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = "default")]
+        tenant: String,
     },
     /// List a tenant's users, oldest first.
     List {
@@ -85,7 +106,7 @@ fn user_json(u: &User) -> serde_json::Value {
     let time = |t: &time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     json!({
         "id": u.id, "email": u.email, "username": u.username, "display_name": u.display_name,
-        "status": u.status, "password_change_required": u.password_change_required,
+        "status": u.status, "roles": u.roles, "password_change_required": u.password_change_required,
         "created_at": time(&u.created_at), "updated_at": time(&u.updated_at),
         "last_login_at": u.last_login_at.as_ref().map(time),
     })
@@ -98,12 +119,21 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
         _ => None,
     };
     let _log = logging::init(&loaded.config.log, false)?;
-    let db = prepare(&loaded.config.database, Migrations::Apply).await?;
-    let hasher = PasswordHasher::per_cpu(loaded.config.password.hash).map_err(|e| Failure::Config(e.to_string()))?;
-    let service = UserService::new(db.users.clone(), tenants(&db), hasher, Arc::new(LogEvents));
+    let (db, all) = services(&loaded.config).await?;
+    let service = &all.users;
     let result = match action {
-        UserAction::Create { email, tenant, username, name, .. } => service
-            .create(Actor::Operator, &tenant, &email, username.as_deref(), name.as_deref(), password)
+        UserAction::Create { email, tenant, username, name, admin, .. } => service
+            .create(
+                Actor::Operator,
+                &tenant,
+                NewAccount {
+                    email: &email,
+                    username: username.as_deref(),
+                    display_name: name.as_deref(),
+                    password,
+                    roles: if admin { vec![ADMIN_ROLE.to_owned()] } else { Vec::new() },
+                },
+            )
             .await
             .map(|created| {
                 say!("created user {} (id {}) in tenant {}", created.user.email, created.user.id, tenant);
@@ -138,7 +168,33 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
         UserAction::Delete { user, tenant } => {
             service.delete(Actor::Operator, &tenant, &user).await.map(|u| say!("user {} is deleted", u.email))
         }
+        UserAction::ResetPassword { user, tenant, print } => reset_password(&all, &tenant, &user, print).await,
+        UserAction::ForcePasswordReset { user: Some(user), tenant, .. } => {
+            let update = UserUpdate { password_change_required: Some(true), ..UserUpdate::default() };
+            service.update(Actor::Operator, &tenant, &user, update).await.map(|u| {
+                say!("{} must choose a new password at the next sign-in; their sessions have ended", u.email)
+            })
+        }
+        UserAction::ForcePasswordReset { user: None, tenant, .. } => {
+            service.force_password_change_all(Actor::Operator, &tenant).await.map(|n| {
+                say!("{n} users of tenant {tenant} must choose a new password at the next sign-in; their sessions have ended")
+            })
+        }
     };
     db.pool.close().await;
     result.map_err(failure)
+}
+
+async fn reset_password(all: &guard_api::Services, tenant: &str, user: &str, print: bool) -> Result<(), UserError> {
+    let tenant = all.tenants.find(tenant).await?;
+    let user = all.users.find(tenant.id.to_string().as_str(), user).await?;
+    let internal = |e: guard_core::accounts::AccountError| UserError::Internal(e.to_string());
+    if print {
+        let link = all.accounts.reset_link(&tenant, &user).await.map_err(internal)?;
+        say!("one-time password reset link for {} (valid for 1 hour):\n{link}", user.email);
+    } else {
+        all.accounts.send_reset(&tenant, &user).await.map_err(internal)?;
+        say!("a password reset email to {} is in the outbox; a running guard sends it", user.email);
+    }
+    Ok(())
 }

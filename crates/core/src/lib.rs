@@ -4,8 +4,11 @@
 //! Nothing here knows about HTTP or SQL; the `store` crate implements the traits for
 //! SQLite and PostgreSQL and the `api` crate serves them.
 
+pub mod accounts;
 pub mod config;
+pub mod email;
 pub mod events;
+pub mod keys;
 mod newtype;
 pub mod passwords;
 pub mod secret;

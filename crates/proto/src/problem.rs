@@ -48,11 +48,21 @@ pub enum ErrorCode {
     TenantNotFound,
     /// X-Tenant-ID names a disabled tenant.
     TenantDisabled,
+    /// The caller is signed in but may not do this (for example: not an administrator).
+    Forbidden,
+    /// The account must set a new password (PUT /v1/me/password) before anything else.
+    PasswordChangeRequired,
+    /// The new password breaks the tenant's password policy; the detail says how.
+    WeakPassword,
+    /// An emailed link's token is unknown, used or expired.
+    InvalidToken,
+    /// The refresh token is unknown, already used, or its session has ended.
+    InvalidRefreshToken,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -71,6 +81,11 @@ impl ErrorCode {
         ErrorCode::TenantRequired,
         ErrorCode::TenantNotFound,
         ErrorCode::TenantDisabled,
+        ErrorCode::Forbidden,
+        ErrorCode::PasswordChangeRequired,
+        ErrorCode::WeakPassword,
+        ErrorCode::InvalidToken,
+        ErrorCode::InvalidRefreshToken,
     ];
 
     /// The wire form of the code.
@@ -94,15 +109,24 @@ impl ErrorCode {
             ErrorCode::TenantRequired => "tenant_required",
             ErrorCode::TenantNotFound => "tenant_not_found",
             ErrorCode::TenantDisabled => "tenant_disabled",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidRefreshToken => "invalid_refresh_token",
         }
     }
 
     /// The HTTP status the code is always sent with.
     pub const fn status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidJson | ErrorCode::TenantRequired => 400,
-            ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => 401,
-            ErrorCode::TenantDisabled => 403,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidJson
+            | ErrorCode::TenantRequired
+            | ErrorCode::WeakPassword
+            | ErrorCode::InvalidToken => 400,
+            ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated | ErrorCode::InvalidRefreshToken => 401,
+            ErrorCode::TenantDisabled | ErrorCode::Forbidden | ErrorCode::PasswordChangeRequired => 403,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -138,6 +162,11 @@ impl ErrorCode {
             ErrorCode::TenantRequired => "Tenant required",
             ErrorCode::TenantNotFound => "Tenant not found",
             ErrorCode::TenantDisabled => "Tenant disabled",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::PasswordChangeRequired => "Password change required",
+            ErrorCode::WeakPassword => "Password not accepted",
+            ErrorCode::InvalidToken => "Invalid or expired link",
+            ErrorCode::InvalidRefreshToken => "Invalid refresh token",
         }
     }
 
@@ -238,6 +267,11 @@ mod tests {
             ("tenant_required", 400),
             ("tenant_not_found", 404),
             ("tenant_disabled", 403),
+            ("forbidden", 403),
+            ("password_change_required", 403),
+            ("weak_password", 400),
+            ("invalid_token", 400),
+            ("invalid_refresh_token", 401),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

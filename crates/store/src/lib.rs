@@ -4,11 +4,14 @@
 //! [`open`] picks the backend from the database URL and returns [`Database`], the
 //! bundle of `Arc<dyn …>` stores the rest of guard is written against.
 
+mod email;
 mod error;
+mod keys;
 mod migrate;
 mod pool;
 mod postgres;
 pub mod redis;
+mod session_cache;
 mod sessions;
 mod sql_store;
 mod sqlite;
@@ -18,12 +21,15 @@ mod users;
 use std::sync::Arc;
 
 use guard_core::config::{DatabaseConfig, DatabaseKind};
+use guard_core::email::EmailStore;
+use guard_core::keys::KeyStore;
 use guard_core::sessions::SessionStore;
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
 use guard_core::users::UserStore;
 
 pub use migrate::{EmbeddedMigration, embedded_migrations};
+pub use session_cache::RedisSessionCache;
 
 /// Every store of one database, behind the traits the application uses.
 #[derive(Clone)]
@@ -33,6 +39,8 @@ pub struct Database {
     pub tenants: Arc<dyn TenantStore>,
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub email: Arc<dyn EmailStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -47,13 +55,15 @@ pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
 /// One backend's store behind every trait.
 fn bundle<S>(store: Arc<S>) -> Database
 where
-    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + 'static,
+    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + KeyStore + EmailStore + 'static,
 {
     Database {
         pool: store.clone(),
         migrations: store.clone(),
         tenants: store.clone(),
         users: store.clone(),
-        sessions: store,
+        sessions: store.clone(),
+        keys: store.clone(),
+        email: store,
     }
 }

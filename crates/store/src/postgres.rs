@@ -7,6 +7,8 @@ use guard_core::store::{Backend, StoreError};
 use sqlx::Postgres;
 use sqlx::postgres::PgConnectOptions;
 
+use crate::email::impl_email_store;
+use crate::keys::impl_key_store;
 use crate::migrate::impl_migration_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
@@ -29,6 +31,8 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
 impl_tenant_store!(PgStore);
 impl_user_store!(PgStore);
 impl_session_store!(PgStore);
+impl_key_store!(PgStore);
+impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");
 
 impl_migration_store!(
     PgStore,

@@ -1,13 +1,16 @@
 //! `SessionStore` for both backends, one SQL text for SQLite and PostgreSQL. Expiry is
 //! decided in Rust, not by comparing times in SQL, which SQLite stores as text.
 
-use guard_core::sessions::{ClientInfo, Session, SessionId};
+use guard_core::sessions::{ClientInfo, RevokedSession, Session, SessionId, SessionScope, TokenHash};
 use guard_core::store::StoreError;
 use guard_core::tenants::TenantId;
 use guard_core::users::UserId;
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+pub(crate) const INSERT_REFRESH: &str =
+    "INSERT INTO refresh_tokens (id, tenant_id, session_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)";
 
 pub(crate) const COLUMNS: &str =
     "id, tenant_id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent";
@@ -33,6 +36,50 @@ where
     })
 }
 
+/// A revoked session from `RETURNING id, token_hash`.
+pub(crate) fn revoked_from_row<R: Row>(row: &R) -> Result<RevokedSession, StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    Uuid: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = crate::error::from_sqlx;
+    let hash: Vec<u8> = row.try_get("token_hash").map_err(e)?;
+    let hash = hash.try_into().map_err(|_| StoreError::Internal("session row with invalid token hash".into()))?;
+    Ok(RevokedSession { id: SessionId(row.try_get("id").map_err(e)?), token_hash: TokenHash(hash) })
+}
+
+/// Revocation of one session of a tenant, of one user when `with_user`; binds time,
+/// tenant, (user,) id.
+pub(crate) fn revoke_one_sql(with_user: bool) -> &'static str {
+    if with_user {
+        "UPDATE sessions SET revoked_at = $1 \
+         WHERE revoked_at IS NULL AND tenant_id = $2 AND user_id = $3 AND id = $4 RETURNING id, token_hash"
+    } else {
+        "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND tenant_id = $2 AND id = $3 \
+         RETURNING id, token_hash"
+    }
+}
+
+/// The bulk revocation for `scope`, parameters numbered in the order
+/// [`impl_session_store`] binds them: time, tenant, user, excepted session.
+pub(crate) fn revoke_all_sql(scope: &SessionScope) -> String {
+    let mut sql = String::from("UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL");
+    let mut n = 1;
+    for (condition, present) in [
+        ("tenant_id =", scope.tenant.is_some()),
+        ("user_id =", scope.user.is_some()),
+        ("id <>", scope.except.is_some()),
+    ] {
+        if present {
+            n += 1;
+            sql.push_str(&format!(" AND {condition} ${n}"));
+        }
+    }
+    sql.push_str(" RETURNING id, token_hash");
+    sql
+}
+
 /// Implements `SessionStore` for a `SqlStore` of one backend.
 macro_rules! impl_session_store {
     ($store:ty) => {
@@ -43,6 +90,7 @@ macro_rules! impl_session_store {
                 new: &guard_core::sessions::NewSession,
             ) -> Result<(), guard_core::store::StoreError> {
                 let s = &new.session;
+                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, \
                      idle_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -57,10 +105,19 @@ macro_rules! impl_session_store {
                 .bind(s.idle_expires_at)
                 .bind(s.client.ip.as_deref())
                 .bind(s.client.user_agent.as_deref())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                Ok(())
+                sqlx::query(crate::sessions::INSERT_REFRESH)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(s.tenant.0)
+                    .bind(s.id.0)
+                    .bind(&new.refresh_hash.0[..])
+                    .bind(s.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                tx.commit().await.map_err(crate::error::from_sqlx)
             }
 
             async fn find(
@@ -72,6 +129,23 @@ macro_rules! impl_session_store {
                     crate::sessions::COLUMNS
                 )))
                 .bind(&token.0[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                row.as_ref().map(crate::sessions::from_row).transpose()
+            }
+
+            async fn get(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::sessions::SessionId,
+            ) -> Result<Option<guard_core::sessions::Session>, guard_core::store::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM sessions WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+                    crate::sessions::COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(id.0)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(crate::error::from_sqlx)?;
@@ -117,21 +191,101 @@ macro_rules! impl_session_store {
             async fn revoke(
                 &self,
                 tenant: guard_core::tenants::TenantId,
-                user: guard_core::users::UserId,
+                user: Option<guard_core::users::UserId>,
                 id: guard_core::sessions::SessionId,
-            ) -> Result<bool, guard_core::store::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE sessions SET revoked_at = $1 \
-                     WHERE tenant_id = $2 AND user_id = $3 AND id = $4 AND revoked_at IS NULL",
+            ) -> Result<Option<guard_core::sessions::RevokedSession>, guard_core::store::StoreError> {
+                let mut query = sqlx::query(crate::sessions::revoke_one_sql(user.is_some()))
+                    .bind(crate::tenants::now())
+                    .bind(tenant.0);
+                if let Some(user) = user {
+                    query = query.bind(user.0);
+                }
+                let row = query.bind(id.0).fetch_optional(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                row.as_ref().map(crate::sessions::revoked_from_row).transpose()
+            }
+
+            async fn revoke_all(
+                &self,
+                scope: guard_core::sessions::SessionScope,
+            ) -> Result<Vec<guard_core::sessions::RevokedSession>, guard_core::store::StoreError> {
+                let sql = crate::sessions::revoke_all_sql(&scope);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::tenants::now());
+                if let Some(tenant) = scope.tenant {
+                    query = query.bind(tenant.0);
+                }
+                if let Some(user) = scope.user {
+                    query = query.bind(user.0);
+                }
+                if let Some(except) = scope.except {
+                    query = query.bind(except.0);
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                rows.iter().map(crate::sessions::revoked_from_row).collect()
+            }
+
+            async fn rotate_refresh(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                presented: &guard_core::sessions::TokenHash,
+                next: &guard_core::sessions::TokenHash,
+                at: time::OffsetDateTime,
+            ) -> Result<guard_core::sessions::RefreshOutcome, guard_core::store::StoreError> {
+                use guard_core::sessions::{RefreshOutcome, SessionId};
+                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
+                let spent: Option<uuid::Uuid> = sqlx::query_scalar(
+                    "UPDATE refresh_tokens SET used_at = $1 \
+                     WHERE tenant_id = $2 AND token_hash = $3 AND used_at IS NULL RETURNING session_id",
                 )
-                .bind(crate::tenants::now())
+                .bind(at)
                 .bind(tenant.0)
-                .bind(user.0)
-                .bind(id.0)
-                .execute(&self.pool)
+                .bind(&presented.0[..])
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                let outcome = match spent {
+                    Some(session) => {
+                        sqlx::query(crate::sessions::INSERT_REFRESH)
+                            .bind(uuid::Uuid::now_v7())
+                            .bind(tenant.0)
+                            .bind(session)
+                            .bind(&next.0[..])
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(crate::error::from_sqlx)?;
+                        RefreshOutcome::Rotated(SessionId(session))
+                    }
+                    None => {
+                        let used: Option<uuid::Uuid> = sqlx::query_scalar(
+                            "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
+                        )
+                        .bind(tenant.0)
+                        .bind(&presented.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                        used.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s)))
+                    }
+                };
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
+                Ok(outcome)
+            }
+
+            async fn count_live(&self, now: time::OffsetDateTime) -> Result<u64, guard_core::store::StoreError> {
+                use futures_util::TryStreamExt as _;
+                let mut rows = sqlx::query_as::<_, (time::OffsetDateTime, time::OffsetDateTime)>(
+                    "SELECT expires_at, idle_expires_at FROM sessions WHERE revoked_at IS NULL",
+                )
+                .fetch(&self.pool);
+                let mut live = 0;
+                while let Some((expires_at, idle_expires_at)) =
+                    rows.try_next().await.map_err(crate::error::from_sqlx)?
+                {
+                    if now < expires_at && now < idle_expires_at {
+                        live += 1;
+                    }
+                }
+                Ok(live)
             }
         }
     };

@@ -7,6 +7,8 @@ use guard_core::store::{Backend, StoreError};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
+use crate::email::impl_email_store;
+use crate::keys::impl_key_store;
 use crate::migrate::impl_migration_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
@@ -46,6 +48,8 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
 impl_tenant_store!(SqliteStore);
 impl_user_store!(SqliteStore);
 impl_session_store!(SqliteStore);
+impl_key_store!(SqliteStore);
+impl_email_store!(SqliteStore, "");
 
 impl_migration_store!(
     SqliteStore,

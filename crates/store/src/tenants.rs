@@ -194,6 +194,27 @@ macro_rules! impl_tenant_store {
                     None => Err(guard_core::store::StoreError::NotFound),
                 }
             }
+
+            async fn set_settings(
+                &self,
+                id: guard_core::tenants::TenantId,
+                settings: &guard_core::tenants::TenantSettings,
+            ) -> Result<guard_core::tenants::Tenant, guard_core::store::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE tenants SET settings = $1, updated_at = $2 WHERE id = $3 RETURNING {}",
+                    crate::tenants::COLUMNS
+                )))
+                .bind(sqlx::types::Json(settings))
+                .bind(crate::tenants::now())
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                match row {
+                    Some(row) => crate::tenants::from_row(&row),
+                    None => Err(guard_core::store::StoreError::NotFound),
+                }
+            }
         }
     };
 }

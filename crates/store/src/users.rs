@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, email, username, display_name, status, \
-     password_change_required, created_at, updated_at, last_login_at";
+     password_change_required, roles, created_at, updated_at, last_login_at";
 
 /// A user from a row with [`COLUMNS`].
 pub(crate) fn from_row<R: Row>(row: &R) -> Result<User, StoreError>
@@ -18,6 +18,7 @@ where
     Uuid: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    sqlx::types::Json<Vec<String>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     OffsetDateTime: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let corrupt = |what: &str| StoreError::Internal(format!("user row with invalid {what}"));
@@ -37,6 +38,7 @@ where
             .map_err(|_| corrupt("display name"))?,
         status: UserStatus::parse(&get_text("status")?).ok_or_else(|| corrupt("status"))?,
         password_change_required: row.try_get("password_change_required").map_err(crate::error::from_sqlx)?,
+        roles: row.try_get::<sqlx::types::Json<Vec<String>>, _>("roles").map_err(crate::error::from_sqlx)?.0,
         created_at: row.try_get("created_at").map_err(crate::error::from_sqlx)?,
         updated_at: row.try_get("updated_at").map_err(crate::error::from_sqlx)?,
         last_login_at: row.try_get("last_login_at").map_err(crate::error::from_sqlx)?,
@@ -61,6 +63,32 @@ pub(crate) fn list_sql(filter: &UserFilter, has_cursor: bool) -> String {
         sql.push_str(&format!(" AND id > ${n}"));
     }
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+    sql
+}
+
+/// The UPDATE for `change`, parameters numbered in the order [`impl_user_store`]
+/// binds them: the changed columns, then updated_at, tenant and id.
+pub(crate) fn update_sql(change: &guard_core::users::UserChange) -> String {
+    let columns = [
+        ("status", change.status.is_some()),
+        ("username", change.username.is_some()),
+        ("display_name", change.display_name.is_some()),
+        ("roles", change.roles.is_some()),
+        ("password_hash", change.password_hash.is_some()),
+        ("password_change_required", change.password_change_required.is_some()),
+    ];
+    let mut sql = String::from("UPDATE users SET ");
+    let mut n = 0;
+    for (column, _) in columns.iter().filter(|(_, set)| *set) {
+        n += 1;
+        sql.push_str(&format!("{column} = ${n}, "));
+    }
+    sql.push_str(&format!(
+        "updated_at = ${} WHERE tenant_id = ${} AND id = ${} RETURNING {COLUMNS}",
+        n + 1,
+        n + 2,
+        n + 3
+    ));
     sql
 }
 
@@ -89,8 +117,8 @@ macro_rules! impl_user_store {
                 let at = crate::tenants::now();
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO users (id, tenant_id, email, username, display_name, status, password_hash, \
-                     password_change_required, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {}",
+                     password_change_required, roles, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {}",
                     crate::users::COLUMNS
                 )))
                 .bind(user.id.0)
@@ -101,6 +129,7 @@ macro_rules! impl_user_store {
                 .bind(user.status.as_str())
                 .bind(user.password_hash.as_deref())
                 .bind(user.password_change_required)
+                .bind(sqlx::types::Json(&user.roles))
                 .bind(at)
                 .fetch_one(&self.pool)
                 .await
@@ -163,23 +192,38 @@ macro_rules! impl_user_store {
                 Ok(guard_core::users::UserPage { users, next_cursor })
             }
 
-            async fn set_status(
+            async fn update(
                 &self,
                 tenant: guard_core::tenants::TenantId,
                 id: guard_core::users::UserId,
-                status: guard_core::users::UserStatus,
+                change: &guard_core::users::UserChange,
             ) -> Result<guard_core::users::User, guard_core::store::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE users SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 RETURNING {}",
-                    crate::users::COLUMNS
-                )))
-                .bind(status.as_str())
-                .bind(crate::tenants::now())
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(crate::error::from_sqlx)?;
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::users::update_sql(change)));
+                if let Some(status) = change.status {
+                    query = query.bind(status.as_str());
+                }
+                if let Some(username) = &change.username {
+                    query = query.bind(username.as_ref().map(|u| u.as_str().to_owned()));
+                }
+                if let Some(display_name) = &change.display_name {
+                    query = query.bind(display_name.as_ref().map(|d| d.as_str().to_owned()));
+                }
+                if let Some(roles) = &change.roles {
+                    query = query.bind(sqlx::types::Json(roles.clone()));
+                }
+                if let Some(hash) = &change.password_hash {
+                    query = query.bind(hash.clone());
+                }
+                if let Some(required) = change.password_change_required {
+                    query = query.bind(required);
+                }
+                let row = query
+                    .bind(crate::tenants::now())
+                    .bind(tenant.0)
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
                 match row {
                     Some(row) => crate::users::from_row(&row),
                     None => Err(guard_core::store::StoreError::NotFound),
@@ -198,6 +242,36 @@ macro_rules! impl_user_store {
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn password_hash(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: guard_core::users::UserId,
+            ) -> Result<Option<String>, guard_core::store::StoreError> {
+                let hash: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.0)
+                        .bind(id.0)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                Ok(hash.flatten())
+            }
+
+            async fn require_password_change_all(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+            ) -> Result<u64, guard_core::store::StoreError> {
+                let done =
+                    sqlx::query("UPDATE users SET password_change_required = $1, updated_at = $2 WHERE tenant_id = $3")
+                        .bind(true)
+                        .bind(crate::tenants::now())
+                        .bind(tenant.0)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected())
             }
 
             async fn credentials(

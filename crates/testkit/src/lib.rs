@@ -43,3 +43,6 @@ macro_rules! backend_test {
         }
     };
 }
+
+/// A fixed master key for tests (never for a real deployment).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use guard_core::events::{Actor, LogEvents};
 use guard_core::passwords::{HashParams, PasswordHasher};
-use guard_core::users::UserService;
+use guard_core::users::{NewAccount, UserService};
 use guard_testkit::{TestApp, backend_test};
 use serde_json::{Value, json};
 
@@ -13,7 +13,8 @@ use crate::support::expect_problem;
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn user(app: &TestApp, tenant: &str, email: &str) {
-    app.state.users.create(Actor::Operator, tenant, email, None, None, Some(PASSWORD.into())).await.unwrap();
+    let account = NewAccount { email, password: Some(PASSWORD.into()), ..NewAccount::default() };
+    app.state.users.create(Actor::Operator, tenant, account).await.unwrap();
 }
 
 async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqwest::Response {
@@ -29,7 +30,7 @@ async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqw
 async fn token(app: &TestApp, tenant: &str, email: &str) -> String {
     let response = login(app, tenant, email, PASSWORD).await;
     assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    response.json::<Value>().await.unwrap()["session_token"].as_str().unwrap().to_owned()
 }
 
 async fn me(app: &TestApp, tenant: &str, token: &str) -> reqwest::Response {
@@ -45,7 +46,7 @@ backend_test!(login_opens_a_session_usable_as_bearer_token_and_as_cookie, |backe
     assert_eq!(response.headers()["cache-control"], "no-store");
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
-    let token = body["token"].as_str().unwrap();
+    let token = body["session_token"].as_str().unwrap();
     assert_eq!(token.len(), 43, "256 random bits, base64url");
     assert!(cookie.starts_with(&format!("guard_session={token};")), "{cookie}");
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=36000"] {
@@ -245,8 +246,15 @@ backend_test!(requests_without_a_usable_token_are_401_not_500, |backend| {
 backend_test!(a_hash_with_old_parameters_is_replaced_at_the_next_login, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let weak = PasswordHasher::new(HashParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, 1).unwrap();
-    let old_users = UserService::new(app.state.db.users.clone(), app.state.tenants.clone(), weak, Arc::new(LogEvents));
-    old_users.create(Actor::Operator, "default", "ada@example.com", None, None, Some(PASSWORD.into())).await.unwrap();
+    let old_users = UserService::new(
+        app.state.db.users.clone(),
+        app.state.tenants.clone(),
+        weak,
+        app.state.auth.clone(),
+        Arc::new(LogEvents),
+    );
+    let account = NewAccount { email: "ada@example.com", password: Some(PASSWORD.into()), ..NewAccount::default() };
+    old_users.create(Actor::Operator, "default", account).await.unwrap();
     let tenant = app.state.tenants.find("default").await.unwrap();
     let email = guard_core::users::Email::parse("ada@example.com").unwrap();
     let before = app.state.db.users.credentials(tenant.id, &email).await.unwrap().unwrap().1.unwrap();

@@ -27,7 +27,8 @@ pub async fn guard_with_database(
         guard_testkit::Backend::Postgres => {
             let db = guard_testkit::PostgresDatabase::create().await?;
             let url = db.url.clone();
-            Some((cmd.env("DATABASE_URL", url.clone()), url, Some(db)))
+            let cmd = cmd.env("DATABASE_URL", url.clone()).env("GUARD_MASTER_KEY", guard_testkit::TEST_MASTER_KEY);
+            Some((cmd, url, Some(db)))
         }
     }
 }

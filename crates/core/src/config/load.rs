@@ -247,7 +247,7 @@ fn parse_file(path: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Has
             problems.push(ConfigProblem {
                 key: section.clone(),
                 value: Secret::new(inner.to_string()).redacted(),
-                expected: "a table such as [server], [database], [redis], [cache], [password] or [log]".into(),
+                expected: "a table such as [server], [database], [redis], [cache], [password], [security], [smtp], [bootstrap] or [log]".into(),
             });
             continue;
         };
@@ -347,6 +347,7 @@ impl Builder<'_> {
         let body_limit = self.get("server.body_limit", |t| {
             parse::byte_size(t).filter(|n| (1 << 10..=64 << 20).contains(n)).and_then(|n| usize::try_from(n).ok())
         });
+        let public_url = self.get("server.public_url", public_url);
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -375,6 +376,18 @@ impl Builder<'_> {
         let response_timeout = self.get("redis.response_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
         let settings_ttl = self.get("cache.settings_ttl", parse::duration);
+        let sessions_ttl = self.get("cache.sessions_ttl", parse::duration);
+        let master_key = self.optional("security.master_key", |t| {
+            crate::keys::MasterKey::from_base64(t).is_ok().then(|| Secret::new(t.trim()))
+        });
+        let master_key_path = self.get("security.master_key_path", |t| (!t.is_empty()).then(|| PathBuf::from(t)));
+        let signing_algorithm = self.get("security.signing_algorithm", |t| t.parse().ok());
+        let smtp_url = self.optional("smtp.url", |t| valid_smtp_url(t).then(|| Secret::new(t)));
+        let smtp_from = self.get("smtp.from", |t| t.parse::<lettre::message::Mailbox>().is_ok().then(|| t.to_owned()));
+        let templates_dir = self.optional("smtp.templates_dir", |t| (!t.is_empty()).then(|| PathBuf::from(t)));
+        let admin_email = self
+            .optional("bootstrap.admin_email", |t| crate::users::Email::parse(t).ok().map(|e| e.as_str().to_owned()));
+        let admin_password = self.optional("bootstrap.admin_password", |t| (!t.is_empty()).then(|| Secret::new(t)));
         let memory_kib = self.get("password.argon2_memory_kib", |t| parse::integer_in(t, 1024, 1 << 20));
         let iterations = self.get("password.argon2_iterations", |t| parse::integer_in(t, 1, 10));
         let parallelism = self.get("password.argon2_parallelism", |t| parse::integer_in(t, 1, 16));
@@ -395,6 +408,7 @@ impl Builder<'_> {
         Some(Config {
             server: ServerConfig {
                 listen: listen?,
+                public_url: public_url?,
                 shutdown_timeout: shutdown_timeout?,
                 request_timeout: request_timeout?,
                 body_limit: body_limit?,
@@ -423,7 +437,14 @@ impl Builder<'_> {
                     parallelism: parallelism?,
                 },
             },
-            cache: super::CacheConfig { settings_ttl: settings_ttl? },
+            cache: super::CacheConfig { settings_ttl: settings_ttl?, sessions_ttl: sessions_ttl? },
+            security: super::SecurityConfig {
+                master_key: master_key.ok()?,
+                master_key_path: master_key_path?,
+                signing_algorithm: signing_algorithm?,
+            },
+            smtp: super::SmtpConfig { url: smtp_url.ok()?, from: smtp_from?, templates_dir: templates_dir.ok()? },
+            bootstrap: super::BootstrapConfig { admin_email: admin_email.ok()?, admin_password: admin_password.ok()? },
             log: LogConfig { level: level?, format: format?, output: output? },
         })
     }
@@ -435,6 +456,17 @@ fn valid_database_url(text: &str) -> bool {
         Some(super::DatabaseKind::Postgres) => url::Url::parse(text).is_ok_and(|u| u.has_host()),
         None => false,
     }
+}
+
+fn public_url(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    let ok =
+        matches!(url.scheme(), "http" | "https") && url.has_host() && url.query().is_none() && url.fragment().is_none();
+    ok.then(|| text.trim_end_matches('/').to_owned())
+}
+
+fn valid_smtp_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.has_host())
 }
 
 fn valid_redis_url(text: &str) -> bool {

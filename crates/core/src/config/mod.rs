@@ -22,7 +22,36 @@ pub struct Config {
     pub redis: RedisConfig,
     pub password: PasswordConfig,
     pub cache: CacheConfig,
+    pub security: SecurityConfig,
+    pub smtp: SmtpConfig,
+    pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+}
+
+/// Secrets at rest and token signing.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// The master key given directly (base64 of 32 bytes, already checked).
+    pub master_key: Option<Secret>,
+    /// Where the master key lives when not given directly.
+    pub master_key_path: PathBuf,
+    /// Algorithm of newly created signing keys.
+    pub signing_algorithm: crate::keys::SigningAlgorithm,
+}
+
+/// Outgoing email.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub url: Option<Secret>,
+    pub from: String,
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// The first administrator, created on first start.
+#[derive(Debug, Clone)]
+pub struct BootstrapConfig {
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret>,
 }
 
 /// Per-process caches.
@@ -30,6 +59,8 @@ pub struct Config {
 pub struct CacheConfig {
     /// How long a tenant (with its settings) is reused before it is read again.
     pub settings_ttl: Duration,
+    /// How long a session (with its user) is reused before it is read again.
+    pub sessions_ttl: Duration,
 }
 
 /// Password hashing.
@@ -42,6 +73,8 @@ pub struct PasswordConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Base URL clients use, without a trailing slash.
+    pub public_url: String,
     pub shutdown_timeout: Duration,
     pub request_timeout: Duration,
     pub body_limit: usize,

@@ -22,23 +22,27 @@ impl fmt::Display for SessionId {
 }
 
 /// Where a sign-in came from, as the session list shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
 
 /// A live session.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,
     pub tenant: TenantId,
     pub user: UserId,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
     /// The session ends then, whatever its use.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// The session ends then unless used before.
+    #[serde(with = "time::serde::rfc3339")]
     pub idle_expires_at: OffsetDateTime,
     pub client: ClientInfo,
 }
@@ -55,4 +59,34 @@ impl Session {
 pub struct NewSession {
     pub session: Session,
     pub token_hash: TokenHash,
+    /// The first refresh token of the session's family.
+    pub refresh_hash: TokenHash,
+}
+
+/// A session that has just been revoked: what caches must forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokedSession {
+    pub id: SessionId,
+    pub token_hash: TokenHash,
+}
+
+/// Which live sessions a bulk revocation ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionScope {
+    /// Only this tenant's; `None`: every tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only this user's.
+    pub user: Option<UserId>,
+    /// All but this one (the caller's own, on a password change).
+    pub except: Option<SessionId>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// It was live: it is now spent and the next token of its family is stored.
+    Rotated(SessionId),
+    /// It was already spent: someone replayed it.
+    Reused(SessionId),
+    Unknown,
 }

@@ -1,19 +1,22 @@
-//! Password sign-in, session authentication and sign-out. A failed sign-in looks the
-//! same whatever the reason (unknown email, wrong password, disabled or locked
-//! account) and takes the same time: a password is always verified, against a decoy
-//! hash when there is no account.
+//! Password sign-in, session authentication (session token or access token), token
+//! refresh and sign-out. A failed sign-in looks the same whatever the reason
+//! (unknown email, wrong password, disabled or locked account) and takes the same
+//! time: a password is always verified, against a decoy hash when there is no account.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::model::{ClientInfo, NewSession, Session, SessionId};
+use super::cache::SessionCache;
+use super::model::{ClientInfo, NewSession, RefreshOutcome, RevokedSession, Session, SessionId, SessionScope};
 use super::store::SessionStore;
 use super::token::SessionToken;
 use crate::events::{Actor, Event, EventSink, Outcome};
+use crate::keys::{KeyError, TokenService};
 use crate::passwords::PasswordHasher;
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantStatus};
@@ -28,22 +31,47 @@ pub enum AuthError {
     /// No live session for the presented token in this tenant.
     #[error("no valid session")]
     Unauthenticated,
+    /// The refresh token is unknown, spent or its session has ended.
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
     Store(StoreError),
 }
 
-/// A successful sign-in: the session, its token (shown once) and the user.
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> AuthError {
+        match e {
+            KeyError::InvalidToken => AuthError::Unauthenticated,
+            KeyError::Store(e) => AuthError::Store(e),
+            KeyError::Internal(e) => AuthError::Internal(e),
+        }
+    }
+}
+
+/// Tokens handed out on sign-in and refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    /// Signed JWT access token.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// The next refresh token of the session's family (shown once).
+    pub refresh_token: SessionToken,
+}
+
+/// A successful sign-in: the session, its token (shown once), tokens and the user.
 #[derive(Debug, Clone)]
 pub struct LoginSuccess {
     pub session: Session,
     pub token: SessionToken,
+    pub tokens: IssuedTokens,
     pub user: User,
 }
 
 /// The caller behind a valid session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Authenticated {
     pub session: Session,
     pub user: User,
@@ -54,6 +82,8 @@ pub struct Authenticated {
 pub struct AuthService {
     users: Arc<dyn UserStore>,
     sessions: Arc<dyn SessionStore>,
+    cache: Arc<dyn SessionCache>,
+    tokens: TokenService,
     hasher: PasswordHasher,
     events: Arc<dyn EventSink>,
 }
@@ -66,9 +96,23 @@ fn seconds(n: u64) -> time::Duration {
     time::Duration::try_from(Duration::from_secs(n)).unwrap_or(time::Duration::MAX)
 }
 
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+}
+
+fn new_token() -> Result<SessionToken, AuthError> {
+    SessionToken::generate().map_err(|e| AuthError::Internal(format!("no randomness: {e}")))
+}
+
+/// True when `user` may use a session of `tenant`.
+fn may_use_session(tenant: &Tenant, user: &User) -> bool {
+    let status_ok = match user.status {
+        UserStatus::Active => true,
+        UserStatus::PendingVerification => !tenant.settings.email_verification_required,
+        UserStatus::Disabled | UserStatus::Locked => false,
+    };
+    status_ok && tenant.status == TenantStatus::Active
 }
 
 impl AuthService {
@@ -76,13 +120,21 @@ impl AuthService {
     pub fn new(
         users: Arc<dyn UserStore>,
         sessions: Arc<dyn SessionStore>,
+        cache: Arc<dyn SessionCache>,
+        tokens: TokenService,
         hasher: PasswordHasher,
         events: Arc<dyn EventSink>,
     ) -> AuthService {
-        AuthService { users, sessions, hasher, events }
+        AuthService { users, sessions, cache, tokens, hasher, events }
+    }
+
+    /// The access token service.
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
     }
 
     fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>) -> AuthError {
+        metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
         let mut event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0);
         event.outcome = Outcome::Failure;
         event.target = target;
@@ -99,6 +151,7 @@ impl AuthService {
         password: String,
         client: ClientInfo,
     ) -> Result<LoginSuccess, AuthError> {
+        metrics::counter!("guard_auth_attempts_total", "method" => "password").increment(1);
         let internal = |e: crate::passwords::HashError| AuthError::Internal(e.to_string());
         let found = match Email::parse(email) {
             Ok(email) => self.users.credentials(tenant.id, &email).await.map_err(AuthError::Store)?,
@@ -112,19 +165,15 @@ impl AuthService {
         if !verification.valid {
             return Err(self.failed(tenant, "wrong_password", Some(user.id.to_string())));
         }
-        let may_sign_in = match user.status {
-            UserStatus::Active => true,
-            UserStatus::PendingVerification => !tenant.settings.email_verification_required,
-            UserStatus::Disabled | UserStatus::Locked => false,
-        };
-        if !may_sign_in || tenant.status != TenantStatus::Active {
+        if !may_use_session(tenant, &user) {
             return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string())));
         }
         let rehash =
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
 
         let at = now();
-        let token = SessionToken::generate().map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
+        let token = new_token()?;
+        let refresh = new_token()?;
         let expires_at = at + seconds(tenant.settings.session_absolute_lifetime_seconds);
         let idle_expires_at = (at + seconds(tenant.settings.session_idle_timeout_seconds)).min(expires_at);
         let session = Session {
@@ -138,42 +187,127 @@ impl AuthService {
             client,
         };
         self.sessions
-            .create(&NewSession { session: session.clone(), token_hash: token.hash() })
+            .create(&NewSession { session: session.clone(), token_hash: token.hash(), refresh_hash: refresh.hash() })
             .await
             .map_err(AuthError::Store)?;
         self.users.record_login(tenant.id, user.id, at, rehash).await.map_err(AuthError::Store)?;
+        let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
         self.events.emit(
             Event::success("auth.login.success", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(session.id.to_string())
                 .details(json!({ "method": "password", "rehashed": verification.needs_rehash })),
         );
-        Ok(LoginSuccess { session, token, user })
+        let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
+        Ok(LoginSuccess { session, token, tokens, user })
+    }
+
+    /// Checks a session found in the cache or the database, and pushes back its idle
+    /// expiry when due.
+    async fn live(&self, tenant: &Tenant, mut who: Authenticated) -> Result<Authenticated, AuthError> {
+        let at = now();
+        if who.session.tenant != tenant.id || who.session.expired(at) || !may_use_session(tenant, &who.user) {
+            return Err(AuthError::Unauthenticated);
+        }
+        if at - who.session.last_seen_at >= TOUCH_EVERY {
+            let idle = seconds(tenant.settings.session_idle_timeout_seconds);
+            who.session.idle_expires_at = (at + idle).min(who.session.expires_at);
+            who.session.last_seen_at = at;
+            self.sessions.touch(who.session.id, at, who.session.idle_expires_at).await.map_err(AuthError::Store)?;
+        }
+        Ok(who)
+    }
+
+    async fn with_user(&self, tenant: &Tenant, session: Option<Session>) -> Result<Authenticated, AuthError> {
+        let session = session.ok_or(AuthError::Unauthenticated)?;
+        if session.tenant != tenant.id {
+            return Err(AuthError::Unauthenticated);
+        }
+        let user = self.users.get(tenant.id, session.user).await.map_err(AuthError::Store)?;
+        Ok(Authenticated { session, user: user.ok_or(AuthError::Unauthenticated)? })
     }
 
     /// The live session for `token` in `tenant` and its user. A session of another
     /// tenant, an expired or revoked one, or a user who may no longer sign in, is
     /// `Unauthenticated`.
     pub async fn authenticate(&self, tenant: &Tenant, token: &SessionToken) -> Result<Authenticated, AuthError> {
-        let Some(mut session) = self.sessions.find(&token.hash()).await.map_err(AuthError::Store)? else {
-            return Err(AuthError::Unauthenticated);
+        let hash = token.hash();
+        let (who, cached) = match self.cache.by_token(&hash).await {
+            Some(who) => (who, true),
+            None => {
+                let session = self.sessions.find(&hash).await.map_err(AuthError::Store)?;
+                (self.with_user(tenant, session).await?, false)
+            }
         };
-        let at = now();
-        if session.tenant != tenant.id || session.expired(at) || tenant.status != TenantStatus::Active {
+        let seen = who.session.last_seen_at;
+        let who = self.live(tenant, who).await?;
+        if !cached || who.session.last_seen_at != seen {
+            self.cache.put(Some(&hash), &who).await;
+        }
+        Ok(who)
+    }
+
+    /// The live session behind an access token of `tenant`: the token must verify and
+    /// its session still be live, so signing out ends its access tokens too.
+    pub async fn authenticate_access(&self, tenant: &Tenant, token: &str) -> Result<Authenticated, AuthError> {
+        let claims = self.tokens.verify(tenant, token).await?;
+        let (who, cached) = match self.cache.by_id(claims.sid).await {
+            Some(who) => (who, true),
+            None => {
+                let session = self.sessions.get(tenant.id, claims.sid).await.map_err(AuthError::Store)?;
+                (self.with_user(tenant, session).await?, false)
+            }
+        };
+        if who.user.id != claims.sub {
             return Err(AuthError::Unauthenticated);
         }
-        let user = self.users.get(tenant.id, session.user).await.map_err(AuthError::Store)?;
-        let Some(user) = user.filter(|u| matches!(u.status, UserStatus::Active | UserStatus::PendingVerification))
-        else {
-            return Err(AuthError::Unauthenticated);
-        };
-        if at - session.last_seen_at >= TOUCH_EVERY {
-            let idle = seconds(tenant.settings.session_idle_timeout_seconds);
-            session.idle_expires_at = (at + idle).min(session.expires_at);
-            session.last_seen_at = at;
-            self.sessions.touch(session.id, at, session.idle_expires_at).await.map_err(AuthError::Store)?;
+        let seen = who.session.last_seen_at;
+        let who = self.live(tenant, who).await?;
+        if !cached || who.session.last_seen_at != seen {
+            self.cache.put(None, &who).await;
         }
-        Ok(Authenticated { session, user })
+        Ok(who)
+    }
+
+    /// Spends a refresh token for a new access token and the next refresh token. A
+    /// refresh token presented twice revokes its session: whoever replayed it, the
+    /// family is no longer trusted.
+    pub async fn refresh(&self, tenant: &Tenant, presented: &str) -> Result<IssuedTokens, AuthError> {
+        metrics::counter!("guard_auth_attempts_total", "method" => "refresh_token").increment(1);
+        let invalid = |reason: &'static str| {
+            metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
+            AuthError::InvalidRefreshToken
+        };
+        let Some(presented) = SessionToken::parse(presented) else {
+            return Err(invalid("invalid_refresh_token"));
+        };
+        let next = new_token()?;
+        let outcome = self
+            .sessions
+            .rotate_refresh(tenant.id, &presented.hash(), &next.hash(), now())
+            .await
+            .map_err(AuthError::Store)?;
+        let session_id = match outcome {
+            RefreshOutcome::Rotated(id) => id,
+            RefreshOutcome::Unknown => return Err(invalid("invalid_refresh_token")),
+            RefreshOutcome::Reused(id) => {
+                if let Some(revoked) = self.sessions.revoke(tenant.id, None, id).await.map_err(AuthError::Store)? {
+                    self.cache.forget(&[revoked.id]).await;
+                }
+                let mut event = Event::success("auth.refresh.reuse_detected", Actor::System).tenant(tenant.id.0);
+                event.outcome = Outcome::Denied;
+                self.events.emit(event.target(id.to_string()).details(json!({ "action": "session_revoked" })));
+                return Err(invalid("refresh_token_reused"));
+            }
+        };
+        let session = self.sessions.get(tenant.id, session_id).await.map_err(AuthError::Store)?;
+        let who = match self.with_user(tenant, session).await {
+            Ok(who) => self.live(tenant, who).await,
+            Err(e) => Err(e),
+        };
+        let who = who.map_err(|_| invalid("session_ended"))?;
+        let (access_token, expires_in) = self.tokens.issue(tenant, who.user.id, who.session.id).await?;
+        Ok(IssuedTokens { access_token, expires_in, refresh_token: next })
     }
 
     /// The user's live sessions, newest first.
@@ -183,25 +317,64 @@ impl AuthService {
 
     /// Ends one of the caller's sessions; false when `id` is not one of theirs.
     pub async fn revoke(&self, who: &Authenticated, id: SessionId) -> Result<bool, AuthError> {
-        let revoked = self.sessions.revoke(who.session.tenant, who.user.id, id).await.map_err(AuthError::Store)?;
-        if revoked {
-            self.events.emit(
-                Event::success("auth.session.revoked", Actor::User(who.user.id.0))
-                    .tenant(who.session.tenant.0)
-                    .target(id.to_string()),
-            );
-        }
-        Ok(revoked)
+        let revoked =
+            self.sessions.revoke(who.session.tenant, Some(who.user.id), id).await.map_err(AuthError::Store)?;
+        let Some(revoked) = revoked else { return Ok(false) };
+        self.cache.forget(&[revoked.id]).await;
+        self.events.emit(
+            Event::success("auth.session.revoked", Actor::User(who.user.id.0))
+                .tenant(who.session.tenant.0)
+                .target(id.to_string()),
+        );
+        Ok(true)
     }
 
     /// Ends the caller's current session.
     pub async fn logout(&self, who: &Authenticated) -> Result<(), AuthError> {
-        self.sessions.revoke(who.session.tenant, who.user.id, who.session.id).await.map_err(AuthError::Store)?;
-        self.events.emit(
-            Event::success("auth.logout", Actor::User(who.user.id.0))
-                .tenant(who.session.tenant.0)
-                .target(who.session.id.to_string()),
-        );
+        let revoked = self
+            .sessions
+            .revoke(who.session.tenant, Some(who.user.id), who.session.id)
+            .await
+            .map_err(AuthError::Store)?;
+        self.cache.forget(&[who.session.id]).await;
+        if revoked.is_some() {
+            self.events.emit(
+                Event::success("auth.logout", Actor::User(who.user.id.0))
+                    .tenant(who.session.tenant.0)
+                    .target(who.session.id.to_string()),
+            );
+        }
         Ok(())
+    }
+
+    /// Ends every live session in `scope` (with their refresh and access tokens).
+    pub async fn revoke_all(&self, actor: Actor, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError> {
+        let revoked = self.sessions.revoke_all(scope).await?;
+        let ids: Vec<SessionId> = revoked.iter().map(|r| r.id).collect();
+        for chunk in ids.chunks(1000) {
+            self.cache.forget(chunk).await;
+        }
+        let mut event = Event::success("auth.session.revoked_all", actor);
+        if let Some(tenant) = scope.tenant {
+            event = event.tenant(tenant.0);
+        }
+        if let Some(user) = scope.user {
+            event = event.target(user.to_string());
+        }
+        self.events.emit(event.details(json!({ "sessions": revoked.len() })));
+        Ok(revoked)
+    }
+
+    /// Forgets cached copies of the user's sessions after their account changed.
+    pub async fn forget_user(&self, who: &User) -> Result<(), StoreError> {
+        let sessions = self.sessions.list_for_user(who.tenant, who.id, now()).await?;
+        let ids: Vec<SessionId> = sessions.iter().map(|s| s.id).collect();
+        self.cache.forget(&ids).await;
+        Ok(())
+    }
+
+    /// How many sessions are live now.
+    pub async fn count_live(&self) -> Result<u64, StoreError> {
+        self.sessions.count_live(now()).await
     }
 }

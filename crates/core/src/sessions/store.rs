@@ -1,9 +1,9 @@
-//! Storage of sessions.
+//! Storage of sessions and their refresh tokens.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::model::{NewSession, Session, SessionId};
+use super::model::{NewSession, RefreshOutcome, RevokedSession, Session, SessionId, SessionScope};
 use super::token::TokenHash;
 use crate::store::StoreError;
 use crate::tenants::TenantId;
@@ -12,10 +12,12 @@ use crate::users::UserId;
 /// Sessions in the database.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session.
+    /// Stores a new session with the first refresh token of its family.
     async fn create(&self, session: &NewSession) -> Result<(), StoreError>;
     /// The unrevoked session whose token has this hash.
     async fn find(&self, token: &TokenHash) -> Result<Option<Session>, StoreError>;
+    /// The unrevoked session with this id in this tenant.
+    async fn get(&self, tenant: TenantId, id: SessionId) -> Result<Option<Session>, StoreError>;
     /// Records use of the session, pushing back its idle expiry.
     async fn touch(&self, id: SessionId, at: OffsetDateTime, idle_expires_at: OffsetDateTime)
     -> Result<(), StoreError>;
@@ -26,6 +28,25 @@ pub trait SessionStore: Send + Sync {
         user: UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, StoreError>;
-    /// Revokes one of the user's sessions; false when it is not theirs or not live.
-    async fn revoke(&self, tenant: TenantId, user: UserId, id: SessionId) -> Result<bool, StoreError>;
+    /// Revokes one session of the tenant (of `user` when given); `None` when there is
+    /// no such live session.
+    async fn revoke(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+        id: SessionId,
+    ) -> Result<Option<RevokedSession>, StoreError>;
+    /// Revokes every live session in `scope`.
+    async fn revoke_all(&self, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError>;
+    /// Spends the refresh token `presented` and, when it was live, stores `next` in
+    /// its family, in one transaction.
+    async fn rotate_refresh(
+        &self,
+        tenant: TenantId,
+        presented: &TokenHash,
+        next: &TokenHash,
+        at: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError>;
+    /// How many unrevoked sessions have not expired at `now`.
+    async fn count_live(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }

@@ -133,6 +133,10 @@ pub struct TenantSettings {
     pub email_verification_required: bool,
     /// Browser origins allowed to call guard for this tenant (`https://app.example.com`).
     pub allowed_origins: Vec<String>,
+    /// Lifetime of access tokens (seconds); refresh tokens renew them.
+    pub access_token_lifetime_seconds: u64,
+    /// The `aud` claim of access tokens.
+    pub access_token_audience: String,
 }
 
 impl Default for TenantSettings {
@@ -144,6 +148,8 @@ impl Default for TenantSettings {
             session_idle_timeout_seconds: 30 * 60,
             email_verification_required: false,
             allowed_origins: Vec::new(),
+            access_token_lifetime_seconds: 15 * 60,
+            access_token_audience: "guard".to_owned(),
         }
     }
 }
@@ -166,6 +172,13 @@ impl TenantSettings {
         {
             problems
                 .push("session_idle_timeout_seconds must be at least 60 and at most the absolute lifetime".to_owned());
+        }
+        if !(60..=24 * 3600).contains(&self.access_token_lifetime_seconds) {
+            problems.push("access_token_lifetime_seconds must be from 60 to 86400".to_owned());
+        }
+        let audience = &self.access_token_audience;
+        if audience.is_empty() || audience.len() > 200 || audience.chars().any(char::is_control) {
+            problems.push("access_token_audience must be 1 to 200 characters".to_owned());
         }
         for origin in &self.allowed_origins {
             if !is_origin(origin) {
@@ -249,8 +262,10 @@ mod tests {
             session_idle_timeout_seconds: 10,
             email_verification_required: true,
             allowed_origins: vec!["https://app.example.com".into(), "https://app.example.com/path".into(), "*".into()],
+            access_token_lifetime_seconds: 10,
+            access_token_audience: String::new(),
         };
-        assert_eq!(bad.problems().len(), 6, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 8, "{:?}", bad.problems());
     }
 
     #[test]

@@ -100,6 +100,39 @@ impl TenantService {
         self.store.list(after, limit.clamp(1, 500)).await.map_err(TenantError::Store)
     }
 
+    /// Changes some of the tenant's settings: `changes` is an object of the settings to
+    /// change; the result is checked as a whole. Processes pick the change up within
+    /// CACHE_TTL_SETTINGS.
+    pub async fn update_settings(
+        &self,
+        actor: Actor,
+        reference: &str,
+        changes: &serde_json::Value,
+    ) -> Result<Tenant, TenantError> {
+        let tenant = self.find(reference).await?;
+        let Some(changes) = changes.as_object() else {
+            return Err(TenantError::Invalid("settings must be a JSON object".into()));
+        };
+        let mut merged = serde_json::to_value(&tenant.settings).map_err(|e| TenantError::Invalid(e.to_string()))?;
+        for (key, value) in changes {
+            merged[key] = value.clone();
+        }
+        let settings: TenantSettings =
+            serde_json::from_value(merged).map_err(|e| TenantError::Invalid(format!("settings: {e}")))?;
+        let problems = settings.problems();
+        if !problems.is_empty() {
+            return Err(TenantError::Invalid(problems.join("; ")));
+        }
+        let tenant = self.store.set_settings(tenant.id, &settings).await.map_err(TenantError::Store)?;
+        self.events.emit(
+            Event::success("tenant.settings_updated", actor)
+                .tenant(tenant.id.0)
+                .target(tenant.slug.as_str())
+                .details(serde_json::json!({ "changed": changes.keys().collect::<Vec<_>>() })),
+        );
+        Ok(tenant)
+    }
+
     /// Disables the tenant named by `reference`; its users can no longer sign in.
     pub async fn disable(&self, actor: Actor, reference: &str) -> Result<Tenant, TenantError> {
         let tenant = self.find(reference).await?;

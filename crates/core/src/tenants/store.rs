@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::model::{NewTenant, Tenant, TenantId, TenantSlug, TenantStatus};
+use super::model::{NewTenant, Tenant, TenantId, TenantSettings, TenantSlug, TenantStatus};
 use crate::store::StoreError;
 
 /// One page of tenants, oldest first.
@@ -28,4 +28,6 @@ pub trait TenantStore: Send + Sync {
     async fn list(&self, after: Option<TenantId>, limit: u32) -> Result<TenantPage, StoreError>;
     /// Sets the status; `NotFound` when there is no such tenant.
     async fn set_status(&self, id: TenantId, status: TenantStatus) -> Result<Tenant, StoreError>;
+    /// Replaces the tenant's settings.
+    async fn set_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<Tenant, StoreError>;
 }

@@ -4,6 +4,6 @@ mod model;
 mod service;
 mod store;
 
-pub use model::{DisplayName, Email, NewUser, User, UserId, UserStatus, Username};
-pub use service::{CreatedUser, UserError, UserService};
-pub use store::{UserFilter, UserPage, UserStore};
+pub use model::{ADMIN_ROLE, DisplayName, Email, NewUser, User, UserId, UserStatus, Username};
+pub use service::{CreatedUser, NewAccount, UserError, UserService, UserUpdate};
+pub use store::{UserChange, UserFilter, UserPage, UserStore};

@@ -124,8 +124,12 @@ impl UserStatus {
     }
 }
 
+/// The role that lets a user administer their tenant (and, in the default tenant,
+/// every tenant).
+pub const ADMIN_ROLE: &str = "admin";
+
 /// A user as stored (without credentials).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
     pub tenant: TenantId,
@@ -135,9 +139,20 @@ pub struct User {
     pub status: UserStatus,
     /// The user must choose a new password at the next sign-in.
     pub password_change_required: bool,
+    pub roles: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_login_at: Option<OffsetDateTime>,
+}
+
+impl User {
+    /// True when the user administers their tenant.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == ADMIN_ROLE)
+    }
 }
 
 /// What creating a user stores.
@@ -152,6 +167,7 @@ pub struct NewUser {
     /// PHC string of the password hash; `None` for a user who has not set one yet.
     pub password_hash: Option<String>,
     pub password_change_required: bool,
+    pub roles: Vec<String>,
 }
 
 #[cfg(test)]

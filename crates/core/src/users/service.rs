@@ -7,9 +7,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{DisplayName, Email, NewUser, User, UserId, UserStatus, Username};
-use super::store::{UserFilter, UserPage, UserStore};
+use super::store::{UserChange, UserFilter, UserPage, UserStore};
 use crate::events::{Actor, Event, EventSink};
 use crate::passwords::{PasswordContext, PasswordHasher, PasswordPolicy};
+use crate::sessions::{AuthService, SessionScope};
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantError, TenantService, TenantStatus};
 
@@ -33,6 +34,17 @@ pub enum UserError {
     Store(StoreError),
 }
 
+/// What an operator or administrator gives to create a user.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub username: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    /// `None`: guard generates a one-time password.
+    pub password: Option<String>,
+    pub roles: Vec<String>,
+}
+
 /// A new user and, when guard chose it, the one-time password to hand over.
 #[derive(Debug, Clone)]
 pub struct CreatedUser {
@@ -46,8 +58,22 @@ pub struct UserService {
     users: Arc<dyn UserStore>,
     tenants: TenantService,
     hasher: PasswordHasher,
+    auth: AuthService,
     events: Arc<dyn EventSink>,
 }
+
+/// What an administrator may change about a user; `None` leaves it.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub username: Option<Option<String>>,
+    pub display_name: Option<Option<String>>,
+    pub status: Option<UserStatus>,
+    pub roles: Option<Vec<String>>,
+    pub password_change_required: Option<bool>,
+}
+
+/// Roles guard knows; others are refused so a typo cannot silently grant nothing.
+const KNOWN_ROLES: &[&str] = &[super::model::ADMIN_ROLE];
 
 /// Length of passwords guard generates: about 115 bits.
 const GENERATED_PASSWORD_LENGTH: usize = 20;
@@ -58,9 +84,10 @@ impl UserService {
         users: Arc<dyn UserStore>,
         tenants: TenantService,
         hasher: PasswordHasher,
+        auth: AuthService,
         events: Arc<dyn EventSink>,
     ) -> UserService {
-        UserService { users, tenants, hasher, events }
+        UserService { users, tenants, hasher, auth, events }
     }
 
     async fn active_tenant(&self, reference: &str) -> Result<Tenant, UserError> {
@@ -73,15 +100,9 @@ impl UserService {
 
     /// Creates a user in the tenant named by `tenant`. Without a password, guard
     /// generates one, returns it once, and the user must replace it at first sign-in.
-    pub async fn create(
-        &self,
-        actor: Actor,
-        tenant: &str,
-        email: &str,
-        username: Option<&str>,
-        display_name: Option<&str>,
-        password: Option<String>,
-    ) -> Result<CreatedUser, UserError> {
+    pub async fn create(&self, actor: Actor, tenant: &str, account: NewAccount<'_>) -> Result<CreatedUser, UserError> {
+        let NewAccount { email, username, display_name, password, roles } = account;
+        check_roles(&roles)?;
         let tenant = self.active_tenant(tenant).await?;
         let email = Email::parse(email).map_err(UserError::Invalid)?;
         let username = username.map(Username::parse).transpose().map_err(UserError::Invalid)?;
@@ -111,6 +132,7 @@ impl UserService {
             status: UserStatus::Active,
             password_hash: Some(password_hash),
             password_change_required: generated,
+            roles,
         };
         let user = match self.users.create(&new).await {
             Ok(user) => user,
@@ -153,12 +175,76 @@ impl UserService {
         self.users.list(tenant.id, &filter, after, limit.clamp(1, 500)).await.map_err(UserError::Store)
     }
 
-    /// Disables the user: no more sign-ins.
+    /// Disables the user: no more sign-ins, and their sessions end.
     pub async fn disable(&self, actor: Actor, tenant: &str, reference: &str) -> Result<User, UserError> {
+        let update = UserUpdate { status: Some(UserStatus::Disabled), ..UserUpdate::default() };
+        self.update(actor, tenant, reference, update).await
+    }
+
+    /// Applies an administrator's change. A status other than active or pending, or
+    /// a required password change, ends the user's sessions.
+    pub async fn update(
+        &self,
+        actor: Actor,
+        tenant: &str,
+        reference: &str,
+        update: UserUpdate,
+    ) -> Result<User, UserError> {
         let user = self.find(tenant, reference).await?;
-        let user = self.users.set_status(user.tenant, user.id, UserStatus::Disabled).await.map_err(UserError::Store)?;
-        self.events.emit(Event::success("user.disabled", actor).tenant(user.tenant.0).target(user.id.to_string()));
-        Ok(user)
+        if let Some(roles) = &update.roles {
+            check_roles(roles)?;
+        }
+        let change = UserChange {
+            status: update.status,
+            username: parse_optional(update.username, Username::parse)?,
+            display_name: parse_optional(update.display_name, DisplayName::parse)?,
+            roles: update.roles,
+            password_hash: None,
+            password_change_required: update.password_change_required,
+        };
+        let updated = match self.users.update(user.tenant, user.id, &change).await {
+            Ok(u) => u,
+            Err(StoreError::Conflict(_)) => return Err(UserError::Taken),
+            Err(StoreError::NotFound) => return Err(UserError::NotFound(reference.to_owned())),
+            Err(e) => return Err(UserError::Store(e)),
+        };
+        let ends_sessions = matches!(change.status, Some(UserStatus::Disabled | UserStatus::Locked))
+            || change.password_change_required == Some(true);
+        if ends_sessions {
+            let scope = SessionScope { tenant: Some(user.tenant), user: Some(user.id), except: None };
+            self.auth.revoke_all(actor.clone(), scope).await.map_err(UserError::Store)?;
+        } else {
+            self.auth.forget_user(&updated).await.map_err(UserError::Store)?;
+        }
+        let kind = if change.status == Some(UserStatus::Disabled) { "user.disabled" } else { "user.updated" };
+        self.events.emit(Event::success(kind, actor).tenant(user.tenant.0).target(user.id.to_string()).details(
+            json!({
+                "status": change.status.map(UserStatus::as_str),
+                "roles": change.roles,
+                "password_change_required": change.password_change_required,
+            }),
+        ));
+        Ok(updated)
+    }
+
+    /// Makes every user of the tenant choose a new password at their next sign-in,
+    /// ending all their sessions now; returns how many users.
+    pub async fn force_password_change_all(&self, actor: Actor, tenant: &str) -> Result<u64, UserError> {
+        let tenant = self.tenants.find(tenant).await?;
+        let count = self.users.require_password_change_all(tenant.id).await.map_err(UserError::Store)?;
+        let scope = SessionScope { tenant: Some(tenant.id), user: None, except: None };
+        self.auth.revoke_all(actor.clone(), scope).await.map_err(UserError::Store)?;
+        self.events.emit(
+            Event::success("user.password_change_required", actor)
+                .tenant(tenant.id.0)
+                .details(json!({ "users": count, "all": true })),
+        );
+        Ok(count)
+    }
+
+    /// The user store, for the account flows built on it.
+    pub fn store(&self) -> &Arc<dyn UserStore> {
+        &self.users
     }
 
     /// Deletes the user for good.
@@ -170,4 +256,21 @@ impl UserService {
         self.events.emit(Event::success("user.deleted", actor).tenant(user.tenant.0).target(user.id.to_string()));
         Ok(user)
     }
+}
+
+fn check_roles(roles: &[String]) -> Result<(), UserError> {
+    match roles.iter().find(|r| !KNOWN_ROLES.contains(&r.as_str())) {
+        Some(unknown) => {
+            Err(UserError::Invalid(format!("{unknown:?} is not a role guard knows; roles: {}", KNOWN_ROLES.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A field an update may set, clear (`Some(None)`) or leave (`None`).
+fn parse_optional<T>(
+    value: Option<Option<String>>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<Option<T>>, UserError> {
+    value.map(|v| v.as_deref().map(parse).transpose()).transpose().map_err(UserError::Invalid)
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::model::{Email, NewUser, User, UserId, UserStatus};
+use super::model::{DisplayName, Email, NewUser, User, UserId, UserStatus, Username};
 use crate::store::StoreError;
 use crate::tenants::TenantId;
 
@@ -13,6 +13,25 @@ pub struct UserFilter {
     /// Only emails starting with this (already lower case).
     pub email_prefix: Option<String>,
     pub status: Option<UserStatus>,
+}
+
+/// Columns to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserChange {
+    pub status: Option<UserStatus>,
+    pub username: Option<Option<Username>>,
+    pub display_name: Option<Option<DisplayName>>,
+    pub roles: Option<Vec<String>>,
+    /// A new PHC password hash.
+    pub password_hash: Option<String>,
+    pub password_change_required: Option<bool>,
+}
+
+impl UserChange {
+    /// A change of status only.
+    pub fn status(status: UserStatus) -> UserChange {
+        UserChange { status: Some(status), ..UserChange::default() }
+    }
 }
 
 /// One page of users, oldest first.
@@ -39,8 +58,13 @@ pub trait UserStore: Send + Sync {
         after: Option<UserId>,
         limit: u32,
     ) -> Result<UserPage, StoreError>;
-    /// Sets the status; `NotFound` when the user is not in this tenant.
-    async fn set_status(&self, tenant: TenantId, id: UserId, status: UserStatus) -> Result<User, StoreError>;
+    /// Applies `change`; `NotFound` when the user is not in this tenant, `Conflict`
+    /// when a new user name is taken.
+    async fn update(&self, tenant: TenantId, id: UserId, change: &UserChange) -> Result<User, StoreError>;
+    /// The user's password hash, if any.
+    async fn password_hash(&self, tenant: TenantId, id: UserId) -> Result<Option<String>, StoreError>;
+    /// Makes every user of the tenant choose a new password at next sign-in.
+    async fn require_password_change_all(&self, tenant: TenantId) -> Result<u64, StoreError>;
     /// Removes the user; false when the user is not in this tenant.
     async fn delete(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
     /// The user with this email and their password hash, for sign-in.

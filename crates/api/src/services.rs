@@ -1,0 +1,74 @@
+//! Every service of guard, built once from the configuration and the database, for
+//! the server and for the commands that act on the same data.
+
+use std::sync::Arc;
+
+use guard_core::Config;
+use guard_core::accounts::AccountService;
+use guard_core::config::DatabaseKind;
+use guard_core::email::{OutboxSender, Templates};
+use guard_core::events::{EventSink, LogEvents};
+use guard_core::keys::{KeyService, MasterKey, TokenService};
+use guard_core::passwords::PasswordHasher;
+use guard_core::sessions::{AuthService, MemorySessionCache, SessionCache};
+use guard_core::tenants::TenantService;
+use guard_core::users::UserService;
+use guard_store::redis::Redis;
+use guard_store::{Database, RedisSessionCache};
+
+/// guard's services over one database (and Redis, when configured).
+#[derive(Clone)]
+pub struct Services {
+    pub tenants: TenantService,
+    pub users: UserService,
+    pub auth: AuthService,
+    pub accounts: AccountService,
+    pub keys: KeyService,
+    pub outbox: OutboxSender,
+}
+
+/// The master key the configuration names: GUARD_MASTER_KEY, or the key file (made on
+/// first start when the database is SQLite, a single machine's deployment).
+pub fn master_key(config: &Config) -> Result<MasterKey, String> {
+    match &config.security.master_key {
+        Some(key) => MasterKey::from_base64(key.expose()).map_err(|e| format!("GUARD_MASTER_KEY: {e}")),
+        None => {
+            let create = config.database.kind() == DatabaseKind::Sqlite;
+            MasterKey::load_or_create(&config.security.master_key_path, create).map_err(|e| e.to_string())
+        }
+    }
+}
+
+impl Services {
+    /// Builds every service; fails when the password hashing parameters, the master
+    /// key or the email templates are unusable.
+    pub fn new(config: &Config, db: &Database, redis: Option<&Redis>) -> Result<Services, String> {
+        let events: Arc<dyn EventSink> = Arc::new(LogEvents);
+        let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
+        let master = master_key(config)?;
+        let keys =
+            KeyService::new(db.keys.clone(), master, config.security.signing_algorithm, config.cache.settings_ttl);
+        let tokens = TokenService::new(keys.clone(), &config.server.public_url);
+        let ttl = config.cache.sessions_ttl;
+        let cache: Arc<dyn SessionCache> = match redis {
+            Some(redis) if !ttl.is_zero() => Arc::new(RedisSessionCache::new(redis.clone(), ttl)),
+            _ => Arc::new(MemorySessionCache::new(ttl)),
+        };
+        let tenants = TenantService::new(db.tenants.clone(), events.clone());
+        let auth =
+            AuthService::new(db.users.clone(), db.sessions.clone(), cache, tokens, hasher.clone(), events.clone());
+        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
+        let templates = Templates::load(config.smtp.templates_dir.as_deref())?;
+        let outbox = OutboxSender::new(db.email.clone(), templates);
+        let accounts = AccountService::new(
+            db.users.clone(),
+            db.email.clone(),
+            outbox.clone(),
+            auth.clone(),
+            hasher,
+            events,
+            &config.server.public_url,
+        );
+        Ok(Services { tenants, users, auth, accounts, keys, outbox })
+    }
+}
