@@ -23,6 +23,8 @@ pub enum Backend {
 pub(crate) enum TestDatabase {
     Sqlite(tempfile::TempDir),
     Postgres(PostgresDatabase),
+    /// Another TestApp's database, which that app owns.
+    Shared(String),
 }
 
 impl TestDatabase {
@@ -37,6 +39,7 @@ impl TestDatabase {
         match self {
             TestDatabase::Sqlite(dir) => format!("sqlite://{}/guard.db", dir.path().display()),
             TestDatabase::Postgres(db) => db.url.clone(),
+            TestDatabase::Shared(url) => url.clone(),
         }
     }
 }
@@ -50,9 +53,16 @@ pub struct TestAppBuilder {
     env: HashMap<String, String>,
     routes: Option<Router<AppState>>,
     database_url: Option<UrlRewrite>,
+    shared: Option<String>,
 }
 
 impl TestAppBuilder {
+    /// Uses `other`'s database instead of a fresh one, as a second replica would.
+    pub fn share_database_of(mut self, other: &TestApp) -> TestAppBuilder {
+        self.shared = Some(other.database_url.clone());
+        self
+    }
+
     /// Sets a configuration variable, as the environment would.
     pub fn env(mut self, key: &str, value: impl Into<String>) -> TestAppBuilder {
         self.env.insert(key.to_owned(), value.into());
@@ -76,7 +86,10 @@ impl TestAppBuilder {
     /// Creates the database, applies migrations and starts serving. `None` means the
     /// backend is unavailable here and the test should end (the reason is printed).
     pub async fn spawn(self) -> Option<TestApp> {
-        let database = TestDatabase::create(self.backend).await?;
+        let database = match self.shared {
+            Some(url) => TestDatabase::Shared(url),
+            None => TestDatabase::create(self.backend).await?,
+        };
         let mut env = self.env;
         let real_url = database.url();
         let url = match self.database_url {
@@ -106,6 +119,11 @@ impl TestAppBuilder {
             None => routes(),
         };
         let app = with_middleware(routes, state.clone());
+        let (stop_outbox, outbox_stop) = tokio::sync::watch::channel(false);
+        if let Some(url) = &state.config.smtp.url {
+            let mailer = guard_core::email::SmtpMailer::new(url.expose(), &state.config.smtp.from).expect("mailer");
+            tokio::spawn(state.accounts.outbox().clone().run(mailer, outbox_stop));
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(guard_api::serve(
             listener,
@@ -123,6 +141,7 @@ impl TestAppBuilder {
             state,
             database_url: real_url,
             stop: Some(stop),
+            _stop_outbox: stop_outbox,
             server: Some(server),
             _database: database,
         })
@@ -140,6 +159,8 @@ pub struct TestApp {
     /// The database's own URL (not rewritten), for checking what guard wrote.
     pub database_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropping it stops the outbox sender.
+    _stop_outbox: tokio::sync::watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _database: TestDatabase,
 }
@@ -147,7 +168,7 @@ pub struct TestApp {
 impl TestApp {
     /// A builder for `backend` with default configuration.
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, env: HashMap::new(), routes: None, database_url: None }
+        TestAppBuilder { backend, env: HashMap::new(), routes: None, database_url: None, shared: None }
     }
 
     /// Starts guard on `backend` with default configuration.

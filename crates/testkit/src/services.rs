@@ -12,7 +12,7 @@ pub fn services_required() -> bool {
     set("GUARD_TEST_REQUIRE_SERVICES") || set("CI")
 }
 
-fn unavailable(what: &str, why: String) {
+pub(crate) fn unavailable(what: &str, why: String) {
     assert!(!services_required(), "{what} is required here (CI or GUARD_TEST_REQUIRE_SERVICES) but unreachable: {why}");
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let message = format!("SKIP {test}: {what} unreachable ({why}); start it or set its GUARD_TEST_* URL");
