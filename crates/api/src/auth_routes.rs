@@ -148,8 +148,11 @@ struct LoginRequest {
     password: String,
 }
 
-fn cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")).ok()
+fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    // Served over TLS (GUARD_PUBLIC_URL is https): the cookie never travels in clear.
+    let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let text = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&text).ok()
 }
 
 /// POST /v1/auth/password/login
@@ -170,7 +173,7 @@ async fn login(
     body["session"] = session_json(&done.session, Some(done.session.id));
     body["user"] = user_json(&done.user);
     let mut response = AppJson(body).into_response();
-    if let Some(value) = cookie(done.token.expose(), max_age) {
+    if let Some(value) = cookie(&state, done.token.expose(), max_age) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(no_store(response))
@@ -196,7 +199,7 @@ async fn refresh(
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     state.auth.logout(&caller.who).await.map_err(auth_error)?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Some(value) = cookie("", 0) {
+    if let Some(value) = cookie(&state, "", 0) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
@@ -343,7 +346,8 @@ async fn jwks_response(state: &AppState, tenant: &guard_core::tenants::Tenant) -
     }
     let jwks = state.keys.jwks(tenant.id).await.map_err(key_error)?;
     let mut response = AppJson(jwks).into_response();
-    // Short enough that verifiers see a rotated-in key well before tokens use it widely.
+    // Verifiers refetch on an unknown kid (as PyJWT and most libraries do), so a
+    // rotated-in key is found even before this expires.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     Ok(response)
 }

@@ -49,13 +49,13 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
 
     let drain_timeout = config.server.shutdown_timeout;
     let state = AppState::new(config, db.clone(), redis, metrics, started).map_err(Failure::Config)?;
-    crate::bootstrap::first_admin(&state.config, &state.users).await?;
     let default_tenant = state
         .tenants
         .find(guard_core::tenants::TenantSlug::DEFAULT)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot read the default tenant: {e}")))?;
     state.keys.check_master_key(&[default_tenant.id]).await.map_err(|e| Failure::Config(e.to_string()))?;
+    crate::bootstrap::first_admin(&state.config, &state.users).await?;
     let (stop_background, background_stop) = tokio::sync::watch::channel(false);
     let background = start_background(&state, background_stop).await?;
     let lifecycle = state.lifecycle.clone();

@@ -264,7 +264,8 @@ impl AccountService {
     /// Sets a new password with a reset token: every session of the user ends, a
     /// locked or unverified account becomes active (the email proved ownership).
     pub async fn confirm_reset(&self, tenant: &Tenant, token: &str, password: String) -> Result<User, AccountError> {
-        // Refuse a weak password before spending the token, so the user can retry.
+        // Refuse a short or common password before spending the token, so the user can
+        // retry; the check against their email and user name needs the account.
         PasswordPolicy::of(&tenant.settings)
             .check(&password, PasswordContext { email: None, username: None })
             .map_err(|e| AccountError::WeakPassword(e.to_string()))?;

@@ -14,12 +14,13 @@ use super::templates::{Template, Templates};
 use crate::store::StoreError;
 use crate::tenants::TenantId;
 
-/// Attempts before a message is given up on (about 8 hours of retries).
+/// Attempts before a message is given up on (about 5 hours of retries).
 const MAX_ATTEMPTS: u32 = 12;
 /// Messages one pass of the sender claims.
 const BATCH: u32 = 20;
-/// How long a claimed message is reserved for the sender that claimed it.
-const LEASE: Duration = Duration::from_secs(120);
+/// How long a claimed message is reserved for the sender that claimed it: longer than
+/// a batch can take at the SMTP timeout, so no other replica sends it twice.
+const LEASE: Duration = Duration::from_secs(600);
 /// How often the outbox is looked at when nothing wakes the sender.
 const POLL: Duration = Duration::from_secs(2);
 

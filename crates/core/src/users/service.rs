@@ -250,6 +250,8 @@ impl UserService {
     /// Deletes the user for good.
     pub async fn delete(&self, actor: Actor, tenant: &str, reference: &str) -> Result<User, UserError> {
         let user = self.find(tenant, reference).await?;
+        // Cached sessions would outlive the rows the deletion cascades to.
+        self.auth.forget_user(&user).await.map_err(UserError::Store)?;
         if !self.users.delete(user.tenant, user.id).await.map_err(UserError::Store)? {
             return Err(UserError::NotFound(reference.to_owned()));
         }
