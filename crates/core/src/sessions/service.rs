@@ -300,8 +300,16 @@ impl AuthService {
                 return Err(invalid("refresh_token_reused"));
             }
         };
-        let session = self.sessions.get(tenant.id, session_id).await.map_err(AuthError::Store)?;
-        let who = match self.with_user(tenant, session).await {
+        // A revoked session is not in the cache (revocation removes it), so a cached
+        // one is live as far as revocation goes; expiry is checked below either way.
+        let found = match self.cache.by_id(session_id).await {
+            Some(who) => Ok(who),
+            None => {
+                let session = self.sessions.get(tenant.id, session_id).await.map_err(AuthError::Store)?;
+                self.with_user(tenant, session).await
+            }
+        };
+        let who = match found {
             Ok(who) => self.live(tenant, who).await,
             Err(e) => Err(e),
         };
