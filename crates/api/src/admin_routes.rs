@@ -61,6 +61,7 @@ fn tenant_error(e: TenantError) -> ApiError {
 fn user_error(e: UserError) -> ApiError {
     match e {
         UserError::Invalid(detail) => ApiError::new(ErrorCode::BadRequest).detail(detail),
+        UserError::WeakPassword(detail) => ApiError::new(ErrorCode::WeakPassword).detail(detail),
         UserError::Taken => {
             ApiError::new(ErrorCode::Conflict).detail("a user with this email or user name already exists")
         }

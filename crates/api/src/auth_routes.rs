@@ -224,7 +224,15 @@ async fn verify_email_link(
     AppQuery(query): AppQuery<LinkQuery>,
 ) -> Result<AppJson<Value>, ApiError> {
     let tenant = active_tenant(&state, &query.tenant).await?;
-    let user = state.accounts.verify_email(&tenant, &query.token).await.map_err(account_error)?;
+    verify(&state, &tenant, &query.token).await
+}
+
+async fn verify(
+    state: &AppState,
+    tenant: &guard_core::tenants::Tenant,
+    token: &str,
+) -> Result<AppJson<Value>, ApiError> {
+    let user = state.accounts.verify_email(tenant, token).await.map_err(account_error)?;
     Ok(AppJson(json!({ "verified": true, "user": user_json(&user) })))
 }
 
@@ -234,8 +242,7 @@ async fn verify_email(
     CurrentTenant(tenant): CurrentTenant,
     AppJson(body): AppJson<TokenBody>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let user = state.accounts.verify_email(&tenant, &body.token).await.map_err(account_error)?;
-    Ok(AppJson(json!({ "verified": true, "user": user_json(&user) })))
+    verify(&state, &tenant, &body.token).await
 }
 
 /// POST /v1/me/email/verification: sends the verification link again.

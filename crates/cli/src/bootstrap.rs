@@ -42,7 +42,7 @@ pub(crate) async fn first_admin(config: &Config, users: &UserService) -> Result<
         }
         // Another replica starting at the same moment created it.
         Err(UserError::Taken) => Ok(()),
-        Err(UserError::Invalid(reason)) => {
+        Err(UserError::Invalid(reason) | UserError::WeakPassword(reason)) => {
             Err(Failure::Config(format!("GUARD_BOOTSTRAP_ADMIN_PASSWORD / _EMAIL: {reason}")))
         }
         Err(e) => Err(Failure::Runtime(format!("cannot create the first administrator: {e}"))),

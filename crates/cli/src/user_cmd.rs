@@ -87,7 +87,7 @@ fn parse_status(text: &str) -> Result<UserStatus, String> {
 
 fn failure(e: UserError) -> Failure {
     match e {
-        UserError::Invalid(message) => Failure::Config(message),
+        UserError::Invalid(message) | UserError::WeakPassword(message) => Failure::Config(message),
         other => Failure::Runtime(other.to_string()),
     }
 }

@@ -352,6 +352,12 @@ backend_test!(the_admin_api_needs_the_admin_role_and_stays_in_its_tenant, |backe
         .await
         .unwrap();
     expect_problem(bad_role, 400, "bad_request").await;
+    let weak =
+        admin_post(&boss, "globex", "/v1/users", json!({ "email": "w@globex.example", "password": "password1" }))
+            .await
+            .unwrap();
+    expect_problem(weak, 400, "weak_password").await;
+    assert!(app.state.users.find("globex", "w@globex.example").await.is_err(), "nothing was created");
 
     // Disabling through the API ends the user's sessions at once.
     let staff =

@@ -20,6 +20,9 @@ pub enum UserError {
     /// The input is not valid; the text says what would be.
     #[error("{0}")]
     Invalid(String),
+    /// The password breaks the tenant's policy; the text says how.
+    #[error("{0}")]
+    WeakPassword(String),
     #[error("a user with this email or user name already exists in the tenant")]
     Taken,
     #[error("no user {0:?} in this tenant")]
@@ -113,7 +116,7 @@ impl UserService {
                     PasswordContext { email: Some(email.as_str()), username: username.as_ref().map(Username::as_str) };
                 PasswordPolicy::of(&tenant.settings)
                     .check(&p, context)
-                    .map_err(|e| UserError::Invalid(e.to_string()))?;
+                    .map_err(|e| UserError::WeakPassword(e.to_string()))?;
                 (p, false)
             }
             None => {
