@@ -56,7 +56,7 @@ macro_rules! impl_email_store {
                 .bind(&m.html_body)
                 .bind(now_ms)
                 .bind(crate::tenants::now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 Ok(())
@@ -79,7 +79,7 @@ macro_rules! impl_email_store {
                 .bind(now_ms.saturating_add(lease_ms))
                 .bind(now_ms)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 rows.iter().map(crate::email::from_row).collect()
@@ -96,7 +96,7 @@ macro_rules! impl_email_store {
                 )
                 .bind(at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 Ok(())
@@ -121,7 +121,7 @@ macro_rules! impl_email_store {
                     )
                     .bind(error),
                 };
-                query.bind(id).execute(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                query.bind(id).execute(&self.writer).await.map_err(crate::error::from_sqlx)?;
                 Ok(())
             }
 
@@ -137,7 +137,7 @@ macro_rules! impl_email_store {
                 &self,
                 token: &guard_core::email::NewEmailToken,
             ) -> Result<(), guard_core::store::StoreError> {
-                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "UPDATE email_tokens SET used_at = $1 \
                      WHERE tenant_id = $2 AND user_id = $3 AND purpose = $4 AND used_at IS NULL",
@@ -182,7 +182,7 @@ macro_rules! impl_email_store {
                 .bind(tenant.0)
                 .bind(purpose.as_str())
                 .bind(&token.0[..])
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 Ok(row.filter(|(_, expires_at)| at < *expires_at).map(|(user, _)| guard_core::users::UserId(user)))

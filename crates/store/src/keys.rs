@@ -57,14 +57,14 @@ macro_rules! impl_key_store {
                     .bind(sqlx::types::Json(&key.public_jwk))
                     .bind(&key.private_encrypted)
                     .bind(key.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 Ok(())
             }
 
             async fn rotate(&self, key: &guard_core::keys::SigningKey) -> Result<(), guard_core::store::StoreError> {
-                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "UPDATE signing_keys SET status = 'retired', retired_at = $1 \
                      WHERE tenant_id = $2 AND status = 'active'",

@@ -119,7 +119,7 @@ macro_rules! impl_migration_store {
                     .filter(|m| m.state == guard_core::store::MigrationState::Pending)
                     .map(|m| m.version)
                     .collect();
-                self.migrator.run(&self.pool).await.map_err(crate::migrate::from_migrate)?;
+                self.migrator.run(&self.writer).await.map_err(crate::migrate::from_migrate)?;
                 Ok(pending)
             }
 
@@ -128,7 +128,7 @@ macro_rules! impl_migration_store {
                 status.check_serveable()?;
                 let (target, reverted) = crate::migrate::plan_down(&status, steps);
                 if !reverted.is_empty() {
-                    self.migrator.undo(&self.pool, target).await.map_err(crate::migrate::from_migrate)?;
+                    self.migrator.undo(&self.writer, target).await.map_err(crate::migrate::from_migrate)?;
                 }
                 Ok(reverted)
             }

@@ -13,6 +13,10 @@ use crate::error::unavailable_reason;
 /// Pool options from DB_MAX_OPEN_CONNS, DB_CONN_MAX_LIFETIME, DB_CONN_MAX_IDLE_TIME
 /// and DB_ACQUIRE_TIMEOUT. DB_MAX_IDLE_CONNS has no sqlx equivalent and is enforced by
 /// [`trim_idle`].
+///
+/// A connection is pinged before it is handed out only when it sat idle for
+/// [`PING_IDLE_AFTER`]: one that was just in use is as good as its last answer, and a
+/// ping per query would double the round trips to the database.
 pub(crate) fn options<DB: Database>(config: &DatabaseConfig) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(config.max_open_conns)
@@ -20,8 +24,19 @@ pub(crate) fn options<DB: Database>(config: &DatabaseConfig) -> PoolOptions<DB> 
         .max_lifetime(config.conn_max_lifetime)
         .idle_timeout(config.conn_max_idle_time)
         .acquire_timeout(config.acquire_timeout)
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
+
+/// How long a pooled connection may sit idle before it is pinged on its next use.
+pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// Figures for one pool.
 pub(crate) fn stats<DB: Database>(pool: &Pool<DB>, max_idle: u32) -> PoolStats {

@@ -25,7 +25,7 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
         .map_err(|_| StoreError::InvalidConfig("DATABASE_URL: not a PostgreSQL URL the driver accepts".into()))?
         .application_name("guard");
     let pool = crate::pool::options(config).connect_lazy_with(options);
-    Ok(SqlStore::new(pool, config.max_idle_conns, Backend::Postgres))
+    Ok(SqlStore::new(pool, None, config.max_idle_conns, Backend::Postgres))
 }
 
 impl_tenant_store!(PgStore);

@@ -9,8 +9,9 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// A session's first refresh token, generation 0.
 pub(crate) const INSERT_REFRESH: &str =
-    "INSERT INTO refresh_tokens (id, tenant_id, session_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)";
+    "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) VALUES ($1, 0, $2, $3, $4)";
 
 pub(crate) const COLUMNS: &str =
     "id, tenant_id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent";
@@ -90,7 +91,7 @@ macro_rules! impl_session_store {
                 new: &guard_core::sessions::NewSession,
             ) -> Result<(), guard_core::store::StoreError> {
                 let s = &new.session;
-                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, \
                      idle_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -109,9 +110,8 @@ macro_rules! impl_session_store {
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 sqlx::query(crate::sessions::INSERT_REFRESH)
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(s.tenant.0)
                     .bind(s.id.0)
+                    .bind(s.tenant.0)
                     .bind(&new.refresh_hash.0[..])
                     .bind(s.created_at)
                     .execute(&mut *tx)
@@ -162,7 +162,7 @@ macro_rules! impl_session_store {
                     .bind(at)
                     .bind(idle_expires_at)
                     .bind(id.0)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 Ok(())
@@ -200,7 +200,7 @@ macro_rules! impl_session_store {
                 if let Some(user) = user {
                     query = query.bind(user.0);
                 }
-                let row = query.bind(id.0).fetch_optional(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                let row = query.bind(id.0).fetch_optional(&self.writer).await.map_err(crate::error::from_sqlx)?;
                 row.as_ref().map(crate::sessions::revoked_from_row).transpose()
             }
 
@@ -219,7 +219,7 @@ macro_rules! impl_session_store {
                 if let Some(except) = scope.except {
                     query = query.bind(except.0);
                 }
-                let rows = query.fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                let rows = query.fetch_all(&self.writer).await.map_err(crate::error::from_sqlx)?;
                 rows.iter().map(crate::sessions::revoked_from_row).collect()
             }
 
@@ -231,44 +231,33 @@ macro_rules! impl_session_store {
                 at: time::OffsetDateTime,
             ) -> Result<guard_core::sessions::RefreshOutcome, guard_core::store::StoreError> {
                 use guard_core::sessions::{RefreshOutcome, SessionId};
-                let mut tx = self.pool.begin().await.map_err(crate::error::from_sqlx)?;
-                let spent: Option<uuid::Uuid> = sqlx::query_scalar(
-                    "UPDATE refresh_tokens SET used_at = $1 \
-                     WHERE tenant_id = $2 AND token_hash = $3 AND used_at IS NULL RETURNING session_id",
+                // One statement spends the presented token and stores its successor: a
+                // second spend finds the next generation taken and inserts nothing.
+                let rotated: Option<uuid::Uuid> = sqlx::query_scalar(
+                    "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) \
+                     SELECT session_id, generation + 1, tenant_id, $1, $2 FROM refresh_tokens \
+                     WHERE tenant_id = $3 AND token_hash = $4 \
+                     ON CONFLICT (session_id, generation) DO NOTHING RETURNING session_id",
                 )
+                .bind(&next.0[..])
                 .bind(at)
                 .bind(tenant.0)
                 .bind(&presented.0[..])
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                let outcome = match spent {
-                    Some(session) => {
-                        sqlx::query(crate::sessions::INSERT_REFRESH)
-                            .bind(uuid::Uuid::now_v7())
-                            .bind(tenant.0)
-                            .bind(session)
-                            .bind(&next.0[..])
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(crate::error::from_sqlx)?;
-                        RefreshOutcome::Rotated(SessionId(session))
-                    }
-                    None => {
-                        let used: Option<uuid::Uuid> = sqlx::query_scalar(
-                            "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
-                        )
-                        .bind(tenant.0)
-                        .bind(&presented.0[..])
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(crate::error::from_sqlx)?;
-                        used.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s)))
-                    }
-                };
-                tx.commit().await.map_err(crate::error::from_sqlx)?;
-                Ok(outcome)
+                if let Some(session) = rotated {
+                    return Ok(RefreshOutcome::Rotated(SessionId(session)));
+                }
+                let spent: Option<uuid::Uuid> = sqlx::query_scalar(
+                    "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
+                )
+                .bind(tenant.0)
+                .bind(&presented.0[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(spent.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s))))
             }
 
             async fn count_live(&self, now: time::OffsetDateTime) -> Result<u64, guard_core::store::StoreError> {

@@ -12,6 +12,10 @@ use tokio::sync::Semaphore;
 /// in how they open the pool and in the SQL of their queries.
 pub(crate) struct SqlStore<DB: Database> {
     pub(crate) pool: Pool<DB>,
+    /// Where writes go. On a SQLite file this is a pool of one connection, so writers
+    /// queue in the process instead of meeting SQLite's busy lock and sleeping in its
+    /// busy handler; elsewhere it is `pool`.
+    pub(crate) writer: Pool<DB>,
     pub(crate) migrator: Migrator,
     pub(crate) max_idle: u32,
     pub(crate) backend: Backend,
@@ -20,10 +24,19 @@ pub(crate) struct SqlStore<DB: Database> {
 }
 
 impl<DB: Database> SqlStore<DB> {
-    /// Wraps `pool`, enforcing `max_idle` idle connections.
-    pub(crate) fn new(pool: Pool<DB>, max_idle: u32, backend: Backend) -> SqlStore<DB> {
+    /// Wraps `pool`, enforcing `max_idle` idle connections; writes go to `writer` when
+    /// given, else to `pool`.
+    pub(crate) fn new(pool: Pool<DB>, writer: Option<Pool<DB>>, max_idle: u32, backend: Backend) -> SqlStore<DB> {
         crate::pool::trim_idle(pool.clone(), max_idle);
-        SqlStore { pool, migrator: crate::migrate::migrator(backend), max_idle, backend, probe: Semaphore::new(1) }
+        let writer = writer.unwrap_or_else(|| pool.clone());
+        SqlStore {
+            pool,
+            writer,
+            migrator: crate::migrate::migrator(backend),
+            max_idle,
+            backend,
+            probe: Semaphore::new(1),
+        }
     }
 }
 
@@ -45,6 +58,7 @@ where
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

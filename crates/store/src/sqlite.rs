@@ -34,15 +34,18 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
             StoreError::Unavailable(format!("cannot create the database directory {}: {}", dir.display(), e.kind()))
         })?;
     }
-    let mut pool_options = crate::pool::options(config);
-    let mut max_idle = config.max_idle_conns;
+    let pool_options = crate::pool::options(config);
     if in_memory {
         // Each connection to an in-memory database is a database of its own: keep
-        // exactly one, forever.
-        pool_options = pool_options.max_connections(1).min_connections(1).max_lifetime(None).idle_timeout(None);
-        max_idle = 1;
+        // exactly one, forever, for reads and writes alike.
+        let pool_options = pool_options.max_connections(1).min_connections(1).max_lifetime(None).idle_timeout(None);
+        return Ok(SqlStore::new(pool_options.connect_lazy_with(options), None, 1, Backend::Sqlite));
     }
-    Ok(SqlStore::new(pool_options.connect_lazy_with(options), max_idle, Backend::Sqlite))
+    // SQLite admits one writer at a time; one connection for writes makes the others
+    // wait in the pool's queue, in order, rather than in SQLite's sleeping busy
+    // handler. Reads run on the other pool beside it (WAL).
+    let writer = pool_options.clone().max_connections(1).connect_lazy_with(options.clone());
+    Ok(SqlStore::new(pool_options.connect_lazy_with(options), Some(writer), config.max_idle_conns, Backend::Sqlite))
 }
 
 impl_tenant_store!(SqliteStore);

@@ -69,7 +69,7 @@ macro_rules! impl_tenant_store {
                     .bind(guard_core::tenants::TenantStatus::Active.as_str())
                     .bind(sqlx::types::Json(&tenant.settings))
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected())
@@ -186,7 +186,7 @@ macro_rules! impl_tenant_store {
                 .bind(status.as_str())
                 .bind(crate::tenants::now())
                 .bind(id.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 match row {
@@ -207,7 +207,7 @@ macro_rules! impl_tenant_store {
                 .bind(sqlx::types::Json(settings))
                 .bind(crate::tenants::now())
                 .bind(id.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 match row {

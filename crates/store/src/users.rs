@@ -131,7 +131,7 @@ macro_rules! impl_user_store {
                 .bind(user.password_change_required)
                 .bind(sqlx::types::Json(&user.roles))
                 .bind(at)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 crate::users::from_row(&row)
@@ -221,7 +221,7 @@ macro_rules! impl_user_store {
                     .bind(crate::tenants::now())
                     .bind(tenant.0)
                     .bind(id.0)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 match row {
@@ -238,7 +238,7 @@ macro_rules! impl_user_store {
                 let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.0)
                     .bind(id.0)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
@@ -268,7 +268,7 @@ macro_rules! impl_user_store {
                         .bind(true)
                         .bind(crate::tenants::now())
                         .bind(tenant.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected())
@@ -309,7 +309,7 @@ macro_rules! impl_user_store {
                 .bind(new_hash)
                 .bind(tenant.0)
                 .bind(id.0)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
                 Ok(())

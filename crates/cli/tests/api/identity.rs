@@ -148,6 +148,33 @@ backend_test!(sign_up_verify_sign_in_tokens_refresh_and_sign_out, |backend| {
     expect_problem(stale, 401, "invalid_refresh_token").await;
 });
 
+backend_test!(racing_refreshes_with_one_token_spend_it_once_and_end_the_family, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    user(&app, "default", "race@example.com", &[]).await;
+    let session = login(&app, "default", "race@example.com", PASSWORD).await;
+    let token = session["refresh_token"].clone();
+    let racers = (0..6).map(|_| post(&app, "default", "/v1/auth/token/refresh", json!({ "refresh_token": token })));
+    let answers = futures_util::future::join_all(racers).await;
+    let mut winners = Vec::new();
+    for answer in answers {
+        if answer.status() == 200 {
+            winners.push(answer.json::<Value>().await.unwrap());
+        } else {
+            expect_problem(answer, 401, "invalid_refresh_token").await;
+        }
+    }
+    // At most one request spends the token. The others presented a spent token, so
+    // the family (the session) is revoked; that may even reach the winner before it
+    // signs its answer, leaving no winner at all.
+    assert!(winners.len() <= 1, "one token spent twice: {winners:?}");
+    for winner in winners {
+        let next = post(&app, "default", "/v1/auth/token/refresh", json!({ "refresh_token": winner["refresh_token"] }));
+        expect_problem(next.await, 401, "invalid_refresh_token").await;
+    }
+    let session_token = session["session_token"].as_str().unwrap();
+    expect_problem(get_as(&app, "default", "/v1/me", session_token).await, 401, "unauthenticated").await;
+});
+
 backend_test!(sign_up_rejects_bad_input_and_taken_emails_without_side_effects, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let weak =

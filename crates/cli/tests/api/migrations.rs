@@ -139,3 +139,86 @@ async fn migrate_reports_an_unreachable_database_without_its_password() {
     assert!(stderr.contains("cannot reach the database"), "{stderr}");
     assert!(!stderr.contains("hunter2") && stderr.contains("guard:***@"), "{stderr}");
 }
+
+/// Rows a query returns as (token hash, number) pairs, ordered as the query says.
+async fn hashes_with_numbers(backend: Backend, url: &str, sql: &'static str) -> Vec<(Vec<u8>, Option<String>)> {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+        }
+    }
+}
+
+backend_test!(refresh_token_chains_survive_migration_0010_both_ways, |backend| {
+    let Some((guard, url, _db)) = guard_with_database(backend).await else { return };
+    let shipped = guard_store::embedded_migrations(match backend {
+        Backend::Sqlite => guard_core::store::Backend::Sqlite,
+        Backend::Postgres => guard_core::store::Backend::Postgres,
+    });
+    let after_0009 = shipped.iter().filter(|m| m.version > 9).count().to_string();
+    stdout(&guard.run(&["migrate", "up"]));
+    stdout(&guard.run(&["migrate", "down", &after_0009]));
+    // A family of three tokens as 0007 stored them: two spent (used_at), one live.
+    let (parents, family) = match backend {
+        Backend::Sqlite => (
+            [
+                "INSERT INTO tenants (id, slug, name, status, settings, created_at, updated_at) \
+             VALUES (x'01', 't', 't', 'active', '{}', '2026', '2026')",
+                "INSERT INTO users (id, tenant_id, email, status, password_change_required, created_at, updated_at) \
+             VALUES (x'02', x'01', 'a@example.com', 'active', 0, '2026', '2026')",
+                "INSERT INTO sessions VALUES (x'03', x'01', x'02', x'aa', 'c', 'c', 'e', 'e', NULL, NULL, NULL)",
+            ],
+            "INSERT INTO refresh_tokens VALUES (x'12', x'01', x'03', x'a3', '2026-01-03', NULL), \
+             (x'10', x'01', x'03', x'a1', '2026-01-01', '2026-01-02'), \
+             (x'11', x'01', x'03', x'a2', '2026-01-02', '2026-01-03')",
+        ),
+        Backend::Postgres => (
+            [
+                "INSERT INTO tenants (id, slug, name, status, settings, created_at, updated_at) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 't', 't', 'active', '{}', now(), now())",
+                "INSERT INTO users (id, tenant_id, email, status, password_change_required, created_at, updated_at) \
+             VALUES ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000001', \
+             'a@example.com', 'active', false, now(), now())",
+                "INSERT INTO sessions VALUES ('00000000-0000-0000-0000-000000000003', \
+             '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002', '\\xaa', \
+             now(), now(), now(), now(), NULL, NULL, NULL)",
+            ],
+            "INSERT INTO refresh_tokens SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', \
+             '00000000-0000-0000-0000-000000000003', t.hash, t.created, t.used FROM (VALUES \
+             ('\\xa3'::bytea, '2026-01-03'::timestamptz, NULL::timestamptz), \
+             ('\\xa1', '2026-01-01', '2026-01-02'), ('\\xa2', '2026-01-02', '2026-01-03')) AS t (hash, created, used)",
+        ),
+    };
+    for sql in parents.into_iter().chain([family]) {
+        execute(backend, &url, sql).await.unwrap();
+    }
+
+    stdout(&guard.run(&["migrate", "up"]));
+    let chain = hashes_with_numbers(
+        backend,
+        &url,
+        "SELECT token_hash, CAST(generation AS TEXT) FROM refresh_tokens ORDER BY generation",
+    )
+    .await;
+    let numbered =
+        |pairs: &[(u8, Option<&str>)]| pairs.iter().map(|(h, n)| (vec![*h], n.map(str::to_owned))).collect::<Vec<_>>();
+    assert_eq!(chain, numbered(&[(0xa1, Some("0")), (0xa2, Some("1")), (0xa3, Some("2"))]));
+
+    stdout(&guard.run(&["migrate", "down", &after_0009]));
+    let spent = hashes_with_numbers(
+        backend,
+        &url,
+        "SELECT token_hash, CAST(used_at IS NOT NULL AS TEXT) FROM refresh_tokens ORDER BY created_at",
+    )
+    .await;
+    let (yes, no) = match backend {
+        Backend::Sqlite => ("1", "0"),
+        Backend::Postgres => ("true", "false"),
+    };
+    assert_eq!(spent, numbered(&[(0xa1, Some(yes)), (0xa2, Some(yes)), (0xa3, Some(no))]));
+});

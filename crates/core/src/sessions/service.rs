@@ -20,7 +20,7 @@ use crate::keys::{KeyError, TokenService};
 use crate::passwords::PasswordHasher;
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantStatus};
-use crate::users::{Email, User, UserStatus, UserStore};
+use crate::users::{Email, User, UserId, UserStatus, UserStore};
 
 /// Why a sign-in or an authentication failed.
 #[derive(Debug, thiserror::Error)]
@@ -251,14 +251,25 @@ impl AuthService {
     /// its session still be live, so signing out ends its access tokens too.
     pub async fn authenticate_access(&self, tenant: &Tenant, token: &str) -> Result<Authenticated, AuthError> {
         let claims = self.tokens.verify(tenant, token).await?;
-        let (who, cached) = match self.cache.by_id(claims.sid).await {
+        self.live_by_id(tenant, claims.sid, Some(claims.sub)).await
+    }
+
+    /// The live session `id` of `tenant` and its user (who must be `user` when given),
+    /// read through the cache and cached again when read from the store.
+    async fn live_by_id(
+        &self,
+        tenant: &Tenant,
+        id: SessionId,
+        user: Option<UserId>,
+    ) -> Result<Authenticated, AuthError> {
+        let (who, cached) = match self.cache.by_id(id).await {
             Some(who) => (who, true),
             None => {
-                let session = self.sessions.get(tenant.id, claims.sid).await.map_err(AuthError::Store)?;
+                let session = self.sessions.get(tenant.id, id).await.map_err(AuthError::Store)?;
                 (self.with_user(tenant, session).await?, false)
             }
         };
-        if who.user.id != claims.sub {
+        if user.is_some_and(|user| who.user.id != user) {
             return Err(AuthError::Unauthenticated);
         }
         let seen = who.session.last_seen_at;
@@ -301,19 +312,11 @@ impl AuthService {
             }
         };
         // A revoked session is not in the cache (revocation removes it), so a cached
-        // one is live as far as revocation goes; expiry is checked below either way.
-        let found = match self.cache.by_id(session_id).await {
-            Some(who) => Ok(who),
-            None => {
-                let session = self.sessions.get(tenant.id, session_id).await.map_err(AuthError::Store)?;
-                self.with_user(tenant, session).await
-            }
-        };
-        let who = match found {
-            Ok(who) => self.live(tenant, who).await,
-            Err(e) => Err(e),
-        };
-        let who = who.map_err(|_| invalid("session_ended"))?;
+        // one is live as far as revocation goes; expiry is checked either way.
+        let who = self.live_by_id(tenant, session_id, None).await.map_err(|e| match e {
+            AuthError::Unauthenticated => invalid("session_ended"),
+            other => other,
+        })?;
         let (access_token, expires_in) = self.tokens.issue(tenant, who.user.id, who.session.id).await?;
         Ok(IssuedTokens { access_token, expires_in, refresh_token: next })
     }

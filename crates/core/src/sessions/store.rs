@@ -39,7 +39,7 @@ pub trait SessionStore: Send + Sync {
     /// Revokes every live session in `scope`.
     async fn revoke_all(&self, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError>;
     /// Spends the refresh token `presented` and, when it was live, stores `next` in
-    /// its family, in one transaction.
+    /// its family, atomically (one statement).
     async fn rotate_refresh(
         &self,
         tenant: TenantId,
