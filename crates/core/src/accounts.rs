@@ -190,13 +190,25 @@ impl AccountService {
     pub async fn send_verification(&self, tenant: &Tenant, user: &User) -> Result<(), AccountError> {
         let token = self.new_token(tenant, user, EmailTokenPurpose::VerifyEmail, VERIFY_EMAIL_LIFETIME).await?;
         let link = self.link("/v1/auth/email/verify", tenant, &token);
+        self.mail_link(tenant, user, Template::VerifyEmail, &link, VERIFY_EMAIL_LIFETIME).await
+    }
+
+    /// Queues the `template` mail carrying `link`, valid for `lifetime`, to `user`.
+    async fn mail_link(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        template: Template,
+        link: &str,
+        lifetime: time::Duration,
+    ) -> Result<(), AccountError> {
         let values = [
             ("email", user.email.as_str()),
             ("tenant", tenant.name.as_str()),
-            ("link", link.as_str()),
-            ("expires_in", &human(VERIFY_EMAIL_LIFETIME)),
+            ("link", link),
+            ("expires_in", &human(lifetime)),
         ];
-        self.outbox.queue(Some(tenant.id), Template::VerifyEmail, user.email.as_str(), &values).await?;
+        self.outbox.queue(Some(tenant.id), template, user.email.as_str(), &values).await?;
         Ok(())
     }
 
@@ -236,13 +248,7 @@ impl AccountService {
     /// Emails `user` a password reset link.
     pub async fn send_reset(&self, tenant: &Tenant, user: &User) -> Result<(), AccountError> {
         let link = self.reset_link(tenant, user).await?;
-        let values = [
-            ("email", user.email.as_str()),
-            ("tenant", tenant.name.as_str()),
-            ("link", link.as_str()),
-            ("expires_in", &human(PASSWORD_RESET_LIFETIME)),
-        ];
-        self.outbox.queue(Some(tenant.id), Template::PasswordReset, user.email.as_str(), &values).await?;
+        self.mail_link(tenant, user, Template::PasswordReset, &link, PASSWORD_RESET_LIFETIME).await?;
         self.events.emit(
             Event::success("auth.password.reset_requested", Actor::System)
                 .tenant(tenant.id.0)
