@@ -23,7 +23,7 @@ impl Backend {
 
 /// Errors from a store. Messages are safe to log; only `Unavailable` reasons are meant
 /// to be shown to callers (on health endpoints), and they never carry credentials.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),

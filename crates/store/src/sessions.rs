@@ -81,6 +81,23 @@ pub(crate) fn revoke_all_sql(scope: &SessionScope) -> String {
     sql
 }
 
+/// Spends `count` refresh tokens in one statement: each presented token that is
+/// still the newest of its family gets its successor as the next generation, and a
+/// token spent before (or twice in this batch) finds that generation taken and gets
+/// nothing. Binds the time, then tenant, presented hash and successor hash for each.
+pub(crate) fn rotate_refresh_sql(count: usize) -> String {
+    let values: Vec<String> = (0..count).map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+    // A join condition in WHERE rather than ON: SQLite would read the ON of
+    // ON CONFLICT as a join constraint.
+    format!(
+        "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) \
+         SELECT r.session_id, r.generation + 1, r.tenant_id, v.column3, $1 FROM (VALUES {}) AS v, refresh_tokens r \
+         WHERE r.tenant_id = v.column1 AND r.token_hash = v.column2 \
+         ON CONFLICT (session_id, generation) DO NOTHING RETURNING session_id, token_hash",
+        values.join(", ")
+    )
+}
+
 /// Implements `SessionStore` for a `SqlStore` of one backend.
 macro_rules! impl_session_store {
     ($store:ty) => {
@@ -225,39 +242,39 @@ macro_rules! impl_session_store {
 
             async fn rotate_refresh(
                 &self,
-                tenant: guard_core::tenants::TenantId,
-                presented: &guard_core::sessions::TokenHash,
-                next: &guard_core::sessions::TokenHash,
+                rotations: &[guard_core::sessions::RefreshRotation],
                 at: time::OffsetDateTime,
-            ) -> Result<guard_core::sessions::RefreshOutcome, guard_core::store::StoreError> {
+            ) -> Result<Vec<guard_core::sessions::RefreshOutcome>, guard_core::store::StoreError> {
                 use guard_core::sessions::{RefreshOutcome, SessionId};
-                // One statement spends the presented token and stores its successor: a
-                // second spend finds the next generation taken and inserts nothing.
-                let rotated: Option<uuid::Uuid> = sqlx::query_scalar(
-                    "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) \
-                     SELECT session_id, generation + 1, tenant_id, $1, $2 FROM refresh_tokens \
-                     WHERE tenant_id = $3 AND token_hash = $4 \
-                     ON CONFLICT (session_id, generation) DO NOTHING RETURNING session_id",
-                )
-                .bind(&next.0[..])
-                .bind(at)
-                .bind(tenant.0)
-                .bind(&presented.0[..])
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(crate::error::from_sqlx)?;
-                if let Some(session) = rotated {
-                    return Ok(RefreshOutcome::Rotated(SessionId(session)));
+                if rotations.is_empty() {
+                    return Ok(Vec::new());
                 }
-                let spent: Option<uuid::Uuid> = sqlx::query_scalar(
-                    "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
-                )
-                .bind(tenant.0)
-                .bind(&presented.0[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(crate::error::from_sqlx)?;
-                Ok(spent.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s))))
+                let mut query = sqlx::query_as::<_, (uuid::Uuid, Vec<u8>)>(sqlx::AssertSqlSafe(
+                    crate::sessions::rotate_refresh_sql(rotations.len()),
+                ))
+                .bind(at);
+                for r in rotations {
+                    query = query.bind(r.tenant.0).bind(&r.presented.0[..]).bind(&r.next.0[..]);
+                }
+                let rotated = query.fetch_all(&self.writer).await.map_err(crate::error::from_sqlx)?;
+                let mut outcomes = Vec::with_capacity(rotations.len());
+                for r in rotations {
+                    // Successors are random, so the stored one names its rotation.
+                    if let Some((session, _)) = rotated.iter().find(|(_, next)| next[..] == r.next.0[..]) {
+                        outcomes.push(RefreshOutcome::Rotated(SessionId(*session)));
+                        continue;
+                    }
+                    let spent: Option<uuid::Uuid> = sqlx::query_scalar(
+                        "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
+                    )
+                    .bind(r.tenant.0)
+                    .bind(&r.presented.0[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                    outcomes.push(spent.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s))));
+                }
+                Ok(outcomes)
             }
 
             async fn count_live(&self, now: time::OffsetDateTime) -> Result<u64, guard_core::store::StoreError> {

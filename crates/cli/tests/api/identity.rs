@@ -175,6 +175,57 @@ backend_test!(racing_refreshes_with_one_token_spend_it_once_and_end_the_family, 
     expect_problem(get_as(&app, "default", "/v1/me", session_token).await, 401, "unauthenticated").await;
 });
 
+/// Part `n` of a JWT (0: header, 1: claims), decoded without verifying anything.
+fn jwt_part(token: &str, n: usize) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(n).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+// Concurrent refreshes are written together; each must get its own family's
+// successor, and an unknown or foreign token among them must change nothing.
+backend_test!(concurrent_refreshes_of_many_families_each_rotate_their_own, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    app.state.tenants.create(Actor::Operator, "Other", Some("other")).await.unwrap();
+    user(&app, "other", "elsewhere@example.com", &[]).await;
+    let foreign = login(&app, "other", "elsewhere@example.com", PASSWORD).await;
+    let mut families = Vec::new();
+    for n in 0..8 {
+        let email = format!("family{n}@example.com");
+        user(&app, "default", &email, &[]).await;
+        families.push(login(&app, "default", &email, PASSWORD).await);
+    }
+    for _round in 0..3 {
+        let mut requests = Vec::new();
+        for family in &families {
+            requests.push(post(
+                &app,
+                "default",
+                "/v1/auth/token/refresh",
+                json!({ "refresh_token": family["refresh_token"] }),
+            ));
+        }
+        let strays = [json!("x".repeat(43)), foreign["refresh_token"].clone()];
+        for stray in &strays {
+            requests.push(post(&app, "default", "/v1/auth/token/refresh", json!({ "refresh_token": stray })));
+        }
+        let mut answers = futures_util::future::join_all(requests).await;
+        for stray in answers.split_off(families.len()) {
+            expect_problem(stray, 401, "invalid_refresh_token").await;
+        }
+        for (family, answer) in families.iter_mut().zip(answers) {
+            assert_eq!(answer.status(), 200);
+            let next: Value = answer.json().await.unwrap();
+            let claims = jwt_part(next["access_token"].as_str().unwrap(), 1);
+            assert_eq!(claims["sid"], family["session"]["id"], "the successor belongs to the family presented");
+            family["refresh_token"] = next["refresh_token"].clone();
+        }
+    }
+    // The foreign token, shown to the wrong tenant, neither rotated nor ended its family.
+    let home = post(&app, "other", "/v1/auth/token/refresh", json!({ "refresh_token": foreign["refresh_token"] }));
+    assert_eq!(home.await.status(), 200);
+});
+
 backend_test!(sign_up_rejects_bad_input_and_taken_emails_without_side_effects, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let weak =
@@ -295,11 +346,7 @@ backend_test!(rotated_keys_keep_old_tokens_valid_and_sign_new_ones, |backend| {
 
     let after = login(&app, "default", "ed@example.com", PASSWORD).await;
     let new_access = after["access_token"].as_str().unwrap();
-    let header: Value = {
-        use base64::Engine as _;
-        let part = new_access.split('.').next().unwrap();
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-    };
+    let header = jwt_part(new_access, 0);
     assert_eq!(header["kid"], new_key.id.0.as_str());
     assert_eq!(get_as(&app, "default", "/v1/me", &old_access).await.status(), 200, "old key still verifies");
     assert_eq!(get_as(&app, "default", "/v1/me", new_access).await.status(), 200);

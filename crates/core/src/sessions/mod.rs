@@ -3,12 +3,15 @@
 
 mod cache;
 mod model;
+mod rotation;
 mod service;
 mod store;
 mod token;
 
 pub use cache::{MemorySessionCache, SessionCache};
-pub use model::{ClientInfo, NewSession, RefreshOutcome, RevokedSession, Session, SessionId, SessionScope};
+pub use model::{
+    ClientInfo, NewSession, RefreshOutcome, RefreshRotation, RevokedSession, Session, SessionId, SessionScope,
+};
 pub use service::{AuthError, AuthService, Authenticated, IssuedTokens, LoginSuccess};
 pub use store::SessionStore;
 pub use token::{SessionToken, TokenHash};

@@ -81,6 +81,14 @@ pub struct SessionScope {
     pub except: Option<SessionId>,
 }
 
+/// One refresh token to spend, and the hash of its successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshRotation {
+    pub tenant: TenantId,
+    pub presented: TokenHash,
+    pub next: TokenHash,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshOutcome {

@@ -12,7 +12,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cache::SessionCache;
-use super::model::{ClientInfo, NewSession, RefreshOutcome, RevokedSession, Session, SessionId, SessionScope};
+use super::model::{
+    ClientInfo, NewSession, RefreshOutcome, RefreshRotation, RevokedSession, Session, SessionId, SessionScope,
+};
+use super::rotation::RotationQueue;
 use super::store::SessionStore;
 use super::token::SessionToken;
 use crate::events::{Actor, Event, EventSink, Outcome};
@@ -86,6 +89,7 @@ pub struct AuthService {
     tokens: TokenService,
     hasher: PasswordHasher,
     events: Arc<dyn EventSink>,
+    rotations: Arc<RotationQueue>,
 }
 
 /// Use of a session is written back at most this often, so authenticated reads do
@@ -125,7 +129,8 @@ impl AuthService {
         hasher: PasswordHasher,
         events: Arc<dyn EventSink>,
     ) -> AuthService {
-        AuthService { users, sessions, cache, tokens, hasher, events }
+        let rotations = Arc::new(RotationQueue::new(sessions.clone()));
+        AuthService { users, sessions, cache, tokens, hasher, events, rotations }
     }
 
     /// The access token service.
@@ -293,11 +298,8 @@ impl AuthService {
             return Err(invalid("invalid_refresh_token"));
         };
         let next = new_token()?;
-        let outcome = self
-            .sessions
-            .rotate_refresh(tenant.id, &presented.hash(), &next.hash(), now())
-            .await
-            .map_err(AuthError::Store)?;
+        let rotation = RefreshRotation { tenant: tenant.id, presented: presented.hash(), next: next.hash() };
+        let outcome = self.rotations.rotate(rotation).await.map_err(AuthError::Store)?;
         let session_id = match outcome {
             RefreshOutcome::Rotated(id) => id,
             RefreshOutcome::Unknown => return Err(invalid("invalid_refresh_token")),

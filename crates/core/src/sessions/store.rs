@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::model::{NewSession, RefreshOutcome, RevokedSession, Session, SessionId, SessionScope};
+use super::model::{NewSession, RefreshOutcome, RefreshRotation, RevokedSession, Session, SessionId, SessionScope};
 use super::token::TokenHash;
 use crate::store::StoreError;
 use crate::tenants::TenantId;
@@ -38,15 +38,15 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Option<RevokedSession>, StoreError>;
     /// Revokes every live session in `scope`.
     async fn revoke_all(&self, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError>;
-    /// Spends the refresh token `presented` and, when it was live, stores `next` in
-    /// its family, atomically (one statement).
+    /// Spends each rotation's presented refresh token and, when it was live, stores
+    /// its successor in the same family; one outcome per rotation, in order. All
+    /// rotations are one statement: a token named twice is spent once, the other
+    /// rotation seeing it `Reused`.
     async fn rotate_refresh(
         &self,
-        tenant: TenantId,
-        presented: &TokenHash,
-        next: &TokenHash,
+        rotations: &[RefreshRotation],
         at: OffsetDateTime,
-    ) -> Result<RefreshOutcome, StoreError>;
+    ) -> Result<Vec<RefreshOutcome>, StoreError>;
     /// How many unrevoked sessions have not expired at `now`.
     async fn count_live(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
