@@ -32,7 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/users/{user}/password-reset", post(reset_user_password))
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(crate) fn actor(caller: &Caller) -> Actor {
     Actor::User(caller.who.user.id.0)
 }
 
@@ -58,7 +58,7 @@ fn tenant_error(e: TenantError) -> ApiError {
     }
 }
 
-fn user_error(e: UserError) -> ApiError {
+pub(crate) fn user_error(e: UserError) -> ApiError {
     match e {
         UserError::Invalid(detail) => ApiError::new(ErrorCode::BadRequest).detail(detail),
         UserError::WeakPassword(detail) => ApiError::new(ErrorCode::WeakPassword).detail(detail),

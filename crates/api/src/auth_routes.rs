@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use guard_core::accounts::AccountError;
 use guard_core::keys::KeyError;
-use guard_core::sessions::{AuthError, ClientInfo, IssuedTokens, Session, SessionId};
+use guard_core::mfa::ChallengePurpose;
+use guard_core::sessions::{AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId};
 use guard_core::tenants::TenantStatus;
 use guard_core::users::User;
 use guard_proto::ErrorCode;
@@ -41,7 +42,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/t/{tenant}/.well-known/jwks.json", get(jwks_by_path))
 }
 
-fn time(t: &time::OffsetDateTime) -> String {
+pub(crate) fn time(t: &time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -71,7 +72,7 @@ fn tokens_json(tokens: &IssuedTokens) -> Value {
     })
 }
 
-fn auth_error(e: AuthError) -> ApiError {
+pub(crate) fn auth_error(e: AuthError) -> ApiError {
     match e {
         AuthError::InvalidCredentials => {
             ApiError::new(ErrorCode::InvalidCredentials).detail("the email or password is not correct")
@@ -108,7 +109,7 @@ fn key_error(e: KeyError) -> ApiError {
     }
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -166,17 +167,39 @@ async fn login(
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     let client = ClientInfo { ip: Some(peer.ip().to_string()), user_agent };
-    let done = state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)?;
+    match state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)? {
+        LoginOutcome::Complete(done) => Ok(signed_in(&state, &done, json!({}))),
+        LoginOutcome::SecondFactor(pending) => {
+            let body = json!({
+                "mfa_required": true,
+                "challenge_id": pending.challenge.expose(),
+                "methods": pending.methods,
+                "enrollment_required": pending.purpose == ChallengePurpose::Enroll,
+                "expires_at": time(&pending.expires_at),
+            });
+            Ok(no_store((StatusCode::ACCEPTED, AppJson(body)).into_response()))
+        }
+    }
+}
+
+/// The answer to a completed sign-in: `extra` fields, tokens, the session (also as a
+/// cookie) and the user.
+pub(crate) fn signed_in(state: &AppState, done: &LoginSuccess, mut body: Value) -> Response {
     let max_age = (done.session.expires_at - done.session.created_at).whole_seconds();
-    let mut body = tokens_json(&done.tokens);
+    if let (Value::Object(fields), Value::Object(tokens)) = (&mut body, tokens_json(&done.tokens)) {
+        fields.extend(tokens);
+    }
     body["session_token"] = json!(done.token.expose());
     body["session"] = session_json(&done.session, Some(done.session.id));
     body["user"] = user_json(&done.user);
+    if let Some(due) = &done.mfa_enrollment_due_at {
+        body["mfa_enrollment_due_at"] = json!(time(due));
+    }
     let mut response = AppJson(body).into_response();
-    if let Some(value) = cookie(&state, done.token.expose(), max_age) {
+    if let Some(value) = cookie(state, done.token.expose(), max_age) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    Ok(no_store(response))
+    no_store(response)
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod metrics;
+mod mfa_routes;
 mod serve;
 mod services;
 mod state;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .merge(health::routes())
         .merge(auth_routes::routes())
         .merge(admin_routes::routes())
+        .merge(mfa_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

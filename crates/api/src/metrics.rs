@@ -84,6 +84,12 @@ fn describe() {
     metrics::describe_gauge!("guard_http_requests_in_flight", "HTTP requests being handled now.");
     metrics::describe_gauge!("guard_database_connections", "Database pool connections, by state (idle, in_use).");
     metrics::describe_gauge!("guard_database_connections_max", "Most connections the database pool may open.");
+    metrics::describe_counter!(
+        "guard_mfa_verifications_total",
+        "Second-factor codes checked, by method (totp, recovery_code) and result (success, failure)."
+    );
+    metrics::describe_gauge!("guard_users", "Users, by tenant.");
+    metrics::describe_gauge!("guard_mfa_enrolled_users", "Users with an active second factor, by tenant.");
     metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");
 }
 

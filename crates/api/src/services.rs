@@ -9,6 +9,7 @@ use guard_core::config::DatabaseKind;
 use guard_core::email::{OutboxSender, Templates};
 use guard_core::events::{EventSink, LogEvents};
 use guard_core::keys::{KeyService, MasterKey, TokenService};
+use guard_core::mfa::MfaService;
 use guard_core::passwords::PasswordHasher;
 use guard_core::sessions::{AuthService, MemorySessionCache, SessionCache};
 use guard_core::tenants::TenantService;
@@ -25,6 +26,7 @@ pub struct Services {
     pub accounts: AccountService,
     pub keys: KeyService,
     pub outbox: OutboxSender,
+    pub mfa: MfaService,
 }
 
 /// The master key the configuration names: GUARD_MASTER_KEY, or the key file (made on
@@ -46,8 +48,12 @@ impl Services {
         let events: Arc<dyn EventSink> = Arc::new(LogEvents);
         let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
         let master = master_key(config)?;
-        let keys =
-            KeyService::new(db.keys.clone(), master, config.security.signing_algorithm, config.cache.settings_ttl);
+        let keys = KeyService::new(
+            db.keys.clone(),
+            master.clone(),
+            config.security.signing_algorithm,
+            config.cache.settings_ttl,
+        );
         let tokens = TokenService::new(keys.clone(), &config.server.public_url);
         let ttl = config.cache.sessions_ttl;
         let cache: Arc<dyn SessionCache> = match redis {
@@ -55,8 +61,15 @@ impl Services {
             _ => Arc::new(MemorySessionCache::new(ttl)),
         };
         let tenants = TenantService::new(db.tenants.clone(), events.clone());
-        let auth =
-            AuthService::new(db.users.clone(), db.sessions.clone(), cache, tokens, hasher.clone(), events.clone());
+        let auth = AuthService::new(
+            db.users.clone(),
+            db.sessions.clone(),
+            cache,
+            tokens,
+            hasher.clone(),
+            events.clone(),
+            db.mfa.clone(),
+        );
         let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
         let templates = Templates::load(config.smtp.templates_dir.as_deref())?;
         let outbox = OutboxSender::new(db.email.clone(), templates);
@@ -66,9 +79,10 @@ impl Services {
             outbox.clone(),
             auth.clone(),
             hasher,
-            events,
+            events.clone(),
             &config.server.public_url,
         );
-        Ok(Services { tenants, users, auth, accounts, keys, outbox })
+        let mfa = MfaService::new(db.mfa.clone(), db.users.clone(), auth.clone(), master, outbox.clone(), events);
+        Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa })
     }
 }

@@ -78,6 +78,7 @@ pub struct AppStateInner {
     pub auth: AuthService,
     pub accounts: AccountService,
     pub keys: KeyService,
+    pub mfa: guard_core::mfa::MfaService,
 }
 
 impl AppState {
@@ -90,7 +91,8 @@ impl AppState {
         metrics: Metrics,
         started: Instant,
     ) -> Result<AppState, String> {
-        let Services { tenants, users, auth, accounts, keys, outbox: _ } = Services::new(&config, &db, redis.as_ref())?;
+        let Services { tenants, users, auth, accounts, keys, outbox: _, mfa } =
+            Services::new(&config, &db, redis.as_ref())?;
         let tenant_cache = TenantCache::new(config.cache.settings_ttl);
         Ok(AppState(Arc::new(AppStateInner {
             config: Arc::new(config),
@@ -106,6 +108,7 @@ impl AppState {
             auth,
             accounts,
             keys,
+            mfa,
         })))
     }
 

@@ -81,7 +81,8 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     served.map_err(|e| Failure::Runtime(format!("server error: {e}")))
 }
 
-/// How often guard_active_sessions is recounted.
+/// How often guard_active_sessions, guard_users and guard_mfa_enrolled_users are
+/// recounted.
 const SESSION_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The outbox sender (when SMTP_URL is set) and the session gauge, stopping when
@@ -103,12 +104,23 @@ async fn start_background(
         }
     }
     let auth = state.auth.clone();
+    let mfa = state.mfa.clone();
     let mut stop = stop;
     tasks.push(tokio::spawn(async move {
         loop {
             match auth.count_live().await {
                 Ok(live) => metrics::gauge!("guard_active_sessions").set(live as f64),
                 Err(e) => tracing::debug!(error = %e, "cannot count sessions"),
+            }
+            match mfa.enrollment_counts().await {
+                Ok(counts) => {
+                    for count in counts {
+                        let tenant = count.tenant_slug;
+                        metrics::gauge!("guard_users", "tenant" => tenant.clone()).set(count.users as f64);
+                        metrics::gauge!("guard_mfa_enrolled_users", "tenant" => tenant).set(count.enrolled as f64);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot count MFA enrolment"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(SESSION_GAUGE_EVERY) => {}

@@ -41,6 +41,14 @@ pub(crate) enum UserAction {
         #[arg(long)]
         print: bool,
     },
+    /// Remove every second factor of a user (by email or id): lost authenticator.
+    /// Recorded as an event; the user signs in with the password alone, or enrols
+    /// again when the tenant requires MFA.
+    ResetMfa {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     /// Make users choose a new password at their next sign-in; their sessions end now.
     ForcePasswordReset {
         /// One user, by email or id.
@@ -169,6 +177,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
             service.delete(Actor::Operator, &tenant, &user).await.map(|u| say!("user {} is deleted", u.email))
         }
         UserAction::ResetPassword { user, tenant, print } => reset_password(&all, &tenant, &user, print).await,
+        UserAction::ResetMfa { user, tenant } => reset_mfa(&all, &tenant, &user).await,
         UserAction::ForcePasswordReset { user: Some(user), tenant, .. } => {
             let update = UserUpdate { password_change_required: Some(true), ..UserUpdate::default() };
             service.update(Actor::Operator, &tenant, &user, update).await.map(|u| {
@@ -183,6 +192,19 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
     };
     db.pool.close().await;
     result.map_err(failure)
+}
+
+async fn reset_mfa(all: &guard_api::Services, tenant: &str, user: &str) -> Result<(), UserError> {
+    let tenant = all.tenants.find(tenant).await?;
+    let user = all.users.find(tenant.id.to_string().as_str(), user).await?;
+    let removed =
+        all.mfa.reset(Actor::Operator, &tenant, user.id).await.map_err(|e| UserError::Internal(e.to_string()))?;
+    if removed {
+        say!("the second factors of {} are removed", user.email);
+    } else {
+        say!("{} had no second factor; nothing to remove", user.email);
+    }
+    Ok(())
 }
 
 async fn reset_password(all: &guard_api::Services, tenant: &str, user: &str, print: bool) -> Result<(), UserError> {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod email;
 pub mod events;
 pub mod keys;
+pub mod mfa;
 mod newtype;
 pub mod passwords;
 pub mod secret;

@@ -58,11 +58,21 @@ pub enum ErrorCode {
     InvalidToken,
     /// The refresh token is unknown, already used, or its session has ended.
     InvalidRefreshToken,
+    /// The MFA challenge is unknown, expired, spent or out of tries.
+    InvalidMfaChallenge,
+    /// The MFA code is wrong, expired or used already.
+    InvalidMfaCode,
+    /// The operation needs an active second factor, or a started enrolment.
+    MfaNotEnrolled,
+    /// An authenticator is already active.
+    MfaAlreadyEnrolled,
+    /// The tenant requires MFA, so the factor cannot be removed.
+    MfaRequired,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -86,6 +96,11 @@ impl ErrorCode {
         ErrorCode::WeakPassword,
         ErrorCode::InvalidToken,
         ErrorCode::InvalidRefreshToken,
+        ErrorCode::InvalidMfaChallenge,
+        ErrorCode::InvalidMfaCode,
+        ErrorCode::MfaNotEnrolled,
+        ErrorCode::MfaAlreadyEnrolled,
+        ErrorCode::MfaRequired,
     ];
 
     /// The wire form of the code.
@@ -114,6 +129,11 @@ impl ErrorCode {
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidRefreshToken => "invalid_refresh_token",
+            ErrorCode::InvalidMfaChallenge => "invalid_mfa_challenge",
+            ErrorCode::InvalidMfaCode => "invalid_mfa_code",
+            ErrorCode::MfaNotEnrolled => "mfa_not_enrolled",
+            ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
+            ErrorCode::MfaRequired => "mfa_required",
         }
     }
 
@@ -125,7 +145,12 @@ impl ErrorCode {
             | ErrorCode::TenantRequired
             | ErrorCode::WeakPassword
             | ErrorCode::InvalidToken => 400,
-            ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated | ErrorCode::InvalidRefreshToken => 401,
+            ErrorCode::InvalidCredentials
+            | ErrorCode::Unauthenticated
+            | ErrorCode::InvalidRefreshToken
+            | ErrorCode::InvalidMfaChallenge
+            | ErrorCode::InvalidMfaCode => 401,
+            ErrorCode::MfaNotEnrolled | ErrorCode::MfaAlreadyEnrolled | ErrorCode::MfaRequired => 409,
             ErrorCode::TenantDisabled | ErrorCode::Forbidden | ErrorCode::PasswordChangeRequired => 403,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -167,6 +192,11 @@ impl ErrorCode {
             ErrorCode::WeakPassword => "Password not accepted",
             ErrorCode::InvalidToken => "Invalid or expired link",
             ErrorCode::InvalidRefreshToken => "Invalid refresh token",
+            ErrorCode::InvalidMfaChallenge => "Invalid MFA challenge",
+            ErrorCode::InvalidMfaCode => "Invalid MFA code",
+            ErrorCode::MfaNotEnrolled => "No second factor",
+            ErrorCode::MfaAlreadyEnrolled => "Second factor already active",
+            ErrorCode::MfaRequired => "MFA required by the tenant",
         }
     }
 
@@ -272,6 +302,11 @@ mod tests {
             ("weak_password", 400),
             ("invalid_token", 400),
             ("invalid_refresh_token", 401),
+            ("invalid_mfa_challenge", 401),
+            ("invalid_mfa_code", 401),
+            ("mfa_not_enrolled", 409),
+            ("mfa_already_enrolled", 409),
+            ("mfa_required", 409),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

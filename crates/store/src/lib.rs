@@ -7,6 +7,7 @@
 mod email;
 mod error;
 mod keys;
+mod mfa;
 mod migrate;
 mod pool;
 mod postgres;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::email::EmailStore;
 use guard_core::keys::KeyStore;
+use guard_core::mfa::MfaStore;
 use guard_core::sessions::SessionStore;
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
@@ -41,6 +43,7 @@ pub struct Database {
     pub sessions: Arc<dyn SessionStore>,
     pub keys: Arc<dyn KeyStore>,
     pub email: Arc<dyn EmailStore>,
+    pub mfa: Arc<dyn MfaStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -55,7 +58,7 @@ pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
 /// One backend's store behind every trait.
 fn bundle<S>(store: Arc<S>) -> Database
 where
-    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + KeyStore + EmailStore + 'static,
+    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + KeyStore + EmailStore + MfaStore + 'static,
 {
     Database {
         pool: store.clone(),
@@ -64,6 +67,7 @@ where
         users: store.clone(),
         sessions: store.clone(),
         keys: store.clone(),
-        email: store,
+        email: store.clone(),
+        mfa: store,
     }
 }

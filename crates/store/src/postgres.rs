@@ -9,6 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
+use crate::mfa::impl_mfa_store;
 use crate::migrate::impl_migration_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
@@ -32,6 +33,7 @@ impl_tenant_store!(PgStore);
 impl_user_store!(PgStore);
 impl_session_store!(PgStore);
 impl_key_store!(PgStore);
+impl_mfa_store!(PgStore, sqlx::Postgres);
 impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");
 
 impl_migration_store!(

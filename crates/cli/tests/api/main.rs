@@ -12,6 +12,7 @@ mod health;
 mod identity;
 mod logs;
 mod metrics;
+mod mfa;
 mod migrations;
 mod outage;
 mod shutdown;

@@ -11,6 +11,7 @@ pub enum Template {
     VerifyEmail,
     PasswordReset,
     PasswordChanged,
+    RecoveryCodeUsed,
 }
 
 impl Template {
@@ -20,6 +21,7 @@ impl Template {
             Template::VerifyEmail => "verify_email",
             Template::PasswordReset => "password_reset",
             Template::PasswordChanged => "password_changed",
+            Template::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -40,10 +42,16 @@ impl Template {
                 include_str!("../../templates/password_changed.txt"),
                 include_str!("../../templates/password_changed.html"),
             ],
+            Template::RecoveryCodeUsed => [
+                include_str!("../../templates/recovery_code_used.subject"),
+                include_str!("../../templates/recovery_code_used.txt"),
+                include_str!("../../templates/recovery_code_used.html"),
+            ],
         }
     }
 
-    const ALL: [Template; 3] = [Template::VerifyEmail, Template::PasswordReset, Template::PasswordChanged];
+    const ALL: [Template; 4] =
+        [Template::VerifyEmail, Template::PasswordReset, Template::PasswordChanged, Template::RecoveryCodeUsed];
 }
 
 /// A rendered email.

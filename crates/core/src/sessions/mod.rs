@@ -4,7 +4,7 @@
 mod cache;
 mod model;
 mod rotation;
-mod service;
+pub(crate) mod service;
 mod store;
 mod token;
 
@@ -12,6 +12,6 @@ pub use cache::{MemorySessionCache, SessionCache};
 pub use model::{
     ClientInfo, NewSession, RefreshOutcome, RefreshRotation, RevokedSession, Session, SessionId, SessionScope,
 };
-pub use service::{AuthError, AuthService, Authenticated, IssuedTokens, LoginSuccess};
+pub use service::{AuthError, AuthService, Authenticated, IssuedTokens, LoginOutcome, LoginSuccess, PendingLogin};
 pub use store::SessionStore;
 pub use token::{SessionToken, TokenHash};

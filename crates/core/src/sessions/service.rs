@@ -20,10 +20,11 @@ use super::store::SessionStore;
 use super::token::SessionToken;
 use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::keys::{KeyError, TokenService};
+use crate::mfa::{CHALLENGE_LIFETIME, ChallengePurpose, MfaStore, NewChallenge};
 use crate::passwords::PasswordHasher;
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantStatus};
-use crate::users::{Email, User, UserId, UserStatus, UserStore};
+use crate::users::{Email, User, UserChange, UserId, UserStatus, UserStore};
 
 /// Why a sign-in or an authentication failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,25 @@ pub struct LoginSuccess {
     pub token: SessionToken,
     pub tokens: IssuedTokens,
     pub user: User,
+    /// The tenant requires MFA and this user has no factor yet: enrol before this.
+    pub mfa_enrollment_due_at: Option<OffsetDateTime>,
+}
+
+/// A correct password that needs a second step: the challenge to complete it with
+/// (shown once), what it accepts and until when.
+#[derive(Debug, Clone)]
+pub struct PendingLogin {
+    pub challenge: SessionToken,
+    pub purpose: ChallengePurpose,
+    pub methods: &'static [&'static str],
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a correct password leads to.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    Complete(Box<LoginSuccess>),
+    SecondFactor(PendingLogin),
 }
 
 /// The caller behind a valid session.
@@ -90,6 +110,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     events: Arc<dyn EventSink>,
     rotations: Arc<RotationQueue>,
+    mfa: Arc<dyn MfaStore>,
 }
 
 /// Use of a session is written back at most this often, so authenticated reads do
@@ -110,7 +131,7 @@ fn new_token() -> Result<SessionToken, AuthError> {
 }
 
 /// True when `user` may use a session of `tenant`.
-fn may_use_session(tenant: &Tenant, user: &User) -> bool {
+pub(crate) fn may_use_session(tenant: &Tenant, user: &User) -> bool {
     let status_ok = match user.status {
         UserStatus::Active => true,
         UserStatus::PendingVerification => !tenant.settings.email_verification_required,
@@ -128,9 +149,10 @@ impl AuthService {
         tokens: TokenService,
         hasher: PasswordHasher,
         events: Arc<dyn EventSink>,
+        mfa: Arc<dyn MfaStore>,
     ) -> AuthService {
         let rotations = Arc::new(RotationQueue::new(sessions.clone()));
-        AuthService { users, sessions, cache, tokens, hasher, events, rotations }
+        AuthService { users, sessions, cache, tokens, hasher, events, rotations, mfa }
     }
 
     /// The access token service.
@@ -147,15 +169,16 @@ impl AuthService {
         AuthError::InvalidCredentials
     }
 
-    /// Signs in with email and password, opening a session in `tenant` (which the
-    /// caller has checked is active).
+    /// Signs in with email and password in `tenant` (which the caller has checked is
+    /// active): a session, or, when the user has a second factor or must enrol one, a
+    /// challenge for the second step.
     pub async fn login(
         &self,
         tenant: &Tenant,
         email: &str,
         password: String,
         client: ClientInfo,
-    ) -> Result<LoginSuccess, AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         metrics::counter!("guard_auth_attempts_total", "method" => "password").increment(1);
         let internal = |e: crate::passwords::HashError| AuthError::Internal(e.to_string());
         let found = match Email::parse(email) {
@@ -175,7 +198,60 @@ impl AuthService {
         }
         let rehash =
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
+        let at = now();
+        let store = AuthError::Store;
+        let has_factor =
+            self.mfa.totp(tenant.id, user.id).await.map_err(store)?.is_some_and(|f| f.confirmed_at.is_some());
+        let mut enrollment_due = None;
+        if !has_factor && tenant.settings.mfa_required {
+            let due = at + seconds(tenant.settings.mfa_enrollment_grace_seconds);
+            let due = self.mfa.enrollment_deadline(tenant.id, user.id, due).await.map_err(store)?;
+            enrollment_due = Some(due).filter(|due| at < *due);
+        }
+        if has_factor || (tenant.settings.mfa_required && enrollment_due.is_none()) {
+            if let Some(hash) = rehash {
+                let change = UserChange { password_hash: Some(hash), ..UserChange::default() };
+                self.users.update(tenant.id, user.id, &change).await.map_err(store)?;
+            }
+            let (purpose, methods): (_, &'static [&'static str]) = if has_factor {
+                (ChallengePurpose::Verify, &["totp", "recovery_code"])
+            } else {
+                (ChallengePurpose::Enroll, &["totp"])
+            };
+            let challenge = new_token()?;
+            let expires_at = at + CHALLENGE_LIFETIME;
+            let new = NewChallenge {
+                id_hash: challenge.hash(),
+                tenant: tenant.id,
+                user: user.id,
+                purpose,
+                created_at: at,
+                expires_at,
+                client,
+            };
+            self.mfa.create_challenge(&new).await.map_err(store)?;
+            self.events.emit(
+                Event::success("auth.login.mfa_required", Actor::User(user.id.0))
+                    .tenant(tenant.id.0)
+                    .details(json!({ "purpose": purpose.as_str() })),
+            );
+            return Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }));
+        }
+        let mut success = self.open_session(tenant, user, client, rehash, &["pwd"]).await?;
+        success.mfa_enrollment_due_at = enrollment_due;
+        Ok(LoginOutcome::Complete(Box::new(success)))
+    }
 
+    /// Opens a session for `user`, who proved who they are with `methods` (recorded
+    /// with the sign-in), storing `rehash` as their new password hash when given.
+    pub(crate) async fn open_session(
+        &self,
+        tenant: &Tenant,
+        user: User,
+        client: ClientInfo,
+        rehash: Option<String>,
+        methods: &[&str],
+    ) -> Result<LoginSuccess, AuthError> {
         let at = now();
         let token = new_token()?;
         let refresh = new_token()?;
@@ -195,16 +271,17 @@ impl AuthService {
             .create(&NewSession { session: session.clone(), token_hash: token.hash(), refresh_hash: refresh.hash() })
             .await
             .map_err(AuthError::Store)?;
+        let rehashed = rehash.is_some();
         self.users.record_login(tenant.id, user.id, at, rehash).await.map_err(AuthError::Store)?;
         let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
         self.events.emit(
             Event::success("auth.login.success", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(session.id.to_string())
-                .details(json!({ "method": "password", "rehashed": verification.needs_rehash })),
+                .details(json!({ "method": "password", "amr": methods, "rehashed": rehashed })),
         );
         let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
-        Ok(LoginSuccess { session, token, tokens, user })
+        Ok(LoginSuccess { session, token, tokens, user, mfa_enrollment_due_at: None })
     }
 
     /// Checks a session found in the cache or the database, and pushes back its idle

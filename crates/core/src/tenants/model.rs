@@ -137,6 +137,14 @@ pub struct TenantSettings {
     pub access_token_lifetime_seconds: u64,
     /// The `aud` claim of access tokens.
     pub access_token_audience: String,
+    /// Every user must sign in with a second factor; one without must enrol.
+    pub mfa_required: bool,
+    /// When MFA becomes required for a user without a factor, how long they may still
+    /// sign in without one, counted from their first sign-in under the requirement
+    /// (seconds; 0: enrol at once).
+    pub mfa_enrollment_grace_seconds: u64,
+    /// TOTP codes of this many 30-second steps before or after now are accepted (0 to 2).
+    pub totp_skew_steps: u8,
 }
 
 impl Default for TenantSettings {
@@ -150,6 +158,9 @@ impl Default for TenantSettings {
             allowed_origins: Vec::new(),
             access_token_lifetime_seconds: 15 * 60,
             access_token_audience: "guard".to_owned(),
+            mfa_required: false,
+            mfa_enrollment_grace_seconds: 7 * 24 * 3600,
+            totp_skew_steps: 1,
         }
     }
 }
@@ -179,6 +190,12 @@ impl TenantSettings {
         let audience = &self.access_token_audience;
         if audience.is_empty() || audience.len() > 200 || audience.chars().any(char::is_control) {
             problems.push("access_token_audience must be 1 to 200 characters".to_owned());
+        }
+        if self.mfa_enrollment_grace_seconds > 366 * 24 * 3600 {
+            problems.push("mfa_enrollment_grace_seconds must be at most 31622400".to_owned());
+        }
+        if self.totp_skew_steps > 2 {
+            problems.push("totp_skew_steps must be from 0 to 2".to_owned());
         }
         for origin in &self.allowed_origins {
             if !is_origin(origin) {
@@ -264,8 +281,11 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into(), "https://app.example.com/path".into(), "*".into()],
             access_token_lifetime_seconds: 10,
             access_token_audience: String::new(),
+            mfa_required: true,
+            mfa_enrollment_grace_seconds: 400 * 24 * 3600,
+            totp_skew_steps: 3,
         };
-        assert_eq!(bad.problems().len(), 8, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 10, "{:?}", bad.problems());
     }
 
     #[test]

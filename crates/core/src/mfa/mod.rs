@@ -1,0 +1,16 @@
+//! Multi-factor authentication: TOTP (RFC 6238) with one-time recovery codes, the
+//! second step of a sign-in (a challenge opened by a correct password), and the
+//! tenant's requirement with its enrolment grace period.
+
+mod service;
+mod store;
+mod totp;
+
+pub use service::{MfaError, MfaService, MfaStatus, TotpEnrollment, VerifiedLogin};
+pub use store::{Challenge, ChallengePurpose, EnrollmentCount, MfaStore, NewChallenge, TotpFactor};
+pub use totp::{RECOVERY_CODE_COUNT, recovery_code_hash};
+
+/// Wrong tries a challenge allows before it is spent.
+pub const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
+/// How long the second step of a sign-in may take.
+pub const CHALLENGE_LIFETIME: time::Duration = time::Duration::minutes(5);

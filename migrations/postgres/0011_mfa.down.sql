@@ -1,0 +1,4 @@
+DROP TABLE mfa_enrollment_deadlines;
+DROP TABLE mfa_challenges;
+DROP TABLE mfa_recovery_codes;
+DROP TABLE mfa_totp;
