@@ -98,6 +98,12 @@ pub(crate) fn rotate_refresh_sql(count: usize) -> String {
     )
 }
 
+/// Looks up `count` refresh tokens by hash (bound in order): session, tenant, hash.
+pub(crate) fn find_refresh_sql(count: usize) -> String {
+    let params: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+    format!("SELECT session_id, tenant_id, token_hash FROM refresh_tokens WHERE token_hash IN ({})", params.join(", "))
+}
+
 /// Implements `SessionStore` for a `SqlStore` of one backend.
 macro_rules! impl_session_store {
     ($store:ty) => {
@@ -257,23 +263,35 @@ macro_rules! impl_session_store {
                     query = query.bind(r.tenant.0).bind(&r.presented.0[..]).bind(&r.next.0[..]);
                 }
                 let rotated = query.fetch_all(&self.writer).await.map_err(crate::error::from_sqlx)?;
-                let mut outcomes = Vec::with_capacity(rotations.len());
-                for r in rotations {
-                    // Successors are random, so the stored one names its rotation.
-                    if let Some((session, _)) = rotated.iter().find(|(_, next)| next[..] == r.next.0[..]) {
-                        outcomes.push(RefreshOutcome::Rotated(SessionId(*session)));
-                        continue;
+                // Successors are random, so the stored one names its rotation.
+                let successor = |r: &guard_core::sessions::RefreshRotation| {
+                    rotated.iter().find(|(_, next)| next[..] == r.next.0[..]).map(|(session, _)| *session)
+                };
+                // The rest are spent (reuse) or unknown: one read for all of them, so a
+                // batch full of made-up tokens costs the writer one query, not one each.
+                let unmatched: Vec<_> = rotations.iter().filter(|r| successor(r).is_none()).collect();
+                let mut known: Vec<(uuid::Uuid, uuid::Uuid, Vec<u8>)> = Vec::new();
+                if !unmatched.is_empty() {
+                    let mut query =
+                        sqlx::query_as(sqlx::AssertSqlSafe(crate::sessions::find_refresh_sql(unmatched.len())));
+                    for r in &unmatched {
+                        query = query.bind(&r.presented.0[..]);
                     }
-                    let spent: Option<uuid::Uuid> = sqlx::query_scalar(
-                        "SELECT session_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
-                    )
-                    .bind(r.tenant.0)
-                    .bind(&r.presented.0[..])
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(crate::error::from_sqlx)?;
-                    outcomes.push(spent.map_or(RefreshOutcome::Unknown, |s| RefreshOutcome::Reused(SessionId(s))));
+                    known = query.fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
                 }
+                // A token of another tenant is unknown here, as every query is tenant-scoped.
+                let outcomes = rotations
+                    .iter()
+                    .map(|r| match successor(r) {
+                        Some(session) => RefreshOutcome::Rotated(SessionId(session)),
+                        None => known
+                            .iter()
+                            .find(|(_, tenant, hash)| *tenant == r.tenant.0 && hash[..] == r.presented.0[..])
+                            .map_or(RefreshOutcome::Unknown, |(session, _, _)| {
+                                RefreshOutcome::Reused(SessionId(*session))
+                            }),
+                    })
+                    .collect();
                 Ok(outcomes)
             }
 

@@ -67,8 +67,9 @@ async fn verify(app: &TestApp, tenant: &str, challenge: &Value, code: &str) -> r
     send(app, "POST", tenant, "/v1/auth/mfa/verify", None, body).await
 }
 
-/// Enrols TOTP for the holder of `session`: the secret and the recovery codes.
-async fn enrol(app: &TestApp, session: &str) -> (String, Vec<String>) {
+/// Enrols TOTP for the holder of `session`: the secret, the code that confirmed it
+/// and the recovery codes.
+async fn enrol(app: &TestApp, session: &str) -> (String, String, Vec<String>) {
     let started = send(app, "POST", "default", "/v1/me/mfa/totp", Some(session), json!(null)).await;
     assert_eq!(started.status(), 201);
     let started: Value = started.json().await.unwrap();
@@ -87,7 +88,7 @@ async fn enrol(app: &TestApp, session: &str) -> (String, Vec<String>) {
     let codes: Vec<String> =
         confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     assert_eq!(codes.len(), 10);
-    (secret, codes)
+    (secret, code, codes)
 }
 
 backend_test!(totp_enrolment_sign_in_replay_and_recovery_codes, |backend| {
@@ -97,7 +98,7 @@ backend_test!(totp_enrolment_sign_in_replay_and_recovery_codes, |backend| {
     assert_eq!(first.status(), 200, "no factor yet: the password is enough");
     let first: Value = first.json().await.unwrap();
     let session = first["session_token"].as_str().unwrap();
-    let (secret, codes) = enrol(&app, session).await;
+    let (secret, confirming_code, codes) = enrol(&app, session).await;
     let again = send(&app, "POST", "default", "/v1/me/mfa/totp", Some(session), json!(null)).await;
     expect_problem(again, 409, "mfa_already_enrolled").await;
     let status: Value =
@@ -111,7 +112,7 @@ backend_test!(totp_enrolment_sign_in_replay_and_recovery_codes, |backend| {
     assert_eq!(pending["enrollment_required"], false);
     assert!(pending.get("session_token").is_none());
     // The code that confirmed the enrolment is spent: its replay is refused.
-    expect_problem(verify(&app, "default", &pending, &pyotp(&secret, 0)).await, 401, "invalid_mfa_code").await;
+    expect_problem(verify(&app, "default", &pending, &confirming_code).await, 401, "invalid_mfa_code").await;
     // A challenge belongs to its tenant.
     app.state.tenants.create(Actor::Operator, "Other", Some("other")).await.unwrap();
     expect_problem(verify(&app, "other", &pending, &pyotp(&secret, 30)).await, 401, "invalid_mfa_challenge").await;
@@ -151,7 +152,7 @@ backend_test!(a_challenge_allows_five_tries, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     new_user(&app, "default", "tries@example.com", &[]).await;
     let first: Value = password_step(&app, "default", "tries@example.com").await.json().await.unwrap();
-    let (secret, _) = enrol(&app, first["session_token"].as_str().unwrap()).await;
+    let (secret, _, _) = enrol(&app, first["session_token"].as_str().unwrap()).await;
     let pending = challenge(&app, "default", "tries@example.com").await;
     let good = pyotp(&secret, 30);
     for _ in 0..5 {

@@ -204,7 +204,11 @@ impl MfaService {
             return Err(MfaError::InvalidCode);
         }
         if method == "recovery_code" {
-            self.recovery_code_used(tenant, user).await?;
+            // The code is spent either way: a notice that cannot be queued must not
+            // also cost the user their sign-in.
+            if let Err(e) = self.recovery_code_used(tenant, user).await {
+                tracing::warn!(error = %e, user = %user.id, "cannot queue the recovery code notice");
+            }
         }
         Ok(method)
     }
