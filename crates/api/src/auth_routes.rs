@@ -156,6 +156,13 @@ fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&text).ok()
 }
 
+/// Where a sign-in comes from: the peer's address and the user agent.
+pub(crate) fn client_info(peer: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+    let user_agent =
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
+    ClientInfo { ip: Some(peer.ip().to_string()), user_agent }
+}
+
 /// POST /v1/auth/password/login
 async fn login(
     State(state): State<AppState>,
@@ -164,9 +171,7 @@ async fn login(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let user_agent =
-        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
-    let client = ClientInfo { ip: Some(peer.ip().to_string()), user_agent };
+    let client = client_info(peer, &headers);
     match state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)? {
         LoginOutcome::Complete(done) => Ok(signed_in(&state, &done, json!({}))),
         LoginOutcome::SecondFactor(pending) => {

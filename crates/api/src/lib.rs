@@ -13,6 +13,7 @@ pub mod extract;
 mod health;
 pub mod metrics;
 mod mfa_routes;
+mod passkey_routes;
 mod serve;
 mod services;
 mod state;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(auth_routes::routes())
         .merge(admin_routes::routes())
         .merge(mfa_routes::routes())
+        .merge(passkey_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

@@ -37,6 +37,13 @@ pub(crate) fn mfa_error(e: MfaError) -> ApiError {
         }
         MfaError::AlreadyEnrolled => ApiError::new(ErrorCode::MfaAlreadyEnrolled).detail(detail),
         MfaError::Required => ApiError::new(ErrorCode::MfaRequired).detail(detail),
+        MfaError::Invalid(_) => ApiError::new(ErrorCode::BadRequest).detail(detail),
+        MfaError::MalformedCredential(_) => ApiError::new(ErrorCode::InvalidWebauthnResponse).detail(detail),
+        MfaError::WebauthnRejected(_) => ApiError::new(ErrorCode::WebauthnFailed).detail(detail),
+        MfaError::InvalidCeremony => ApiError::new(ErrorCode::InvalidWebauthnCeremony).detail(detail),
+        MfaError::WebauthnNotConfigured(_) => ApiError::new(ErrorCode::WebauthnNotConfigured).detail(detail),
+        MfaError::CredentialRegistered => ApiError::new(ErrorCode::Conflict).detail(detail),
+        MfaError::NoSuchPasskey => ApiError::new(ErrorCode::NotFound).detail(detail),
         MfaError::Auth(e) => auth_error(e),
         MfaError::Store(e) => ApiError::from(e),
         MfaError::Internal(e) => ApiError::internal(e),
@@ -100,6 +107,7 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<AppJson
     Ok(AppJson(json!({
         "required": s.required,
         "totp": { "active": s.totp_active, "pending": s.totp_pending, "confirmed_at": s.totp_confirmed_at.as_ref().map(time) },
+        "webauthn": { "credentials": s.webauthn_credentials },
         "recovery_codes_left": s.recovery_codes_left,
     })))
 }

@@ -82,7 +82,15 @@ impl Services {
             events.clone(),
             &config.server.public_url,
         );
-        let mfa = MfaService::new(db.mfa.clone(), db.users.clone(), auth.clone(), master, outbox.clone(), events);
+        let mfa = MfaService::new(
+            db.mfa.clone(),
+            db.users.clone(),
+            auth.clone(),
+            master,
+            outbox.clone(),
+            events,
+            &config.server.public_url,
+        );
         Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa })
     }
 }

@@ -68,11 +68,21 @@ pub enum ErrorCode {
     MfaAlreadyEnrolled,
     /// The tenant requires MFA, so the factor cannot be removed.
     MfaRequired,
+    /// The WebAuthn credential in the request is not a public key credential in JSON.
+    InvalidWebauthnResponse,
+    /// The WebAuthn answer did not verify (challenge, origin, signature or credential).
+    WebauthnFailed,
+    /// The WebAuthn ceremony is unknown, expired or finished already.
+    InvalidWebauthnCeremony,
+    /// The tenant's WebAuthn relying party is not configured (see its settings).
+    WebauthnNotConfigured,
+    /// The sign-in was refused because its risk score reached the tenant's limit.
+    LoginDenied,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -101,6 +111,11 @@ impl ErrorCode {
         ErrorCode::MfaNotEnrolled,
         ErrorCode::MfaAlreadyEnrolled,
         ErrorCode::MfaRequired,
+        ErrorCode::InvalidWebauthnResponse,
+        ErrorCode::WebauthnFailed,
+        ErrorCode::InvalidWebauthnCeremony,
+        ErrorCode::WebauthnNotConfigured,
+        ErrorCode::LoginDenied,
     ];
 
     /// The wire form of the code.
@@ -134,6 +149,11 @@ impl ErrorCode {
             ErrorCode::MfaNotEnrolled => "mfa_not_enrolled",
             ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
             ErrorCode::MfaRequired => "mfa_required",
+            ErrorCode::InvalidWebauthnResponse => "invalid_webauthn_response",
+            ErrorCode::WebauthnFailed => "webauthn_failed",
+            ErrorCode::InvalidWebauthnCeremony => "invalid_webauthn_ceremony",
+            ErrorCode::WebauthnNotConfigured => "webauthn_not_configured",
+            ErrorCode::LoginDenied => "login_denied",
         }
     }
 
@@ -144,14 +164,23 @@ impl ErrorCode {
             | ErrorCode::InvalidJson
             | ErrorCode::TenantRequired
             | ErrorCode::WeakPassword
-            | ErrorCode::InvalidToken => 400,
+            | ErrorCode::InvalidToken
+            | ErrorCode::InvalidWebauthnResponse => 400,
             ErrorCode::InvalidCredentials
             | ErrorCode::Unauthenticated
             | ErrorCode::InvalidRefreshToken
             | ErrorCode::InvalidMfaChallenge
-            | ErrorCode::InvalidMfaCode => 401,
-            ErrorCode::MfaNotEnrolled | ErrorCode::MfaAlreadyEnrolled | ErrorCode::MfaRequired => 409,
-            ErrorCode::TenantDisabled | ErrorCode::Forbidden | ErrorCode::PasswordChangeRequired => 403,
+            | ErrorCode::InvalidMfaCode
+            | ErrorCode::WebauthnFailed
+            | ErrorCode::InvalidWebauthnCeremony => 401,
+            ErrorCode::MfaNotEnrolled
+            | ErrorCode::MfaAlreadyEnrolled
+            | ErrorCode::MfaRequired
+            | ErrorCode::WebauthnNotConfigured => 409,
+            ErrorCode::TenantDisabled
+            | ErrorCode::Forbidden
+            | ErrorCode::PasswordChangeRequired
+            | ErrorCode::LoginDenied => 403,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -197,6 +226,11 @@ impl ErrorCode {
             ErrorCode::MfaNotEnrolled => "No second factor",
             ErrorCode::MfaAlreadyEnrolled => "Second factor already active",
             ErrorCode::MfaRequired => "MFA required by the tenant",
+            ErrorCode::InvalidWebauthnResponse => "Invalid WebAuthn response",
+            ErrorCode::WebauthnFailed => "WebAuthn verification failed",
+            ErrorCode::InvalidWebauthnCeremony => "Invalid WebAuthn ceremony",
+            ErrorCode::WebauthnNotConfigured => "Passkeys not configured",
+            ErrorCode::LoginDenied => "Sign-in refused",
         }
     }
 
@@ -307,6 +341,11 @@ mod tests {
             ("mfa_not_enrolled", 409),
             ("mfa_already_enrolled", 409),
             ("mfa_required", 409),
+            ("invalid_webauthn_response", 400),
+            ("webauthn_failed", 401),
+            ("invalid_webauthn_ceremony", 401),
+            ("webauthn_not_configured", 409),
+            ("login_denied", 403),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

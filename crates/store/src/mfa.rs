@@ -8,6 +8,57 @@ pub(crate) fn insert_codes_sql(count: usize) -> String {
     format!("INSERT INTO mfa_recovery_codes (user_id, tenant_id, code_hash) VALUES {}", rows.join(", "))
 }
 
+/// Every table holding a user's factors or a step towards one, emptied by a reset.
+pub(crate) const FACTOR_TABLES: [&str; 6] = [
+    "mfa_totp",
+    "webauthn_credentials",
+    "mfa_recovery_codes",
+    "mfa_challenges",
+    "webauthn_ceremonies",
+    "mfa_enrollment_deadlines",
+];
+
+pub(crate) const CHALLENGE_COLUMNS: &str = "user_id, purpose, expires_at, attempts, ip, user_agent, webauthn_state";
+
+pub(crate) type ChallengeRow =
+    (uuid::Uuid, String, time::OffsetDateTime, i64, Option<String>, Option<String>, Option<String>);
+
+/// A challenge from a row of [`CHALLENGE_COLUMNS`].
+pub(crate) fn challenge(row: ChallengeRow) -> Result<guard_core::mfa::Challenge, guard_core::store::StoreError> {
+    let (user, purpose, expires_at, attempts, ip, user_agent, webauthn_state) = row;
+    let purpose = guard_core::mfa::ChallengePurpose::parse(&purpose)
+        .ok_or_else(|| guard_core::store::StoreError::Internal("challenge row with invalid purpose".into()))?;
+    Ok(guard_core::mfa::Challenge {
+        user: guard_core::users::UserId(user),
+        purpose,
+        expires_at,
+        attempts,
+        client: guard_core::sessions::ClientInfo { ip, user_agent },
+        webauthn_state,
+    })
+}
+
+pub(crate) const PASSKEY_COLUMNS: &str =
+    "id, tenant_id, user_id, credential_id, name, passkey, created_at, last_used_at";
+
+pub(crate) type PasskeyRow =
+    (uuid::Uuid, uuid::Uuid, uuid::Uuid, Vec<u8>, String, String, time::OffsetDateTime, Option<time::OffsetDateTime>);
+
+/// A credential from a row of [`PASSKEY_COLUMNS`].
+pub(crate) fn passkey(row: PasskeyRow) -> guard_core::mfa::StoredPasskey {
+    let (id, tenant, user, credential_id, name, passkey, created_at, last_used_at) = row;
+    guard_core::mfa::StoredPasskey {
+        id,
+        tenant: guard_core::tenants::TenantId(tenant),
+        user: guard_core::users::UserId(user),
+        credential_id,
+        name,
+        passkey,
+        created_at,
+        last_used_at,
+    }
+}
+
 /// Implements `MfaStore` for a `SqlStore` of one backend.
 macro_rules! impl_mfa_store {
     ($store:ty, $db:ty) => {
@@ -189,7 +240,7 @@ macro_rules! impl_mfa_store {
             ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let mut removed = false;
-                for table in ["mfa_totp", "mfa_recovery_codes", "mfa_challenges", "mfa_enrollment_deadlines"] {
+                for table in crate::mfa::FACTOR_TABLES {
                     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE tenant_id = $1 AND user_id = $2"
                     )))
@@ -198,10 +249,35 @@ macro_rules! impl_mfa_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(crate::error::from_sqlx)?;
-                    removed |= table == "mfa_totp" && done.rows_affected() > 0;
+                    removed |= matches!(table, "mfa_totp" | "webauthn_credentials") && done.rows_affected() > 0;
                 }
                 tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(removed)
+            }
+
+            async fn remove_totp(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                user: guard_core::users::UserId,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
+                let done = sqlx::query("DELETE FROM mfa_totp WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant.0)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                sqlx::query(
+                    "DELETE FROM mfa_recovery_codes WHERE tenant_id = $1 AND user_id = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM webauthn_credentials WHERE tenant_id = $1 AND user_id = $2)",
+                )
+                .bind(tenant.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn create_challenge(
@@ -232,28 +308,216 @@ macro_rules! impl_mfa_store {
                 id_hash: &guard_core::sessions::TokenHash,
                 max_attempts: i64,
             ) -> Result<Option<guard_core::mfa::Challenge>, guard_core::store::StoreError> {
-                type Row = (uuid::Uuid, String, time::OffsetDateTime, i64, Option<String>, Option<String>);
-                let row: Option<Row> = sqlx::query_as(
+                let row: Option<crate::mfa::ChallengeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE mfa_challenges SET attempts = attempts + 1 \
-                     WHERE tenant_id = $1 AND id_hash = $2 AND attempts < $3 \
-                     RETURNING user_id, purpose, expires_at, attempts, ip, user_agent",
-                )
+                     WHERE tenant_id = $1 AND id_hash = $2 AND attempts < $3 RETURNING {}",
+                    crate::mfa::CHALLENGE_COLUMNS
+                )))
                 .bind(tenant.0)
                 .bind(&id_hash.0[..])
                 .bind(max_attempts)
                 .fetch_optional(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                let Some((user, purpose, expires_at, attempts, ip, user_agent)) = row else { return Ok(None) };
-                let purpose = guard_core::mfa::ChallengePurpose::parse(&purpose).ok_or_else(|| {
-                    guard_core::store::StoreError::Internal("challenge row with invalid purpose".into())
+                row.map(crate::mfa::challenge).transpose()
+            }
+
+            async fn peek_challenge(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id_hash: &guard_core::sessions::TokenHash,
+                max_attempts: i64,
+            ) -> Result<Option<guard_core::mfa::Challenge>, guard_core::store::StoreError> {
+                let row: Option<crate::mfa::ChallengeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM mfa_challenges WHERE tenant_id = $1 AND id_hash = $2 AND attempts < $3",
+                    crate::mfa::CHALLENGE_COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(&id_hash.0[..])
+                .bind(max_attempts)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                row.map(crate::mfa::challenge).transpose()
+            }
+
+            async fn set_challenge_webauthn(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id_hash: &guard_core::sessions::TokenHash,
+                state: &str,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let done = sqlx::query("UPDATE mfa_challenges SET webauthn_state = $1 WHERE tenant_id = $2 AND id_hash = $3")
+                    .bind(state)
+                    .bind(tenant.0)
+                    .bind(&id_hash.0[..])
+                    .execute(&self.writer)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn passkeys(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                user: guard_core::users::UserId,
+            ) -> Result<Vec<guard_core::mfa::StoredPasskey>, guard_core::store::StoreError> {
+                let rows: Vec<crate::mfa::PasskeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM webauthn_credentials WHERE tenant_id = $1 AND user_id = $2 ORDER BY id",
+                    crate::mfa::PASSKEY_COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(crate::mfa::passkey).collect())
+            }
+
+            async fn passkey_by_credential_id(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                credential_id: &[u8],
+            ) -> Result<Option<guard_core::mfa::StoredPasskey>, guard_core::store::StoreError> {
+                let row: Option<crate::mfa::PasskeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM webauthn_credentials WHERE tenant_id = $1 AND credential_id = $2",
+                    crate::mfa::PASSKEY_COLUMNS
+                )))
+                .bind(tenant.0)
+                .bind(credential_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(row.map(crate::mfa::passkey))
+            }
+
+            async fn add_passkey(
+                &self,
+                p: &guard_core::mfa::StoredPasskey,
+                recovery_codes: &[guard_core::sessions::TokenHash],
+            ) -> Result<(), guard_core::store::StoreError> {
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO webauthn_credentials (id, tenant_id, user_id, credential_id, name, passkey, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(p.id)
+                .bind(p.tenant.0)
+                .bind(p.user.0)
+                .bind(&p.credential_id[..])
+                .bind(&p.name)
+                .bind(&p.passkey)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                if !recovery_codes.is_empty() {
+                    Self::store_recovery_codes(&mut tx, p.tenant, p.user, recovery_codes).await?;
+                }
+                tx.commit().await.map_err(crate::error::from_sqlx)
+            }
+
+            async fn passkey_used(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id: uuid::Uuid,
+                passkey: Option<&str>,
+                at: time::OffsetDateTime,
+            ) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "UPDATE webauthn_credentials SET last_used_at = $1, passkey = COALESCE($2, passkey) \
+                     WHERE tenant_id = $3 AND id = $4",
+                )
+                .bind(at)
+                .bind(passkey)
+                .bind(tenant.0)
+                .bind(id)
+                .execute(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn rename_passkey(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                user: guard_core::users::UserId,
+                id: uuid::Uuid,
+                name: &str,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let done =
+                    sqlx::query("UPDATE webauthn_credentials SET name = $1 WHERE tenant_id = $2 AND user_id = $3 AND id = $4")
+                        .bind(name)
+                        .bind(tenant.0)
+                        .bind(user.0)
+                        .bind(id)
+                        .execute(&self.writer)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn remove_passkey(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                user: guard_core::users::UserId,
+                id: uuid::Uuid,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let done = sqlx::query("DELETE FROM webauthn_credentials WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
+                    .bind(tenant.0)
+                    .bind(user.0)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn put_ceremony(&self, c: &guard_core::mfa::Ceremony) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO webauthn_ceremonies (id_hash, tenant_id, user_id, purpose, name, state, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&c.id_hash.0[..])
+                .bind(c.tenant.0)
+                .bind(c.user.map(|u| u.0))
+                .bind(c.purpose.as_str())
+                .bind(c.name.as_deref())
+                .bind(&c.state)
+                .bind(c.expires_at)
+                .execute(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn take_ceremony(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                id_hash: &guard_core::sessions::TokenHash,
+            ) -> Result<Option<guard_core::mfa::Ceremony>, guard_core::store::StoreError> {
+                type Row = (Option<uuid::Uuid>, String, Option<String>, String, time::OffsetDateTime);
+                let row: Option<Row> = sqlx::query_as(
+                    "DELETE FROM webauthn_ceremonies WHERE tenant_id = $1 AND id_hash = $2 \
+                     RETURNING user_id, purpose, name, state, expires_at",
+                )
+                .bind(tenant.0)
+                .bind(&id_hash.0[..])
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                let Some((user, purpose, name, state, expires_at)) = row else { return Ok(None) };
+                let purpose = guard_core::mfa::CeremonyPurpose::parse(&purpose).ok_or_else(|| {
+                    guard_core::store::StoreError::Internal("ceremony row with invalid purpose".into())
                 })?;
-                Ok(Some(guard_core::mfa::Challenge {
-                    user: guard_core::users::UserId(user),
+                Ok(Some(guard_core::mfa::Ceremony {
+                    id_hash: *id_hash,
+                    tenant,
+                    user: user.map(guard_core::users::UserId),
                     purpose,
+                    name,
+                    state,
                     expires_at,
-                    attempts,
-                    client: guard_core::sessions::ClientInfo { ip, user_agent },
                 }))
             }
 
@@ -299,10 +563,10 @@ macro_rules! impl_mfa_store {
                 &self,
             ) -> Result<Vec<guard_core::mfa::EnrollmentCount>, guard_core::store::StoreError> {
                 let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-                    "SELECT t.slug, COUNT(u.id), COUNT(m.user_id) FROM tenants t \
-                     LEFT JOIN users u ON u.tenant_id = t.id \
-                     LEFT JOIN mfa_totp m ON m.user_id = u.id AND m.confirmed_at IS NOT NULL \
-                     GROUP BY t.slug ORDER BY t.slug",
+                    "SELECT t.slug, COUNT(u.id), COALESCE(SUM(CASE WHEN \
+                     EXISTS (SELECT 1 FROM mfa_totp m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) \
+                     OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = u.id) THEN 1 ELSE 0 END), 0) \
+                     FROM tenants t LEFT JOIN users u ON u.tenant_id = t.id GROUP BY t.slug ORDER BY t.slug",
                 )
                 .fetch_all(&self.pool)
                 .await

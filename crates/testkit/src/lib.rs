@@ -15,12 +15,14 @@ mod command;
 mod proxy;
 mod services;
 mod smtp;
+mod webauthn;
 
 pub use app::{Backend, TestApp, TestAppBuilder};
 pub use command::{GuardCommand, GuardProcess};
 pub use proxy::TcpProxy;
 pub use services::{PostgresDatabase, postgres_admin_url, redis_url, services_required};
 pub use smtp::{SmtpSink, first_link};
+pub use webauthn::SoftAuthenticator;
 
 /// Runs an async test body once per database backend, as `NAME::sqlite` and
 /// `NAME::postgres`, with `$backend` bound to the [`Backend`].

@@ -15,6 +15,7 @@ mod metrics;
 mod mfa;
 mod migrations;
 mod outage;
+mod passkeys;
 mod shutdown;
 mod support;
 mod tenants;

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use crate::support::expect_problem;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// The pyotp code of `secret` at `offset` seconds from now.
-fn pyotp(secret: &str, offset: i64) -> String {
+pub(crate) fn pyotp(secret: &str, offset: i64) -> String {
     let out = std::process::Command::new("python3")
         .args(["-c", "import pyotp, sys, time; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))"])
         .args([secret, &offset.to_string()])
@@ -28,7 +28,7 @@ fn other_than(code: &str) -> String {
     format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: &str,
     tenant: &str,
@@ -44,17 +44,17 @@ async fn send(
     request.send().await.unwrap()
 }
 
-async fn new_user(app: &TestApp, tenant: &str, email: &str, roles: &[&str]) {
+pub(crate) async fn new_user(app: &TestApp, tenant: &str, email: &str, roles: &[&str]) {
     let roles = roles.iter().map(|r| (*r).to_owned()).collect();
     let account = NewAccount { email, password: Some(PASSWORD.into()), roles, ..NewAccount::default() };
     app.state.users.create(Actor::Operator, tenant, account).await.unwrap();
 }
 
-async fn password_step(app: &TestApp, tenant: &str, email: &str) -> reqwest::Response {
+pub(crate) async fn password_step(app: &TestApp, tenant: &str, email: &str) -> reqwest::Response {
     send(app, "POST", tenant, "/v1/auth/password/login", None, json!({ "email": email, "password": PASSWORD })).await
 }
 
-async fn challenge(app: &TestApp, tenant: &str, email: &str) -> Value {
+pub(crate) async fn challenge(app: &TestApp, tenant: &str, email: &str) -> Value {
     let response = password_step(app, tenant, email).await;
     assert_eq!(response.status(), 202, "a second step is asked for");
     let body: Value = response.json().await.unwrap();
@@ -62,14 +62,14 @@ async fn challenge(app: &TestApp, tenant: &str, email: &str) -> Value {
     body
 }
 
-async fn verify(app: &TestApp, tenant: &str, challenge: &Value, code: &str) -> reqwest::Response {
+pub(crate) async fn verify(app: &TestApp, tenant: &str, challenge: &Value, code: &str) -> reqwest::Response {
     let body = json!({ "challenge_id": challenge["challenge_id"], "code": code });
     send(app, "POST", tenant, "/v1/auth/mfa/verify", None, body).await
 }
 
 /// Enrols TOTP for the holder of `session`: the secret, the code that confirmed it
 /// and the recovery codes.
-async fn enrol(app: &TestApp, session: &str) -> (String, String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, session: &str) -> (String, String, Vec<String>) {
     let started = send(app, "POST", "default", "/v1/me/mfa/totp", Some(session), json!(null)).await;
     assert_eq!(started.status(), 201);
     let started: Value = started.json().await.unwrap();

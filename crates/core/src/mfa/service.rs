@@ -39,6 +39,27 @@ pub enum MfaError {
     /// The tenant requires a factor, so the last one cannot be removed.
     #[error("this tenant requires MFA: the authenticator cannot be removed, only replaced by an administrator reset")]
     Required,
+    /// A value in the request is not acceptable; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The WebAuthn answer is not a public key credential in JSON.
+    #[error("{0}")]
+    MalformedCredential(String),
+    /// The WebAuthn answer did not verify (challenge, origin, signature, credential).
+    #[error("{0}")]
+    WebauthnRejected(String),
+    /// The WebAuthn ceremony is unknown in this tenant, expired, or finished already.
+    #[error("the WebAuthn ceremony is not valid: it may have expired or been finished already; start again")]
+    InvalidCeremony,
+    /// The tenant's relying party cannot be built from its settings.
+    #[error("passkeys are not configured for this tenant: {0}")]
+    WebauthnNotConfigured(String),
+    /// No credential with this id belongs to the user.
+    #[error("no such passkey of yours")]
+    NoSuchPasskey,
+    /// The authenticator's credential is registered already in this tenant.
+    #[error("this passkey is registered already")]
+    CredentialRegistered,
     #[error(transparent)]
     Auth(AuthError),
     #[error(transparent)]
@@ -71,7 +92,15 @@ pub struct MfaStatus {
     pub totp_pending: bool,
     pub totp_confirmed_at: Option<OffsetDateTime>,
     pub recovery_codes_left: u64,
+    pub webauthn_credentials: u64,
     pub required: bool,
+}
+
+impl MfaStatus {
+    /// True when the user has a factor to sign in with.
+    pub fn active(&self) -> bool {
+        self.totp_active || self.webauthn_credentials > 0
+    }
 }
 
 /// A completed second step: the session, and recovery codes when the step enrolled
@@ -85,21 +114,28 @@ pub struct VerifiedLogin {
 /// Second factors.
 #[derive(Clone)]
 pub struct MfaService {
-    store: Arc<dyn MfaStore>,
-    users: Arc<dyn UserStore>,
-    auth: AuthService,
+    pub(super) store: Arc<dyn MfaStore>,
+    pub(super) users: Arc<dyn UserStore>,
+    pub(super) auth: AuthService,
     master: MasterKey,
     outbox: OutboxSender,
-    events: Arc<dyn EventSink>,
+    pub(super) events: Arc<dyn EventSink>,
+    /// GUARD_PUBLIC_URL: the default WebAuthn relying party.
+    pub(super) public_url: Arc<str>,
 }
 
-fn counted(method: &'static str, ok: bool) {
+pub(super) fn counted(method: &'static str, ok: bool) {
     let result = if ok { "success" } else { "failure" };
     metrics::counter!("guard_mfa_verifications_total", "method" => method, "result" => result).increment(1);
 }
 
 fn unix_now() -> u64 {
     u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+}
+
+/// The authentication methods (RFC 8176) a sign-in by password and `method` proved.
+fn amr(method: &str) -> &'static [&'static str] {
+    if method == "totp" { &["pwd", "otp"] } else { &["pwd", "recovery_code"] }
 }
 
 fn secret_context(user: UserId) -> String {
@@ -114,11 +150,12 @@ impl MfaService {
         master: MasterKey,
         outbox: OutboxSender,
         events: Arc<dyn EventSink>,
+        public_url: &str,
     ) -> MfaService {
-        MfaService { store, users, auth, master, outbox, events }
+        MfaService { store, users, auth, master, outbox, events, public_url: public_url.into() }
     }
 
-    fn event(&self, kind: &'static str, actor: Actor, tenant: &Tenant, user: UserId) -> Event {
+    pub(super) fn event(&self, kind: &'static str, actor: Actor, tenant: &Tenant, user: UserId) -> Event {
         Event::success(kind, actor).tenant(tenant.id.0).target(user.to_string())
     }
 
@@ -131,6 +168,7 @@ impl MfaService {
             totp_pending: factor.is_some() && confirmed_at.is_none(),
             totp_confirmed_at: confirmed_at,
             recovery_codes_left: self.store.recovery_codes_left(tenant.id, user.id).await?,
+            webauthn_credentials: u64::try_from(self.store.passkeys(tenant.id, user.id).await?.len()).unwrap_or(0),
             required: tenant.settings.mfa_required,
         })
     }
@@ -182,14 +220,15 @@ impl MfaService {
     /// Checks `code` (TOTP or recovery code) against the user's active factor,
     /// spending it; the method it proved, or `InvalidCode`.
     async fn prove(&self, tenant: &Tenant, user: &User, code: &str) -> Result<&'static str, MfaError> {
-        let factor = self.store.totp(tenant.id, user.id).await?;
-        let Some(factor) = factor.filter(|f| f.confirmed_at.is_some()) else {
-            return Err(MfaError::NotEnrolled);
-        };
+        let factor = self.store.totp(tenant.id, user.id).await?.filter(|f| f.confirmed_at.is_some());
         let (method, ok) = if totp::looks_like_recovery_code(code) {
+            if factor.is_none() && self.store.passkeys(tenant.id, user.id).await?.is_empty() {
+                return Err(MfaError::NotEnrolled);
+            }
             let hash = totp::recovery_code_hash(code);
             ("recovery_code", self.store.use_recovery_code(tenant.id, user.id, &hash, now()).await?)
         } else {
+            let Some(factor) = factor else { return Err(MfaError::NotEnrolled) };
             let ok = match self.check_code(tenant, user.id, &factor.sealed_secret, code)? {
                 Some(step) => self.store.use_totp_step(tenant.id, user.id, step).await?,
                 None => false,
@@ -230,20 +269,21 @@ impl MfaService {
         Ok(())
     }
 
-    /// Removes the user's authenticator and recovery codes, proven with a current code.
+    /// Removes the user's authenticator, proven with a current code (and the recovery
+    /// codes with it when no security key remains).
     pub async fn remove_totp(&self, tenant: &Tenant, user: &User, code: &str) -> Result<(), MfaError> {
-        if tenant.settings.mfa_required {
+        if tenant.settings.mfa_required && self.status(tenant, user).await?.webauthn_credentials == 0 {
             return Err(MfaError::Required);
         }
         self.prove(tenant, user, code).await?;
-        self.store.remove_factors(tenant.id, user.id).await?;
+        self.store.remove_totp(tenant.id, user.id).await?;
         self.events.emit(self.event("mfa.totp.removed", Actor::User(user.id.0), tenant, user.id));
         Ok(())
     }
 
     /// New recovery codes for a user with an active factor; the old ones stop working.
     pub async fn regenerate_recovery_codes(&self, tenant: &Tenant, user: &User) -> Result<Vec<String>, MfaError> {
-        if !self.status(tenant, user).await?.totp_active {
+        if !self.status(tenant, user).await?.active() {
             return Err(MfaError::NotEnrolled);
         }
         let (codes, hashes) = totp::new_recovery_codes().map_err(MfaError::Internal)?;
@@ -254,7 +294,7 @@ impl MfaService {
 
     /// The challenge `presented` of `tenant` with one more try counted, and its user,
     /// who must still be allowed to sign in.
-    async fn challenge(
+    pub(super) async fn challenge(
         &self,
         tenant: &Tenant,
         presented: &str,
@@ -293,14 +333,26 @@ impl MfaService {
             ChallengePurpose::Verify => (self.prove(tenant, &user, code).await?, None),
             ChallengePurpose::Enroll => ("totp", Some(self.confirm_totp(tenant, &user, code).await?)),
         };
+        let login = self.complete(tenant, &token, user, challenge.client, amr(method)).await?;
+        Ok(VerifiedLogin { recovery_codes, ..login })
+    }
+
+    /// Spends the challenge and opens the session its second step earned.
+    pub(super) async fn complete(
+        &self,
+        tenant: &Tenant,
+        token: &SessionToken,
+        user: User,
+        client: crate::sessions::ClientInfo,
+        amr: &[&str],
+    ) -> Result<VerifiedLogin, MfaError> {
         // Racing requests may both prove a factor (two recovery codes, say): only the
         // one that removes the challenge gets a session.
         if !self.store.delete_challenge(tenant.id, &token.hash()).await? {
             return Err(MfaError::InvalidChallenge);
         }
-        let amr: &[&str] = if method == "totp" { &["pwd", "otp"] } else { &["pwd", "recovery_code"] };
-        let login = self.auth.open_session(tenant, user, challenge.client, None, amr).await.map_err(MfaError::Auth)?;
-        Ok(VerifiedLogin { login, recovery_codes })
+        let login = self.auth.open_session(tenant, user, client, None, amr).await.map_err(MfaError::Auth)?;
+        Ok(VerifiedLogin { login, recovery_codes: None })
     }
 
     /// Per tenant: users, and users with an active factor (the enrolment ratio).

@@ -200,8 +200,10 @@ impl AuthService {
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
         let at = now();
         let store = AuthError::Store;
-        let has_factor =
+        let has_totp =
             self.mfa.totp(tenant.id, user.id).await.map_err(store)?.is_some_and(|f| f.confirmed_at.is_some());
+        let has_webauthn = !self.mfa.passkeys(tenant.id, user.id).await.map_err(store)?.is_empty();
+        let has_factor = has_totp || has_webauthn;
         let mut enrollment_due = None;
         if !has_factor && tenant.settings.mfa_required {
             let due = at + seconds(tenant.settings.mfa_enrollment_grace_seconds);
@@ -214,7 +216,12 @@ impl AuthService {
                 self.users.update(tenant.id, user.id, &change).await.map_err(store)?;
             }
             let (purpose, methods): (_, &'static [&'static str]) = if has_factor {
-                (ChallengePurpose::Verify, &["totp", "recovery_code"])
+                let methods: &'static [&'static str] = match (has_totp, has_webauthn) {
+                    (true, true) => &["totp", "webauthn", "recovery_code"],
+                    (true, false) => &["totp", "recovery_code"],
+                    _ => &["webauthn", "recovery_code"],
+                };
+                (ChallengePurpose::Verify, methods)
             } else {
                 (ChallengePurpose::Enroll, &["totp"])
             };

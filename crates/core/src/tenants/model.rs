@@ -145,6 +145,17 @@ pub struct TenantSettings {
     pub mfa_enrollment_grace_seconds: u64,
     /// TOTP codes of this many 30-second steps before or after now are accepted (0 to 2).
     pub totp_skew_steps: u8,
+    /// WebAuthn relying party id: the domain passkeys are bound to. Unset: the host of
+    /// GUARD_PUBLIC_URL.
+    pub webauthn_rp_id: Option<String>,
+    /// Origins whose pages may register and use passkeys (`https://app.example.com`),
+    /// each within the relying party id. Empty: GUARD_PUBLIC_URL.
+    pub webauthn_origins: Vec<String>,
+    /// A sign-in whose risk score reaches this must pass a second factor (1 to 100).
+    /// Unset: the score is recorded only.
+    pub risk_mfa_threshold: Option<u8>,
+    /// A sign-in whose risk score reaches this is refused (1 to 100). Unset: never.
+    pub risk_deny_threshold: Option<u8>,
 }
 
 impl Default for TenantSettings {
@@ -161,6 +172,10 @@ impl Default for TenantSettings {
             mfa_required: false,
             mfa_enrollment_grace_seconds: 7 * 24 * 3600,
             totp_skew_steps: 1,
+            webauthn_rp_id: None,
+            webauthn_origins: Vec::new(),
+            risk_mfa_threshold: None,
+            risk_deny_threshold: None,
         }
     }
 }
@@ -202,7 +217,42 @@ impl TenantSettings {
                 problems.push(format!("{origin:?} is not an origin (scheme://host[:port], no path)"));
             }
         }
+        self.webauthn_problems(&mut problems);
+        for (name, threshold) in
+            [("risk_mfa_threshold", self.risk_mfa_threshold), ("risk_deny_threshold", self.risk_deny_threshold)]
+        {
+            if threshold.is_some_and(|t| !(1..=100).contains(&t)) {
+                problems.push(format!("{name} must be from 1 to 100, or null"));
+            }
+        }
         problems
+    }
+
+    fn webauthn_problems(&self, problems: &mut Vec<String>) {
+        let rp_id = self.webauthn_rp_id.as_deref();
+        if let Some(rp_id) = rp_id {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            };
+            if rp_id.len() > 253 || !rp_id.split('.').all(label_ok) || rp_id.parse::<std::net::IpAddr>().is_ok() {
+                problems.push(format!("webauthn_rp_id {rp_id:?} is not a lower-case domain name"));
+            }
+        }
+        for origin in &self.webauthn_origins {
+            let host = url::Url::parse(origin).ok().and_then(|u| u.domain().map(str::to_owned));
+            let within = |host: &str| rp_id.is_none_or(|rp| host == rp || host.ends_with(&format!(".{rp}")));
+            if !is_origin(origin) || !host.as_deref().is_some_and(within) {
+                problems.push(format!(
+                    "webauthn_origins: {origin:?} is not an origin (scheme://host[:port]) whose host is the \
+                     relying party id or under it"
+                ));
+            }
+        }
+        if rp_id.is_some() && self.webauthn_origins.is_empty() {
+            problems.push("webauthn_rp_id needs webauthn_origins: the origins of the pages using it".to_owned());
+        }
     }
 }
 
@@ -284,8 +334,18 @@ mod tests {
             mfa_required: true,
             mfa_enrollment_grace_seconds: 400 * 24 * 3600,
             totp_skew_steps: 3,
+            webauthn_rp_id: Some("Example.com".into()),
+            webauthn_origins: vec!["https://login.example.org".into()],
+            risk_mfa_threshold: Some(0),
+            risk_deny_threshold: Some(101),
         };
-        assert_eq!(bad.problems().len(), 10, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 14, "{:?}", bad.problems());
+        let passkeys = TenantSettings {
+            webauthn_rp_id: Some("example.com".into()),
+            webauthn_origins: vec!["https://example.com".into(), "https://login.example.com:8443".into()],
+            ..TenantSettings::default()
+        };
+        assert!(passkeys.problems().is_empty(), "{:?}", passkeys.problems());
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! Passkeys and security keys on both backends, driven by an authenticator from
+//! outside guard (Python's soft-webauthn): registration, passwordless sign-in, the
+//! security-key step of a password sign-in, listing, renaming and removal, and what
+//! must change nothing — malformed credentials, replayed ceremonies and assertions, a
+//! wrong origin, another tenant's ceremony, another user's passkey.
+
+use guard_core::events::Actor;
+use guard_core::users::ADMIN_ROLE;
+use guard_testkit::{SoftAuthenticator, TestApp, backend_test};
+use serde_json::{Value, json};
+
+use crate::mfa::{challenge, new_user, password_step, send};
+use crate::support::expect_problem;
+
+const ORIGIN: &str = "https://login.example.com";
+
+/// Binds passkeys of `tenant` to example.com, used from the page at [`ORIGIN`].
+async fn relying_party(app: &TestApp, tenant: &str) {
+    let settings = json!({ "webauthn_rp_id": "example.com", "webauthn_origins": [ORIGIN] });
+    app.state.tenants.update_settings(Actor::Operator, tenant, &settings).await.unwrap();
+}
+
+async fn sign_in(app: &TestApp, tenant: &str, email: &str) -> String {
+    let response = password_step(app, tenant, email).await;
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["session_token"].as_str().unwrap().to_owned()
+}
+
+async fn ok_json(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// Registers a credential named `name` on `device` for the holder of `session`.
+async fn register(app: &TestApp, tenant: &str, session: &str, device: &SoftAuthenticator, name: &str) -> Value {
+    let path = "/v1/me/mfa/webauthn/start";
+    let started = ok_json(send(app, "POST", tenant, path, Some(session), json!({ "name": name })).await, 200).await;
+    let credential = device.create(&started["options"], ORIGIN);
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": credential });
+    ok_json(send(app, "POST", tenant, "/v1/me/mfa/webauthn/finish", Some(session), body).await, 201).await
+}
+
+/// Signs in with `device`'s passkey alone.
+async fn passkey_sign_in(app: &TestApp, tenant: &str, device: &SoftAuthenticator) -> reqwest::Response {
+    let started = ok_json(send(app, "POST", tenant, "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let credential = device.get(&started["options"], ORIGIN);
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": credential });
+    send(app, "POST", tenant, "/v1/auth/passkey/finish", None, body).await
+}
+
+async fn credentials(app: &TestApp, session: &str) -> Vec<Value> {
+    let list = ok_json(send(app, "GET", "default", "/v1/me/mfa/webauthn", Some(session), json!(null)).await, 200);
+    list.await["credentials"].as_array().unwrap().clone()
+}
+
+backend_test!(a_passkey_registers_then_signs_in_with_and_without_a_password, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    relying_party(&app, "default").await;
+    new_user(&app, "default", "pk@example.com", &[]).await;
+    let session = sign_in(&app, "default", "pk@example.com").await;
+    assert!(credentials(&app, &session).await.is_empty());
+
+    // Registration: the options name the relying party and the user.
+    let path = "/v1/me/mfa/webauthn/start";
+    let started = send(&app, "POST", "default", path, Some(&session), json!({ "name": "YubiKey" })).await;
+    let started = ok_json(started, 200).await;
+    assert_eq!(started["options"]["publicKey"]["rp"]["id"], "example.com");
+    assert_eq!(started["options"]["publicKey"]["user"]["name"], "pk@example.com");
+    assert_eq!(started["options"]["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    // A malformed credential is refused and the ceremony stays usable.
+    let finish = "/v1/me/mfa/webauthn/finish";
+    let malformed = json!({ "ceremony_id": started["ceremony_id"], "credential": { "id": 7, "type": "public-key" } });
+    expect_problem(
+        send(&app, "POST", "default", finish, Some(&session), malformed).await,
+        400,
+        "invalid_webauthn_response",
+    )
+    .await;
+    let key = SoftAuthenticator::new();
+    let credential = key.create(&started["options"], ORIGIN);
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": credential });
+    let done = ok_json(send(&app, "POST", "default", finish, Some(&session), body.clone()).await, 201).await;
+    assert_eq!(done["credential"]["name"], "YubiKey");
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10, "first factor: recovery codes");
+    // A ceremony is finished once.
+    expect_problem(send(&app, "POST", "default", finish, Some(&session), body).await, 401, "invalid_webauthn_ceremony")
+        .await;
+    // A page of another origin cannot register a passkey for this tenant.
+    let other_page = SoftAuthenticator::new();
+    let started = ok_json(send(&app, "POST", "default", path, Some(&session), json!({ "name": "Phone" })).await, 200);
+    let started = started.await;
+    let body = json!({ "ceremony_id": started["ceremony_id"],
+                       "credential": other_page.create(&started["options"], "https://login.example.net") });
+    expect_problem(send(&app, "POST", "default", finish, Some(&session), body).await, 401, "webauthn_failed").await;
+    let list = credentials(&app, &session).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let item = format!("/v1/me/mfa/webauthn/{}", list[0]["id"].as_str().unwrap());
+    let rename = send(&app, "PATCH", "default", &item, Some(&session), json!({ "name": "Desk key" }));
+    assert_eq!(rename.await.status(), 204);
+    assert_eq!(credentials(&app, &session).await[0]["name"], "Desk key");
+    let bad_name = send(&app, "PATCH", "default", &item, Some(&session), json!({ "name": "" }));
+    expect_problem(bad_name.await, 400, "bad_request").await;
+
+    // The password alone no longer signs in: the security key completes the step.
+    let pending = challenge(&app, "default", "pk@example.com").await;
+    assert_eq!(pending["methods"], json!(["webauthn", "recovery_code"]));
+    let step = json!({ "challenge_id": pending["challenge_id"] });
+    let not_started = json!({ "challenge_id": pending["challenge_id"], "credential": key.get(&json!({ "publicKey": {
+        "challenge": "AAAA", "rpId": "example.com" } }), ORIGIN) });
+    expect_problem(
+        send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, not_started).await,
+        401,
+        "webauthn_failed",
+    )
+    .await;
+    let options = ok_json(send(&app, "POST", "default", "/v1/auth/mfa/webauthn/start", None, step).await, 200).await;
+    let allowed = &options["options"]["publicKey"]["allowCredentials"];
+    assert_eq!(allowed.as_array().unwrap().len(), 1, "{options}");
+    let assertion = key.get(&options["options"], ORIGIN);
+    let body = json!({ "challenge_id": pending["challenge_id"], "credential": assertion });
+    let done =
+        ok_json(send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, body.clone()).await, 200).await;
+    let me = send(&app, "GET", "default", "/v1/me", done["session_token"].as_str(), json!(null)).await;
+    assert_eq!(me.status(), 200);
+    expect_problem(
+        send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, body).await,
+        401,
+        "invalid_mfa_challenge",
+    )
+    .await;
+
+    // Passwordless: the passkey names its user.
+    let done = ok_json(passkey_sign_in(&app, "default", &key).await, 200).await;
+    assert_eq!(done["user"]["email"], "pk@example.com");
+    assert!(done["access_token"].is_string());
+    let started = ok_json(send(&app, "POST", "default", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let assertion = key.get(&started["options"], ORIGIN);
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": assertion });
+    assert_eq!(send(&app, "POST", "default", "/v1/auth/passkey/finish", None, body.clone()).await.status(), 200);
+    // Replayed: the ceremony is spent; in a new ceremony the old assertion answers the wrong challenge.
+    expect_problem(
+        send(&app, "POST", "default", "/v1/auth/passkey/finish", None, body).await,
+        401,
+        "invalid_webauthn_ceremony",
+    )
+    .await;
+    let fresh = ok_json(send(&app, "POST", "default", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let replay = json!({ "ceremony_id": fresh["ceremony_id"], "credential": assertion });
+    expect_problem(
+        send(&app, "POST", "default", "/v1/auth/passkey/finish", None, replay).await,
+        401,
+        "webauthn_failed",
+    )
+    .await;
+    // Another tenant knows neither the ceremony nor the passkey.
+    app.state.tenants.create(Actor::Operator, "Other", Some("other")).await.unwrap();
+    relying_party(&app, "other").await;
+    let started = ok_json(send(&app, "POST", "default", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": key.get(&started["options"], ORIGIN) });
+    expect_problem(
+        send(&app, "POST", "other", "/v1/auth/passkey/finish", None, body).await,
+        401,
+        "invalid_webauthn_ceremony",
+    )
+    .await;
+    expect_problem(passkey_sign_in(&app, "other", &key).await, 401, "webauthn_failed").await;
+
+    // Removed: the password alone signs in again, and the passkey no longer does.
+    let status = ok_json(send(&app, "GET", "default", "/v1/me/mfa", Some(&session), json!(null)).await, 200).await;
+    assert_eq!(status["webauthn"]["credentials"], 1);
+    let remove = send(&app, "DELETE", "default", &item, Some(&session), json!(null));
+    assert_eq!(remove.await.status(), 204);
+    let again = send(&app, "DELETE", "default", &item, Some(&session), json!(null));
+    expect_problem(again.await, 404, "not_found").await;
+    assert_eq!(password_step(&app, "default", "pk@example.com").await.status(), 200);
+    expect_problem(passkey_sign_in(&app, "default", &key).await, 401, "webauthn_failed").await;
+});
+
+backend_test!(a_passkey_answers_only_for_its_own_user_and_an_administrator_reset_removes_it, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    relying_party(&app, "default").await;
+    new_user(&app, "default", "ann@example.com", &[]).await;
+    new_user(&app, "default", "bob@example.com", &[]).await;
+    new_user(&app, "default", "boss@example.com", &[ADMIN_ROLE]).await;
+    let (ann_key, bob_key) = (SoftAuthenticator::new(), SoftAuthenticator::new());
+    let ann = sign_in(&app, "default", "ann@example.com").await;
+    register(&app, "default", &ann, &ann_key, "ann's key").await;
+    let bob = sign_in(&app, "default", "bob@example.com").await;
+    register(&app, "default", &bob, &bob_key, "bob's key").await;
+
+    // Ann's passkey cannot complete Bob's password step.
+    let pending = challenge(&app, "default", "bob@example.com").await;
+    let step = json!({ "challenge_id": pending["challenge_id"] });
+    let options = ok_json(send(&app, "POST", "default", "/v1/auth/mfa/webauthn/start", None, step).await, 200).await;
+    let wrong =
+        json!({ "challenge_id": pending["challenge_id"], "credential": ann_key.get(&options["options"], ORIGIN) });
+    expect_problem(
+        send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, wrong).await,
+        401,
+        "webauthn_failed",
+    )
+    .await;
+    let right =
+        json!({ "challenge_id": pending["challenge_id"], "credential": bob_key.get(&options["options"], ORIGIN) });
+    assert_eq!(send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, right).await.status(), 200);
+    // Nor is Ann's credential Bob's to rename or remove.
+    let ann_id = credentials(&app, &ann).await[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/me/mfa/webauthn/{ann_id}");
+    let bob = ok_json(passkey_sign_in(&app, "default", &bob_key).await, 200).await["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expect_problem(send(&app, "DELETE", "default", &path, Some(&bob), json!(null)).await, 404, "not_found").await;
+    assert_eq!(credentials(&app, &ann).await.len(), 1);
+
+    // An administrator's reset removes passkeys with every other factor.
+    let boss = sign_in(&app, "default", "boss@example.com").await;
+    let reset = send(&app, "DELETE", "default", "/v1/users/ann@example.com/mfa", Some(&boss), json!(null)).await;
+    assert_eq!(ok_json(reset, 200).await["factors_removed"], true);
+    expect_problem(passkey_sign_in(&app, "default", &ann_key).await, 401, "webauthn_failed").await;
+    assert_eq!(password_step(&app, "default", "ann@example.com").await.status(), 200);
+});

@@ -1,0 +1,3 @@
+ALTER TABLE mfa_challenges DROP COLUMN webauthn_state;
+DROP TABLE webauthn_ceremonies;
+DROP TABLE webauthn_credentials;
