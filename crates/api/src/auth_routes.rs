@@ -11,7 +11,9 @@ use axum::routing::{delete, get, post, put};
 use guard_core::accounts::AccountError;
 use guard_core::keys::KeyError;
 use guard_core::mfa::ChallengePurpose;
-use guard_core::sessions::{AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId};
+use guard_core::sessions::{
+    AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId, SessionToken,
+};
 use guard_core::tenants::TenantStatus;
 use guard_core::users::User;
 use guard_proto::ErrorCode;
@@ -60,6 +62,7 @@ fn session_json(s: &Session, current: Option<SessionId>) -> Value {
         "id": s.id, "created_at": time(&s.created_at), "last_seen_at": time(&s.last_seen_at),
         "expires_at": time(&s.expires_at), "idle_expires_at": time(&s.idle_expires_at),
         "ip": s.client.ip, "user_agent": s.client.user_agent, "current": Some(s.id) == current,
+        "risk": s.client.risk,
     })
 }
 
@@ -80,6 +83,8 @@ pub(crate) fn auth_error(e: AuthError) -> ApiError {
         AuthError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated),
         AuthError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidRefreshToken)
             .detail("the refresh token is unknown, already used, or its session has ended; sign in again"),
+        AuthError::Denied => ApiError::new(ErrorCode::LoginDenied)
+            .detail("this sign-in was refused as too risky; try again later, or contact your administrator"),
         AuthError::Store(e) => ApiError::from(e),
         AuthError::Internal(e) => ApiError::internal(e),
     }
@@ -149,18 +154,59 @@ struct LoginRequest {
     password: String,
 }
 
-fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+/// The cookie naming the browser a sign-in comes from, for the risk signal "a device
+/// never seen for this user".
+pub(crate) const DEVICE_COOKIE: &str = "guard_device";
+/// About 400 days, the longest lifetime browsers keep a cookie for.
+const DEVICE_COOKIE_MAX_AGE: i64 = 400 * 24 * 3600;
+
+fn named_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     // Served over TLS (GUARD_PUBLIC_URL is https): the cookie never travels in clear.
     let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let text = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&text).ok()
 }
 
-/// Where a sign-in comes from: the peer's address and the user agent.
-pub(crate) fn client_info(peer: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    named_cookie(state, SESSION_COOKIE, value, max_age)
+}
+
+/// Where a sign-in comes from: the peer's address, the user agent and the device
+/// cookie (a new one, to set on the answer, when the request has none).
+pub(crate) fn client_info(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> (ClientInfo, Option<HeaderValue>) {
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
-    ClientInfo { ip: Some(peer.ip().to_string()), user_agent }
+    let presented = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(DEVICE_COOKIE)?.strip_prefix('='))
+        .and_then(SessionToken::parse);
+    let (device, set_cookie) = match presented {
+        Some(token) => (Some(token), None),
+        None => match SessionToken::generate() {
+            Ok(token) => {
+                let cookie = named_cookie(state, DEVICE_COOKIE, token.expose(), DEVICE_COOKIE_MAX_AGE);
+                (Some(token), cookie)
+            }
+            Err(_) => (None, None),
+        },
+    };
+    let device = device.map(|t| t.hash().0.iter().map(|b| format!("{b:02x}")).collect());
+    (ClientInfo { ip: Some(peer.ip().to_string()), user_agent, device, risk: None }, set_cookie)
+}
+
+/// Adds the new device cookie, when there is one, to a sign-in's answer.
+pub(crate) fn with_device_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// POST /v1/auth/password/login
@@ -171,9 +217,10 @@ async fn login(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let client = client_info(peer, &headers);
-    match state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)? {
-        LoginOutcome::Complete(done) => Ok(signed_in(&state, &done, json!({}))),
+    let (client, device_cookie) = client_info(&state, peer, &headers);
+    let outcome = state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)?;
+    let response = match outcome {
+        LoginOutcome::Complete(done) => signed_in(&state, &done, json!({})),
         LoginOutcome::SecondFactor(pending) => {
             let body = json!({
                 "mfa_required": true,
@@ -182,9 +229,10 @@ async fn login(
                 "enrollment_required": pending.purpose == ChallengePurpose::Enroll,
                 "expires_at": time(&pending.expires_at),
             });
-            Ok(no_store((StatusCode::ACCEPTED, AppJson(body)).into_response()))
+            no_store((StatusCode::ACCEPTED, AppJson(body)).into_response())
         }
-    }
+    };
+    Ok(with_device_cookie(response, device_cookie))
 }
 
 /// The answer to a completed sign-in: `extra` fields, tokens, the session (also as a

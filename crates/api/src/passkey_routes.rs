@@ -14,7 +14,7 @@ use guard_core::mfa::{PasskeyInfo, StartedCeremony};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth_routes::{client_info, no_store, signed_in, time};
+use crate::auth_routes::{client_info, no_store, signed_in, time, with_device_cookie};
 use crate::extract::{AppJson, AppPath};
 use crate::mfa_routes::mfa_error;
 use crate::tenancy::{Caller, CurrentTenant};
@@ -101,13 +101,13 @@ async fn finish_sign_in(
     headers: HeaderMap,
     AppJson(body): AppJson<CeremonyCredential>,
 ) -> Result<Response, ApiError> {
-    let client = client_info(peer, &headers);
+    let (client, device_cookie) = client_info(&state, peer, &headers);
     let done = state
         .mfa
         .finish_passkey_sign_in(&tenant, &body.ceremony_id, body.credential, client)
         .await
         .map_err(mfa_error)?;
-    Ok(signed_in(&state, &done, json!({})))
+    Ok(with_device_cookie(signed_in(&state, &done, json!({})), device_cookie))
 }
 
 /// GET /v1/me/mfa/webauthn: the caller's credentials.

@@ -11,7 +11,8 @@ use guard_core::events::{EventSink, LogEvents};
 use guard_core::keys::{KeyService, MasterKey, TokenService};
 use guard_core::mfa::MfaService;
 use guard_core::passwords::PasswordHasher;
-use guard_core::sessions::{AuthService, MemorySessionCache, SessionCache};
+use guard_core::risk::RiskService;
+use guard_core::sessions::{AuthParts, AuthService, MemorySessionCache, SessionCache};
 use guard_core::tenants::TenantService;
 use guard_core::users::UserService;
 use guard_store::redis::Redis;
@@ -61,18 +62,20 @@ impl Services {
             _ => Arc::new(MemorySessionCache::new(ttl)),
         };
         let tenants = TenantService::new(db.tenants.clone(), events.clone());
-        let auth = AuthService::new(
-            db.users.clone(),
-            db.sessions.clone(),
-            cache,
-            tokens,
-            hasher.clone(),
-            events.clone(),
-            db.mfa.clone(),
-        );
-        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
         let templates = Templates::load(config.smtp.templates_dir.as_deref())?;
         let outbox = OutboxSender::new(db.email.clone(), templates);
+        let auth = AuthService::new(AuthParts {
+            users: db.users.clone(),
+            sessions: db.sessions.clone(),
+            cache,
+            tokens,
+            hasher: hasher.clone(),
+            events: events.clone(),
+            mfa: db.mfa.clone(),
+            risk: Arc::new(RiskService::new(db.risk.clone())),
+            outbox: outbox.clone(),
+        });
+        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
         let accounts = AccountService::new(
             db.users.clone(),
             db.email.clone(),

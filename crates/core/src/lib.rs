@@ -12,6 +12,7 @@ pub mod keys;
 pub mod mfa;
 mod newtype;
 pub mod passwords;
+pub mod risk;
 pub mod secret;
 pub mod secret_gen;
 pub mod sessions;

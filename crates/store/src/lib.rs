@@ -12,6 +12,7 @@ mod migrate;
 mod pool;
 mod postgres;
 pub mod redis;
+mod risk;
 mod session_cache;
 mod sessions;
 mod sql_store;
@@ -25,6 +26,7 @@ use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::email::EmailStore;
 use guard_core::keys::KeyStore;
 use guard_core::mfa::MfaStore;
+use guard_core::risk::RiskStore;
 use guard_core::sessions::SessionStore;
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
@@ -44,6 +46,7 @@ pub struct Database {
     pub keys: Arc<dyn KeyStore>,
     pub email: Arc<dyn EmailStore>,
     pub mfa: Arc<dyn MfaStore>,
+    pub risk: Arc<dyn RiskStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -58,7 +61,16 @@ pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
 /// One backend's store behind every trait.
 fn bundle<S>(store: Arc<S>) -> Database
 where
-    S: PoolStore + MigrationStore + TenantStore + UserStore + SessionStore + KeyStore + EmailStore + MfaStore + 'static,
+    S: PoolStore
+        + MigrationStore
+        + TenantStore
+        + UserStore
+        + SessionStore
+        + KeyStore
+        + EmailStore
+        + MfaStore
+        + RiskStore
+        + 'static,
 {
     Database {
         pool: store.clone(),
@@ -68,6 +80,7 @@ where
         sessions: store.clone(),
         keys: store.clone(),
         email: store.clone(),
-        mfa: store,
+        mfa: store.clone(),
+        risk: store,
     }
 }

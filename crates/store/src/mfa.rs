@@ -18,14 +18,33 @@ pub(crate) const FACTOR_TABLES: [&str; 6] = [
     "mfa_enrollment_deadlines",
 ];
 
-pub(crate) const CHALLENGE_COLUMNS: &str = "user_id, purpose, expires_at, attempts, ip, user_agent, webauthn_state";
+pub(crate) const CHALLENGE_COLUMNS: &str = "user_id, purpose, expires_at, attempts, ip, user_agent, webauthn_state, \
+     risk_score, risk_reasons, device_hash, email_code_hash";
 
-pub(crate) type ChallengeRow =
-    (uuid::Uuid, String, time::OffsetDateTime, i64, Option<String>, Option<String>, Option<String>);
+pub(crate) type ChallengeRow = (
+    uuid::Uuid,
+    String,
+    time::OffsetDateTime,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
 
 /// A challenge from a row of [`CHALLENGE_COLUMNS`].
 pub(crate) fn challenge(row: ChallengeRow) -> Result<guard_core::mfa::Challenge, guard_core::store::StoreError> {
-    let (user, purpose, expires_at, attempts, ip, user_agent, webauthn_state) = row;
+    let (user, purpose, expires_at, attempts, ip, user_agent, webauthn_state, score, reasons, device, email_code) = row;
+    let risk = guard_core::sessions::ClientInfo::risk_from_columns(score, reasons);
+    let email_code_hash = match email_code {
+        Some(hash) => Some(guard_core::sessions::TokenHash(hash.try_into().map_err(|_| {
+            guard_core::store::StoreError::Internal("challenge row with invalid email code hash".into())
+        })?)),
+        None => None,
+    };
     let purpose = guard_core::mfa::ChallengePurpose::parse(&purpose)
         .ok_or_else(|| guard_core::store::StoreError::Internal("challenge row with invalid purpose".into()))?;
     Ok(guard_core::mfa::Challenge {
@@ -33,8 +52,9 @@ pub(crate) fn challenge(row: ChallengeRow) -> Result<guard_core::mfa::Challenge,
         purpose,
         expires_at,
         attempts,
-        client: guard_core::sessions::ClientInfo { ip, user_agent },
+        client: guard_core::sessions::ClientInfo { ip, user_agent, device, risk },
         webauthn_state,
+        email_code_hash,
     })
 }
 
@@ -286,7 +306,8 @@ macro_rules! impl_mfa_store {
             ) -> Result<(), guard_core::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO mfa_challenges (id_hash, tenant_id, user_id, purpose, created_at, expires_at, ip, \
-                     user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     user_agent, risk_score, risk_reasons, device_hash, email_code_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&c.id_hash.0[..])
                 .bind(c.tenant.0)
@@ -296,6 +317,10 @@ macro_rules! impl_mfa_store {
                 .bind(c.expires_at)
                 .bind(c.client.ip.as_deref())
                 .bind(c.client.user_agent.as_deref())
+                .bind(c.client.risk.as_ref().map(|r| i64::from(r.score)))
+                .bind(c.client.risk_reasons_text())
+                .bind(c.client.device.as_deref())
+                .bind(c.email_code_hash.as_ref().map(|h| h.0.to_vec()))
                 .execute(&self.writer)
                 .await
                 .map_err(crate::error::from_sqlx)?;

@@ -11,6 +11,7 @@ use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
 use crate::migrate::impl_migration_store;
+use crate::risk::impl_risk_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
@@ -33,6 +34,7 @@ impl_tenant_store!(PgStore);
 impl_user_store!(PgStore);
 impl_session_store!(PgStore);
 impl_key_store!(PgStore);
+impl_risk_store!(PgStore);
 impl_mfa_store!(PgStore, sqlx::Postgres);
 impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");
 

@@ -13,8 +13,8 @@ use uuid::Uuid;
 pub(crate) const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) VALUES ($1, 0, $2, $3, $4)";
 
-pub(crate) const COLUMNS: &str =
-    "id, tenant_id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent";
+pub(crate) const COLUMNS: &str = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent, risk_score, \
+     risk_reasons";
 
 /// A session from a row with [`COLUMNS`].
 pub(crate) fn from_row<R: Row>(row: &R) -> Result<Session, StoreError>
@@ -22,9 +22,12 @@ where
     for<'c> &'c str: sqlx::ColumnIndex<R>,
     Uuid: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     OffsetDateTime: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let e = crate::error::from_sqlx;
+    let risk =
+        ClientInfo::risk_from_columns(row.try_get("risk_score").map_err(e)?, row.try_get("risk_reasons").map_err(e)?);
     Ok(Session {
         id: SessionId(row.try_get("id").map_err(e)?),
         tenant: TenantId(row.try_get("tenant_id").map_err(e)?),
@@ -33,7 +36,12 @@ where
         last_seen_at: row.try_get("last_seen_at").map_err(e)?,
         expires_at: row.try_get("expires_at").map_err(e)?,
         idle_expires_at: row.try_get("idle_expires_at").map_err(e)?,
-        client: ClientInfo { ip: row.try_get("ip").map_err(e)?, user_agent: row.try_get("user_agent").map_err(e)? },
+        client: ClientInfo {
+            ip: row.try_get("ip").map_err(e)?,
+            user_agent: row.try_get("user_agent").map_err(e)?,
+            device: None,
+            risk,
+        },
     })
 }
 
@@ -117,7 +125,8 @@ macro_rules! impl_session_store {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, \
-                     idle_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     idle_expires_at, ip, user_agent, risk_score, risk_reasons) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(s.id.0)
                 .bind(s.tenant.0)
@@ -129,6 +138,8 @@ macro_rules! impl_session_store {
                 .bind(s.idle_expires_at)
                 .bind(s.client.ip.as_deref())
                 .bind(s.client.user_agent.as_deref())
+                .bind(s.client.risk.as_ref().map(|r| i64::from(r.score)))
+                .bind(s.client.risk_reasons_text())
                 .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;

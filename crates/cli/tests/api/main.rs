@@ -16,6 +16,7 @@ mod mfa;
 mod migrations;
 mod outage;
 mod passkeys;
+mod risk;
 mod shutdown;
 mod support;
 mod tenants;

@@ -12,6 +12,7 @@ pub enum Template {
     PasswordReset,
     PasswordChanged,
     RecoveryCodeUsed,
+    LoginCode,
 }
 
 impl Template {
@@ -22,6 +23,7 @@ impl Template {
             Template::PasswordReset => "password_reset",
             Template::PasswordChanged => "password_changed",
             Template::RecoveryCodeUsed => "recovery_code_used",
+            Template::LoginCode => "login_code",
         }
     }
 
@@ -47,11 +49,21 @@ impl Template {
                 include_str!("../../templates/recovery_code_used.txt"),
                 include_str!("../../templates/recovery_code_used.html"),
             ],
+            Template::LoginCode => [
+                include_str!("../../templates/login_code.subject"),
+                include_str!("../../templates/login_code.txt"),
+                include_str!("../../templates/login_code.html"),
+            ],
         }
     }
 
-    const ALL: [Template; 4] =
-        [Template::VerifyEmail, Template::PasswordReset, Template::PasswordChanged, Template::RecoveryCodeUsed];
+    const ALL: [Template; 5] = [
+        Template::VerifyEmail,
+        Template::PasswordReset,
+        Template::PasswordChanged,
+        Template::RecoveryCodeUsed,
+        Template::LoginCode,
+    ];
 }
 
 /// A rendered email.

@@ -14,7 +14,7 @@ pub use store::{
     Ceremony, CeremonyPurpose, Challenge, ChallengePurpose, EnrollmentCount, MfaStore, NewChallenge, StoredPasskey,
     TotpFactor,
 };
-pub use totp::{RECOVERY_CODE_COUNT, recovery_code_hash};
+pub use totp::{RECOVERY_CODE_COUNT, email_code_hash, new_email_code, recovery_code_hash};
 
 /// Wrong tries a challenge allows before it is spent.
 pub const CHALLENGE_MAX_ATTEMPTS: i64 = 5;

@@ -392,6 +392,10 @@ impl MfaService {
         if !may_use_session(tenant, &user) {
             return Err(refuse(user.status.as_str()));
         }
+        // A verified passkey is two factors already: only the deny threshold acts.
+        let mut client = client;
+        let account = crate::risk::account_hash(user.email.as_str());
+        self.auth.assess(tenant, &account, Some(user.id), &mut client).await.map_err(MfaError::Auth)?;
         self.auth.open_session(tenant, user, client, None, &["hwk", "user"]).await.map_err(MfaError::Auth)
     }
 }

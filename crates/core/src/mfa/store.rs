@@ -59,6 +59,8 @@ pub struct NewChallenge {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub client: ClientInfo,
+    /// The one-time code emailed for a stepped-up sign-in of a user without a factor.
+    pub email_code_hash: Option<TokenHash>,
 }
 
 /// A stored challenge, with the tries used so far (this one included).
@@ -71,6 +73,8 @@ pub struct Challenge {
     pub client: ClientInfo,
     /// The WebAuthn state of a second step by security key, once its options were asked for.
     pub webauthn_state: Option<String>,
+    /// The one-time code emailed for a stepped-up sign-in of a user without a factor.
+    pub email_code_hash: Option<TokenHash>,
 }
 
 /// A user's WebAuthn credential as stored.

@@ -74,6 +74,23 @@ pub(crate) fn new_recovery_codes() -> Result<(Vec<String>, Vec<TokenHash>), Stri
     Ok((codes, hashes))
 }
 
+/// A six-digit one-time code to send by email.
+pub fn new_email_code() -> Result<String, String> {
+    loop {
+        let n = u32::from_le_bytes(random_bytes::<4>()?);
+        // Draws above the last whole million are redrawn, so every code is as likely.
+        if n < 4_294_000_000 {
+            return Ok(format!("{:06}", n % 1_000_000));
+        }
+    }
+}
+
+/// The stored form of an emailed code as typed (spaces do not matter).
+pub fn email_code_hash(code: &str) -> TokenHash {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    TokenHash(Sha256::digest(format!("email-code:{digits}").as_bytes()).into())
+}
+
 /// The stored form of a recovery code as typed: case, spaces and hyphens do not matter.
 pub fn recovery_code_hash(code: &str) -> TokenHash {
     let normal: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();

@@ -12,6 +12,8 @@ pub use cache::{MemorySessionCache, SessionCache};
 pub use model::{
     ClientInfo, NewSession, RefreshOutcome, RefreshRotation, RevokedSession, Session, SessionId, SessionScope,
 };
-pub use service::{AuthError, AuthService, Authenticated, IssuedTokens, LoginOutcome, LoginSuccess, PendingLogin};
+pub use service::{
+    AuthError, AuthParts, AuthService, Authenticated, IssuedTokens, LoginOutcome, LoginSuccess, PendingLogin,
+};
 pub use store::SessionStore;
 pub use token::{SessionToken, TokenHash};

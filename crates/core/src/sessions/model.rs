@@ -26,6 +26,27 @@ impl fmt::Display for SessionId {
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// SHA-256 (hex) of the device cookie the sign-in came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The sign-in's risk, as assessed at its password (or passkey) step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::LoginRisk>,
+}
+
+impl ClientInfo {
+    /// The risk's reasons as stored: comma-separated.
+    pub fn risk_reasons_text(&self) -> Option<String> {
+        self.risk.as_ref().map(|r| r.reasons.join(","))
+    }
+
+    /// The risk from its stored columns.
+    pub fn risk_from_columns(score: Option<i64>, reasons: Option<String>) -> Option<crate::risk::LoginRisk> {
+        let score = u8::try_from(score?).ok()?;
+        let reasons = reasons.unwrap_or_default();
+        let reasons = reasons.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect();
+        Some(crate::risk::LoginRisk { score, reasons })
+    }
 }
 
 /// A live session.

@@ -17,11 +17,13 @@ use super::model::{
 };
 use super::rotation::RotationQueue;
 use super::store::SessionStore;
-use super::token::SessionToken;
+use super::token::{SessionToken, TokenHash};
+use crate::email::{OutboxSender, Template};
 use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::keys::{KeyError, TokenService};
 use crate::mfa::{CHALLENGE_LIFETIME, ChallengePurpose, MfaStore, NewChallenge};
 use crate::passwords::PasswordHasher;
+use crate::risk::{self, RiskDecision, RiskService};
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantStatus};
 use crate::users::{Email, User, UserChange, UserId, UserStatus, UserStore};
@@ -38,6 +40,9 @@ pub enum AuthError {
     /// The refresh token is unknown, spent or its session has ended.
     #[error("the refresh token is not valid")]
     InvalidRefreshToken,
+    /// The sign-in's risk reached the tenant's refusal threshold.
+    #[error("this sign-in was refused as too risky")]
+    Denied,
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -100,6 +105,20 @@ pub struct Authenticated {
     pub user: User,
 }
 
+/// What [`AuthService`] is built from.
+pub struct AuthParts {
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub cache: Arc<dyn SessionCache>,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+    pub events: Arc<dyn EventSink>,
+    pub mfa: Arc<dyn MfaStore>,
+    pub risk: Arc<RiskService>,
+    /// Sends the one-time codes of stepped-up sign-ins.
+    pub outbox: OutboxSender,
+}
+
 /// Sign-in and sessions.
 #[derive(Clone)]
 pub struct AuthService {
@@ -111,6 +130,8 @@ pub struct AuthService {
     events: Arc<dyn EventSink>,
     rotations: Arc<RotationQueue>,
     mfa: Arc<dyn MfaStore>,
+    risk: Arc<RiskService>,
+    outbox: OutboxSender,
 }
 
 /// Use of a session is written back at most this often, so authenticated reads do
@@ -142,17 +163,10 @@ pub(crate) fn may_use_session(tenant: &Tenant, user: &User) -> bool {
 
 impl AuthService {
     /// A service over the given stores.
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
-        cache: Arc<dyn SessionCache>,
-        tokens: TokenService,
-        hasher: PasswordHasher,
-        events: Arc<dyn EventSink>,
-        mfa: Arc<dyn MfaStore>,
-    ) -> AuthService {
+    pub fn new(parts: AuthParts) -> AuthService {
+        let AuthParts { users, sessions, cache, tokens, hasher, events, mfa, risk, outbox } = parts;
         let rotations = Arc::new(RotationQueue::new(sessions.clone()));
-        AuthService { users, sessions, cache, tokens, hasher, events, rotations, mfa }
+        AuthService { users, sessions, cache, tokens, hasher, events, rotations, mfa, risk, outbox }
     }
 
     /// The access token service.
@@ -160,46 +174,87 @@ impl AuthService {
         &self.tokens
     }
 
-    fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>) -> AuthError {
+    fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>, client: &ClientInfo) -> AuthError {
         metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
         let mut event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0);
         event.outcome = Outcome::Failure;
         event.target = target;
-        self.events.emit(event.details(json!({ "reason": reason })));
+        self.events.emit(event.details(json!({ "reason": reason, "risk": client.risk })));
         AuthError::InvalidCredentials
     }
 
+    /// Scores a sign-in attempt on `account` (of `user`, when it exists), keeps the
+    /// risk with `client`, and refuses it when the tenant's deny threshold is reached.
+    pub(crate) async fn assess(
+        &self,
+        tenant: &Tenant,
+        account: &[u8; 32],
+        user: Option<UserId>,
+        client: &mut ClientInfo,
+    ) -> Result<RiskDecision, AuthError> {
+        let ip = client.ip.as_deref();
+        let signals = self
+            .risk
+            .signals(tenant.id, account, user, ip, client.device.as_deref())
+            .await
+            .map_err(AuthError::Store)?;
+        let assessed = signals.assess();
+        let decision = RiskDecision::of(&assessed, &tenant.settings);
+        client.risk = Some(assessed);
+        if decision == RiskDecision::Deny {
+            self.risk.record_attempt(tenant.id, account, ip, false).await.map_err(AuthError::Store)?;
+            metrics::counter!("guard_auth_failures_total", "reason" => "risk_denied").increment(1);
+            let mut event = Event::success("auth.login.denied", Actor::System).tenant(tenant.id.0);
+            event.outcome = Outcome::Denied;
+            event.target = user.map(|u| u.to_string());
+            let details = json!({ "risk": client.risk, "signals": format!("{signals:?}"), "ip": client.ip });
+            self.events.emit(event.details(details));
+            return Err(AuthError::Denied);
+        }
+        Ok(decision)
+    }
+
     /// Signs in with email and password in `tenant` (which the caller has checked is
-    /// active): a session, or, when the user has a second factor or must enrol one, a
-    /// challenge for the second step.
+    /// active): a session, or, when the user has a second factor, must enrol one, or
+    /// the sign-in's risk asks for one, a challenge for the second step. A sign-in
+    /// the risk refuses is refused before the password is looked at, so the refusal
+    /// says nothing about it.
     pub async fn login(
         &self,
         tenant: &Tenant,
         email: &str,
         password: String,
-        client: ClientInfo,
+        mut client: ClientInfo,
     ) -> Result<LoginOutcome, AuthError> {
         metrics::counter!("guard_auth_attempts_total", "method" => "password").increment(1);
         let internal = |e: crate::passwords::HashError| AuthError::Internal(e.to_string());
+        let store = AuthError::Store;
         let found = match Email::parse(email) {
-            Ok(email) => self.users.credentials(tenant.id, &email).await.map_err(AuthError::Store)?,
+            Ok(email) => self.users.credentials(tenant.id, &email).await.map_err(store)?,
             Err(_) => None,
         };
+        let account = risk::account_hash(email);
+        let decision = self.assess(tenant, &account, found.as_ref().map(|(u, _)| u.id), &mut client).await?;
+        let ip = client.ip.clone();
+        let failed_attempt = || self.risk.record_attempt(tenant.id, &account, ip.as_deref(), false);
         let Some((user, Some(stored))) = found else {
             self.hasher.verify_decoy(password).await.map_err(internal)?;
-            return Err(self.failed(tenant, "unknown_user", None));
+            failed_attempt().await.map_err(store)?;
+            return Err(self.failed(tenant, "unknown_user", None, &client));
         };
         let verification = self.hasher.verify(password.clone(), stored).await.map_err(internal)?;
         if !verification.valid {
-            return Err(self.failed(tenant, "wrong_password", Some(user.id.to_string())));
+            failed_attempt().await.map_err(store)?;
+            return Err(self.failed(tenant, "wrong_password", Some(user.id.to_string()), &client));
         }
         if !may_use_session(tenant, &user) {
-            return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string())));
+            failed_attempt().await.map_err(store)?;
+            return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string()), &client));
         }
+        self.risk.record_attempt(tenant.id, &account, ip.as_deref(), true).await.map_err(store)?;
         let rehash =
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
         let at = now();
-        let store = AuthError::Store;
         let has_totp =
             self.mfa.totp(tenant.id, user.id).await.map_err(store)?.is_some_and(|f| f.confirmed_at.is_some());
         let has_webauthn = !self.mfa.passkeys(tenant.id, user.id).await.map_err(store)?.is_empty();
@@ -210,43 +265,63 @@ impl AuthService {
             let due = self.mfa.enrollment_deadline(tenant.id, user.id, due).await.map_err(store)?;
             enrollment_due = Some(due).filter(|due| at < *due);
         }
-        if has_factor || (tenant.settings.mfa_required && enrollment_due.is_none()) {
-            if let Some(hash) = rehash {
-                let change = UserChange { password_hash: Some(hash), ..UserChange::default() };
-                self.users.update(tenant.id, user.id, &change).await.map_err(store)?;
-            }
-            let (purpose, methods): (_, &'static [&'static str]) = if has_factor {
-                let methods: &'static [&'static str] = match (has_totp, has_webauthn) {
-                    (true, true) => &["totp", "webauthn", "recovery_code"],
-                    (true, false) => &["totp", "recovery_code"],
-                    _ => &["webauthn", "recovery_code"],
-                };
-                (ChallengePurpose::Verify, methods)
-            } else {
-                (ChallengePurpose::Enroll, &["totp"])
-            };
-            let challenge = new_token()?;
-            let expires_at = at + CHALLENGE_LIFETIME;
-            let new = NewChallenge {
-                id_hash: challenge.hash(),
-                tenant: tenant.id,
-                user: user.id,
-                purpose,
-                created_at: at,
-                expires_at,
-                client,
-            };
-            self.mfa.create_challenge(&new).await.map_err(store)?;
-            self.events.emit(
-                Event::success("auth.login.mfa_required", Actor::User(user.id.0))
-                    .tenant(tenant.id.0)
-                    .details(json!({ "purpose": purpose.as_str() })),
-            );
-            return Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }));
+        let must_enrol = !has_factor && tenant.settings.mfa_required && enrollment_due.is_none();
+        let step_up = decision == RiskDecision::RequireMfa;
+        if !(has_factor || must_enrol || step_up) {
+            let mut success = self.open_session(tenant, user, client, rehash, &["pwd"]).await?;
+            success.mfa_enrollment_due_at = enrollment_due;
+            return Ok(LoginOutcome::Complete(Box::new(success)));
         }
-        let mut success = self.open_session(tenant, user, client, rehash, &["pwd"]).await?;
-        success.mfa_enrollment_due_at = enrollment_due;
-        Ok(LoginOutcome::Complete(Box::new(success)))
+        if let Some(hash) = rehash {
+            let change = UserChange { password_hash: Some(hash), ..UserChange::default() };
+            self.users.update(tenant.id, user.id, &change).await.map_err(store)?;
+        }
+        let (purpose, methods): (_, &'static [&'static str]) = match (has_totp, has_webauthn) {
+            (true, true) => (ChallengePurpose::Verify, &["totp", "webauthn", "recovery_code"]),
+            (true, false) => (ChallengePurpose::Verify, &["totp", "recovery_code"]),
+            (false, true) => (ChallengePurpose::Verify, &["webauthn", "recovery_code"]),
+            (false, false) if must_enrol => (ChallengePurpose::Enroll, &["totp"]),
+            (false, false) => (ChallengePurpose::Verify, &["email_code"]),
+        };
+        let email_code =
+            if methods == ["email_code"] { Some(self.send_login_code(tenant, &user, &client).await?) } else { None };
+        let challenge = new_token()?;
+        let expires_at = at + CHALLENGE_LIFETIME;
+        let new = NewChallenge {
+            id_hash: challenge.hash(),
+            tenant: tenant.id,
+            user: user.id,
+            purpose,
+            created_at: at,
+            expires_at,
+            client: client.clone(),
+            email_code_hash: email_code,
+        };
+        self.mfa.create_challenge(&new).await.map_err(store)?;
+        self.events.emit(
+            Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
+                json!({ "purpose": purpose.as_str(), "methods": methods, "risk": client.risk, "step_up": step_up }),
+            ),
+        );
+        Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }))
+    }
+
+    /// Emails `user` a one-time code for the second step of a risky sign-in; its hash.
+    async fn send_login_code(&self, tenant: &Tenant, user: &User, client: &ClientInfo) -> Result<TokenHash, AuthError> {
+        let code = crate::mfa::new_email_code().map_err(AuthError::Internal)?;
+        let time = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+        let values = [
+            ("email", user.email.as_str()),
+            ("tenant", tenant.name.as_str()),
+            ("code", code.as_str()),
+            ("ip", client.ip.as_deref().unwrap_or("unknown")),
+            ("time", time.as_str()),
+        ];
+        self.outbox
+            .queue(Some(tenant.id), Template::LoginCode, user.email.as_str(), &values)
+            .await
+            .map_err(AuthError::Store)?;
+        Ok(crate::mfa::email_code_hash(&code))
     }
 
     /// Opens a session for `user`, who proved who they are with `methods` (recorded
@@ -280,12 +355,16 @@ impl AuthService {
             .map_err(AuthError::Store)?;
         let rehashed = rehash.is_some();
         self.users.record_login(tenant.id, user.id, at, rehash).await.map_err(AuthError::Store)?;
+        let client = &session.client;
+        if let Err(e) = self.risk.remember(tenant, user.id, client.ip.as_deref(), client.device.as_deref(), at).await {
+            tracing::warn!(error = %e, user = %user.id, "cannot remember the sign-in's device and address");
+        }
         let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
         self.events.emit(
             Event::success("auth.login.success", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(session.id.to_string())
-                .details(json!({ "method": "password", "amr": methods, "rehashed": rehashed })),
+                .details(json!({ "amr": methods, "rehashed": rehashed, "risk": client.risk, "ip": client.ip })),
         );
         let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
         Ok(LoginSuccess { session, token, tokens, user, mfa_enrollment_due_at: None })
