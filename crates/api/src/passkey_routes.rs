@@ -48,15 +48,22 @@ fn ceremony_json(status: StatusCode, c: &StartedCeremony) -> Response {
 #[serde(deny_unknown_fields)]
 struct ChallengeBody {
     challenge_id: String,
+    /// The name of a passkey registered by an enrolment challenge.
+    name: Option<String>,
 }
 
-/// POST /v1/auth/mfa/webauthn/start `{"challenge_id"}`: the options for the security key.
+/// POST /v1/auth/mfa/webauthn/start `{"challenge_id","name"?}`: the options for the
+/// security key (to use one, or to register one when the sign-in must enrol).
 async fn start_second_step(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
     AppJson(body): AppJson<ChallengeBody>,
 ) -> Result<Response, ApiError> {
-    let options = state.mfa.start_webauthn_for_challenge(&tenant, &body.challenge_id).await.map_err(mfa_error)?;
+    let options = state
+        .mfa
+        .start_webauthn_for_challenge(&tenant, &body.challenge_id, body.name.as_deref())
+        .await
+        .map_err(mfa_error)?;
     Ok(no_store(AppJson(json!({ "options": options })).into_response()))
 }
 
@@ -74,7 +81,11 @@ async fn finish_second_step(
     AppJson(body): AppJson<AssertionBody>,
 ) -> Result<Response, ApiError> {
     let done = state.mfa.verify_webauthn(&tenant, &body.challenge_id, body.credential).await.map_err(mfa_error)?;
-    Ok(signed_in(&state, &done.login, json!({})))
+    let extra = match &done.recovery_codes {
+        Some(codes) => json!({ "recovery_codes": codes }),
+        None => json!({}),
+    };
+    Ok(signed_in(&state, &done.login, extra))
 }
 
 /// POST /v1/auth/passkey/start: options for a passwordless sign-in.

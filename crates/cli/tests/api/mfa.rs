@@ -180,7 +180,7 @@ backend_test!(a_tenant_requiring_mfa_forces_enrolment_after_the_grace_period, |b
     // After it: the sign-in goes through enrolment.
     let pending = challenge(&app, "strict", "jo@example.com").await;
     assert_eq!(pending["enrollment_required"], true);
-    assert_eq!(pending["methods"], json!(["totp"]));
+    assert_eq!(pending["methods"], json!(["totp", "webauthn"]));
     let not_yet = verify(&app, "strict", &pending, "123456").await;
     expect_problem(not_yet, 409, "mfa_not_enrolled").await;
     let started =

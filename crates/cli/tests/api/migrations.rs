@@ -7,7 +7,7 @@ use sqlx::Connection;
 
 use crate::support::{GUARD, guard_with_database};
 
-async fn execute(backend: Backend, url: &str, sql: &'static str) -> Result<(), sqlx::Error> {
+pub(crate) async fn execute(backend: Backend, url: &str, sql: &'static str) -> Result<(), sqlx::Error> {
     match backend {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(url).await?;

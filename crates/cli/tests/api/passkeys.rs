@@ -222,3 +222,85 @@ backend_test!(a_passkey_answers_only_for_its_own_user_and_an_administrator_reset
     expect_problem(passkey_sign_in(&app, "default", &ann_key).await, 401, "webauthn_failed").await;
     assert_eq!(password_step(&app, "default", "ann@example.com").await.status(), 200);
 });
+
+backend_test!(a_sign_in_that_must_enrol_registers_a_passkey_and_expired_steps_change_nothing, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    app.state.tenants.create(Actor::Operator, "Strict", Some("strict")).await.unwrap();
+    relying_party(&app, "strict").await;
+    let settings = json!({ "mfa_required": true, "mfa_enrollment_grace_seconds": 0 });
+    app.state.tenants.update_settings(Actor::Operator, "strict", &settings).await.unwrap();
+    new_user(&app, "strict", "jo@example.com", &[]).await;
+
+    // The grace period is over: the sign-in enrols a passkey, and signs in with it.
+    let pending = challenge(&app, "strict", "jo@example.com").await;
+    assert_eq!(pending["enrollment_required"], true);
+    assert_eq!(pending["methods"], json!(["totp", "webauthn"]));
+    let step = json!({ "challenge_id": pending["challenge_id"], "name": "phone" });
+    let options = ok_json(send(&app, "POST", "strict", "/v1/auth/mfa/webauthn/start", None, step).await, 200).await;
+    assert_eq!(options["options"]["publicKey"]["user"]["name"], "jo@example.com");
+    let phone = SoftAuthenticator::new();
+    let body =
+        json!({ "challenge_id": pending["challenge_id"], "credential": phone.create(&options["options"], ORIGIN) });
+    let done = ok_json(send(&app, "POST", "strict", "/v1/auth/mfa/webauthn/finish", None, body).await, 200).await;
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10);
+    let codes: Vec<String> =
+        done["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let session = done["session_token"].as_str().unwrap().to_owned();
+    let list = send(&app, "GET", "strict", "/v1/me/mfa/webauthn", Some(&session), json!(null)).await;
+    assert_eq!(ok_json(list, 200).await["credentials"][0]["name"], "phone");
+    // The last factor stays while the tenant requires one.
+    let id = ok_json(send(&app, "GET", "strict", "/v1/me/mfa/webauthn", Some(&session), json!(null)).await, 200).await
+        ["credentials"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let item = format!("/v1/me/mfa/webauthn/{id}");
+    let remove = send(&app, "DELETE", "strict", &item, Some(&session), json!(null));
+    expect_problem(remove.await, 409, "mfa_required").await;
+
+    // An expired challenge refuses both kinds of second step, and spends nothing.
+    let pending = challenge(&app, "strict", "jo@example.com").await;
+    assert_eq!(pending["methods"], json!(["webauthn", "recovery_code"]));
+    crate::migrations::execute(
+        backend,
+        &app.database_url,
+        "UPDATE mfa_challenges SET expires_at = '2000-01-01T00:00:00Z'",
+    )
+    .await
+    .unwrap();
+    let step = json!({ "challenge_id": pending["challenge_id"] });
+    let start = send(&app, "POST", "strict", "/v1/auth/mfa/webauthn/start", None, step).await;
+    expect_problem(start, 401, "invalid_mfa_challenge").await;
+    let late = json!({ "challenge_id": pending["challenge_id"], "code": codes[0] });
+    expect_problem(send(&app, "POST", "strict", "/v1/auth/mfa/verify", None, late).await, 401, "invalid_mfa_challenge")
+        .await;
+    let pending = challenge(&app, "strict", "jo@example.com").await;
+    let fresh = json!({ "challenge_id": pending["challenge_id"], "code": codes[0] });
+    assert_eq!(send(&app, "POST", "strict", "/v1/auth/mfa/verify", None, fresh).await.status(), 200, "code unspent");
+
+    // A passkey sign-in started on one replica finishes on another; an expired one nowhere.
+    let Some(other) = TestApp::builder(backend).share_database_of(&app).spawn().await else { return };
+    let started = ok_json(send(&app, "POST", "strict", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": phone.get(&started["options"], ORIGIN) });
+    let done = ok_json(send(&other, "POST", "strict", "/v1/auth/passkey/finish", None, body).await, 200).await;
+    assert_eq!(done["user"]["email"], "jo@example.com");
+    let started = ok_json(send(&app, "POST", "strict", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    crate::migrations::execute(
+        backend,
+        &app.database_url,
+        "UPDATE webauthn_ceremonies SET expires_at = '2000-01-01T00:00:00Z'",
+    )
+    .await
+    .unwrap();
+    let body = json!({ "ceremony_id": started["ceremony_id"], "credential": phone.get(&started["options"], ORIGIN) });
+    expect_problem(
+        send(&other, "POST", "strict", "/v1/auth/passkey/finish", None, body).await,
+        401,
+        "invalid_webauthn_ceremony",
+    )
+    .await;
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"guard_mfa_verifications_total{method="webauthn",result="success"}"#), "{metrics}");
+    assert!(metrics.contains(r#"guard_auth_attempts_total{method="passkey"}"#), "{metrics}");
+});

@@ -58,6 +58,20 @@ pub struct RegisteredPasskey {
     pub recovery_codes: Option<Vec<String>>,
 }
 
+/// The WebAuthn half of a sign-in challenge's second step, kept with the challenge.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum ChallengeStep {
+    Authenticate { state: PasskeyAuthentication },
+    Register { name: String, state: PasskeyRegistration },
+}
+
+/// A browser's answer, parsed for the step it answers.
+enum Answer {
+    Assertion(PublicKeyCredential),
+    Registration(RegisterPublicKeyCredential),
+}
+
 /// A credential name: 1 to 64 characters without control characters, trimmed.
 fn passkey_name(text: &str) -> Result<String, MfaError> {
     let name = text.trim();
@@ -198,7 +212,22 @@ impl MfaService {
         }
         let state: PasskeyRegistration = serde_json::from_str(&ceremony.state)
             .map_err(|e| MfaError::Internal(format!("stored registration state: {e}")))?;
-        let passkey = webauthn.finish_passkey_registration(&credential, &state).map_err(|e| {
+        let name = ceremony.name.unwrap_or_else(|| "passkey".into());
+        self.register(&webauthn, tenant, user, name, &credential, &state).await
+    }
+
+    /// Verifies a new credential and stores it; recovery codes come with the user's
+    /// first factor.
+    async fn register(
+        &self,
+        webauthn: &Webauthn,
+        tenant: &Tenant,
+        user: &User,
+        name: String,
+        credential: &RegisterPublicKeyCredential,
+        state: &PasskeyRegistration,
+    ) -> Result<RegisteredPasskey, MfaError> {
+        let passkey = webauthn.finish_passkey_registration(credential, state).map_err(|e| {
             counted("webauthn", false);
             MfaError::WebauthnRejected(format!("the registration did not verify: {e}"))
         })?;
@@ -210,7 +239,7 @@ impl MfaService {
             tenant: tenant.id,
             user: user.id,
             credential_id: passkey.cred_id().to_vec(),
-            name: ceremony.name.unwrap_or_else(|| "passkey".into()),
+            name,
             passkey: state_json(&passkey)?,
             created_at: now(),
             last_used_at: None,
@@ -261,9 +290,16 @@ impl MfaService {
         Ok(())
     }
 
-    /// Starts the security-key second step of a sign-in challenge: the options for
-    /// `navigator.credentials.get()`, listing the user's credentials. Costs no try.
-    pub async fn start_webauthn_for_challenge(&self, tenant: &Tenant, presented: &str) -> Result<Value, MfaError> {
+    /// Starts the security-key step of a sign-in challenge (costs no try): for a
+    /// `verify` challenge the options for `navigator.credentials.get()` listing the
+    /// user's credentials; for an `enroll` one (the tenant requires a factor) the
+    /// options for `navigator.credentials.create()` registering one named `name`.
+    pub async fn start_webauthn_for_challenge(
+        &self,
+        tenant: &Tenant,
+        presented: &str,
+        name: Option<&str>,
+    ) -> Result<Value, MfaError> {
         let token = SessionToken::parse(presented).ok_or(MfaError::InvalidChallenge)?;
         let challenge = self
             .store
@@ -271,22 +307,33 @@ impl MfaService {
             .await?
             .filter(|c| now() < c.expires_at)
             .ok_or(MfaError::InvalidChallenge)?;
-        if challenge.purpose != ChallengePurpose::Verify {
-            return Err(MfaError::NotEnrolled);
-        }
-        let stored = self.store.passkeys(tenant.id, challenge.user).await?;
-        if stored.is_empty() {
-            return Err(MfaError::NotEnrolled);
-        }
-        let passkeys = stored.iter().map(parse_passkey).collect::<Result<Vec<_>, _>>()?;
-        let (options, state) = self
-            .webauthn(tenant)?
-            .start_passkey_authentication(&passkeys)
-            .map_err(|e| MfaError::Internal(format!("WebAuthn authentication: {e}")))?;
-        if !self.store.set_challenge_webauthn(tenant.id, &token.hash(), &state_json(&state)?).await? {
+        let webauthn = self.webauthn(tenant)?;
+        let (step, options) = match challenge.purpose {
+            ChallengePurpose::Verify => {
+                let stored = self.store.passkeys(tenant.id, challenge.user).await?;
+                if stored.is_empty() || challenge.email_code_hash.is_some() {
+                    return Err(MfaError::NotEnrolled);
+                }
+                let passkeys = stored.iter().map(parse_passkey).collect::<Result<Vec<_>, _>>()?;
+                let (options, state) = webauthn
+                    .start_passkey_authentication(&passkeys)
+                    .map_err(|e| MfaError::Internal(format!("WebAuthn authentication: {e}")))?;
+                (ChallengeStep::Authenticate { state }, options_json(&options)?)
+            }
+            ChallengePurpose::Enroll => {
+                let name = passkey_name(name.unwrap_or("passkey"))?;
+                let user = self.users.get(tenant.id, challenge.user).await?.ok_or(MfaError::InvalidChallenge)?;
+                let display = user.display_name.as_ref().map_or(user.email.as_str(), |d| d.as_str());
+                let (options, state) = webauthn
+                    .start_passkey_registration(user.id.0, user.email.as_str(), display, None)
+                    .map_err(|e| MfaError::Internal(format!("WebAuthn registration: {e}")))?;
+                (ChallengeStep::Register { name, state }, options_json(&options)?)
+            }
+        };
+        if !self.store.set_challenge_webauthn(tenant.id, &token.hash(), &state_json(&step)?).await? {
             return Err(MfaError::InvalidChallenge);
         }
-        options_json(&options)
+        Ok(options)
     }
 
     /// Verifies an assertion against the user's stored credential and records its use.
@@ -315,32 +362,56 @@ impl MfaService {
         Ok(())
     }
 
-    /// Completes a sign-in challenge with a security key's assertion.
+    /// Completes a sign-in challenge with the security key: an assertion of one of the
+    /// user's credentials, or, for an `enroll` challenge, the new credential (whose
+    /// answer then carries the user's recovery codes).
     pub async fn verify_webauthn(
         &self,
         tenant: &Tenant,
         presented: &str,
         credential: Value,
     ) -> Result<VerifiedLogin, MfaError> {
-        let credential: PublicKeyCredential = serde_json::from_value(credential).map_err(malformed)?;
         let webauthn = self.webauthn(tenant)?;
+        // Peeked first so that a credential of the wrong shape costs no try.
+        let token = SessionToken::parse(presented).ok_or(MfaError::InvalidChallenge)?;
+        let peeked = self.store.peek_challenge(tenant.id, &token.hash(), CHALLENGE_MAX_ATTEMPTS).await?;
+        let step: Option<ChallengeStep> = match peeked.and_then(|c| c.webauthn_state) {
+            Some(text) => Some(
+                serde_json::from_str(&text).map_err(|e| MfaError::Internal(format!("stored WebAuthn state: {e}")))?,
+            ),
+            None => None,
+        };
+        let parsed = match &step {
+            Some(ChallengeStep::Register { .. }) => {
+                Answer::Registration(serde_json::from_value(credential).map_err(malformed)?)
+            }
+            _ => Answer::Assertion(serde_json::from_value(credential).map_err(malformed)?),
+        };
         let (challenge, user, token) = self.challenge(tenant, presented).await?;
-        let Some(state) = challenge.webauthn_state.as_deref() else {
-            return Err(MfaError::WebauthnRejected(
+        match (step, parsed) {
+            (Some(ChallengeStep::Authenticate { state }), Answer::Assertion(credential)) => {
+                let stored = self.store.passkey_by_credential_id(tenant.id, credential.get_credential_id()).await?;
+                let Some(stored) = stored.filter(|p| p.user == user.id) else {
+                    counted("webauthn", false);
+                    return Err(MfaError::WebauthnRejected("this passkey is not one of the user's".into()));
+                };
+                let verify = |_: &Passkey| {
+                    webauthn.finish_passkey_authentication(&credential, &state).map_err(|e| e.to_string())
+                };
+                self.check_assertion(tenant, &user, verify, &stored).await?;
+                self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await
+            }
+            (Some(ChallengeStep::Register { name, state }), Answer::Registration(credential))
+                if challenge.purpose == ChallengePurpose::Enroll =>
+            {
+                let registered = self.register(&webauthn, tenant, &user, name, &credential, &state).await?;
+                let login = self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await?;
+                Ok(VerifiedLogin { recovery_codes: registered.recovery_codes, ..login })
+            }
+            _ => Err(MfaError::WebauthnRejected(
                 "no security key step was started for this challenge: POST /v1/auth/mfa/webauthn/start first".into(),
-            ));
-        };
-        let state: PasskeyAuthentication =
-            serde_json::from_str(state).map_err(|e| MfaError::Internal(format!("stored authentication state: {e}")))?;
-        let stored = self.store.passkey_by_credential_id(tenant.id, credential.get_credential_id()).await?;
-        let Some(stored) = stored.filter(|p| p.user == user.id) else {
-            counted("webauthn", false);
-            return Err(MfaError::WebauthnRejected("this passkey is not one of the user's".into()));
-        };
-        let verify =
-            |_: &Passkey| webauthn.finish_passkey_authentication(&credential, &state).map_err(|e| e.to_string());
-        self.check_assertion(tenant, &user, verify, &stored).await?;
-        self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await
+            )),
+        }
     }
 
     /// Starts a passwordless sign-in: the options for `navigator.credentials.get()`

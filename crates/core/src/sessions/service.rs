@@ -202,7 +202,8 @@ impl AuthService {
         let decision = RiskDecision::of(&assessed, &tenant.settings);
         client.risk = Some(assessed);
         if decision == RiskDecision::Deny {
-            self.risk.record_attempt(tenant.id, account, ip, false).await.map_err(AuthError::Store)?;
+            // Not recorded as an attempt: refusals cost no password check, and a
+            // flood of them must not also cost a write each.
             metrics::counter!("guard_auth_failures_total", "reason" => "risk_denied").increment(1);
             let mut event = Event::success("auth.login.denied", Actor::System).tenant(tenant.id.0);
             event.outcome = Outcome::Denied;
@@ -280,7 +281,7 @@ impl AuthService {
             (true, true) => (ChallengePurpose::Verify, &["totp", "webauthn", "recovery_code"]),
             (true, false) => (ChallengePurpose::Verify, &["totp", "recovery_code"]),
             (false, true) => (ChallengePurpose::Verify, &["webauthn", "recovery_code"]),
-            (false, false) if must_enrol => (ChallengePurpose::Enroll, &["totp"]),
+            (false, false) if must_enrol => (ChallengePurpose::Enroll, &["totp", "webauthn"]),
             (false, false) => (ChallengePurpose::Verify, &["email_code"]),
         };
         let email_code =
