@@ -1,16 +1,17 @@
 //! Sign-up, sign-in, tokens, sign-out, email verification, password reset and
 //! change, the caller's own account and sessions, and the tenant's JWKS.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use guard_core::accounts::AccountError;
 use guard_core::keys::KeyError;
 use guard_core::mfa::ChallengePurpose;
+use guard_core::ratelimit::{Action, Scope, account_key};
 use guard_core::sessions::{
     AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId, SessionToken,
 };
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::limits::{ClientIp, enforce, with_limit_headers};
 use crate::tenancy::{Caller, CurrentTenant, SESSION_COOKIE, active_tenant};
 use crate::{ApiError, AppState};
 
@@ -132,8 +134,10 @@ struct SignupRequest {
 async fn signup(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
+    let limit = enforce(&state, Action::Signup, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
     let done = state
         .accounts
         .signup(&tenant, &body.email, body.password, body.username.as_deref(), body.display_name.as_deref())
@@ -144,7 +148,7 @@ async fn signup(
         "verification_sent": done.verification_sent,
         "verification_required": tenant.settings.email_verification_required,
     });
-    Ok((StatusCode::CREATED, AppJson(body)).into_response())
+    Ok(with_limit_headers((StatusCode::CREATED, AppJson(body)).into_response(), limit))
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,11 +177,7 @@ fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
 
 /// Where a sign-in comes from: the peer's address, the user agent and the device
 /// cookie (a new one, to set on the answer, when the request has none).
-pub(crate) fn client_info(
-    state: &AppState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> (ClientInfo, Option<HeaderValue>) {
+pub(crate) fn client_info(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> (ClientInfo, Option<HeaderValue>) {
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
     let presented = headers
@@ -198,7 +198,7 @@ pub(crate) fn client_info(
         },
     };
     let device = device.map(|t| t.hash().0.iter().map(|b| format!("{b:02x}")).collect());
-    (ClientInfo { ip: Some(peer.ip().to_string()), user_agent, device, risk: None }, set_cookie)
+    (ClientInfo { ip: Some(ip.to_string()), user_agent, device, risk: None }, set_cookie)
 }
 
 /// Adds the new device cookie, when there is one, to a sign-in's answer.
@@ -213,11 +213,15 @@ pub(crate) fn with_device_cookie(mut response: Response, cookie: Option<HeaderVa
 async fn login(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let (client, device_cookie) = client_info(&state, peer, &headers);
+    let account = account_key(&body.email);
+    let keys = [(Scope::Ip, ip.to_string()), (Scope::Account, account)];
+    let keys: Vec<(Scope, &str)> = keys.iter().map(|(scope, key)| (*scope, key.as_str())).collect();
+    let limit = enforce(&state, Action::Login, &tenant, &keys).await?;
+    let (client, device_cookie) = client_info(&state, ip, &headers);
     let outcome = state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)?;
     let response = match outcome {
         LoginOutcome::Complete(done) => signed_in(&state, &done, json!({})),
@@ -232,7 +236,7 @@ async fn login(
             no_store((StatusCode::ACCEPTED, AppJson(body)).into_response())
         }
     };
-    Ok(with_device_cookie(response, device_cookie))
+    Ok(with_limit_headers(with_device_cookie(response, device_cookie), limit))
 }
 
 /// The answer to a completed sign-in: `extra` fields, tokens, the session (also as a
@@ -351,11 +355,16 @@ struct ResetRequest {
 async fn request_reset(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<ResetRequest>,
 ) -> Result<Response, ApiError> {
+    let account = account_key(&body.email);
+    let keys = [(Scope::Ip, ip.to_string()), (Scope::Account, account)];
+    let keys: Vec<(Scope, &str)> = keys.iter().map(|(scope, key)| (*scope, key.as_str())).collect();
+    let limit = enforce(&state, Action::PasswordReset, &tenant, &keys).await?;
     state.accounts.request_reset(&tenant, &body.email).await.map_err(account_error)?;
     let body = json!({ "status": "if an account uses this email, a reset link is on its way" });
-    Ok((StatusCode::ACCEPTED, AppJson(body)).into_response())
+    Ok(with_limit_headers((StatusCode::ACCEPTED, AppJson(body)).into_response(), limit))
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,12 +20,20 @@ pub struct ApiError {
     problem: Problem,
     /// Logged, never sent.
     internal: Option<String>,
+    /// Sent with the problem (Retry-After, RateLimit-*).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     /// An error with `code` and no detail.
     pub fn new(code: ErrorCode) -> ApiError {
-        ApiError { problem: Problem::new(code), internal: None }
+        ApiError { problem: Problem::new(code), internal: None, headers: Vec::new() }
+    }
+
+    /// Adds a header to the answer.
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
     }
 
     /// Sets the explanation sent to the client; it must not contain internal detail.
@@ -42,7 +50,11 @@ impl ApiError {
 
     /// A 500 whose cause is logged with the request id and not sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
-        ApiError { problem: Problem::new(ErrorCode::InternalError), internal: Some(cause.to_string()) }
+        ApiError {
+            problem: Problem::new(ErrorCode::InternalError),
+            internal: Some(cause.to_string()),
+            headers: Vec::new(),
+        }
     }
 
     /// The problem document this error renders.
@@ -67,7 +79,11 @@ impl IntoResponse for ApiError {
         if let Some(cause) = &self.internal {
             tracing::error!(error = %cause, "internal error");
         }
-        problem_response(self.problem, current_request_id())
+        let mut response = problem_response(self.problem, current_request_id());
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        response
     }
 }
 

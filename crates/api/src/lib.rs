@@ -11,6 +11,7 @@ mod context;
 pub mod error;
 pub mod extract;
 mod health;
+mod limits;
 pub mod metrics;
 mod mfa_routes;
 mod passkey_routes;
@@ -24,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
 pub use error::ApiError;
+pub use limits::ClientIp;
 pub use serve::serve;
 pub use services::{Services, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
@@ -51,6 +53,7 @@ pub fn routes() -> Router<AppState> {
 pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.server.body_limit;
     routes
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::api_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::request_context))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

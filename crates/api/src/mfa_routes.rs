@@ -7,12 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use guard_core::mfa::{MfaError, TotpEnrollment};
+use guard_core::ratelimit::{Action, Scope};
 use guard_proto::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth_routes::{auth_error, no_store, signed_in, time};
 use crate::extract::{AppJson, AppPath};
+use crate::limits::{ClientIp, enforce, with_limit_headers};
 use crate::tenancy::{Caller, CurrentTenant, TenantAdmin};
 use crate::{ApiError, AppState};
 
@@ -75,14 +77,16 @@ struct VerifyRequest {
 async fn verify(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
+    let limit = enforce(&state, Action::MfaVerify, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
     let done = state.mfa.verify(&tenant, &body.challenge_id, &body.code).await.map_err(mfa_error)?;
     let extra = match &done.recovery_codes {
         Some(codes) => json!({ "recovery_codes": codes }),
         None => json!({}),
     };
-    Ok(signed_in(&state, &done.login, extra))
+    Ok(with_limit_headers(signed_in(&state, &done.login, extra), limit))
 }
 
 #[derive(Debug, Deserialize)]

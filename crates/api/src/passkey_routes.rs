@@ -3,19 +3,19 @@
 //! passkey. Options and credentials travel as the JSON forms of the browser's
 //! `PublicKeyCredentialCreationOptions` / `RequestOptions` and `PublicKeyCredential`.
 
-use std::net::SocketAddr;
-
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use guard_core::mfa::{PasskeyInfo, StartedCeremony};
+use guard_core::ratelimit::{Action, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth_routes::{client_info, no_store, signed_in, time, with_device_cookie};
 use crate::extract::{AppJson, AppPath};
+use crate::limits::{ClientIp, enforce, with_limit_headers};
 use crate::mfa_routes::mfa_error;
 use crate::tenancy::{Caller, CurrentTenant};
 use crate::{ApiError, AppState};
@@ -78,14 +78,16 @@ struct AssertionBody {
 async fn finish_second_step(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<AssertionBody>,
 ) -> Result<Response, ApiError> {
+    let limit = enforce(&state, Action::MfaVerify, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
     let done = state.mfa.verify_webauthn(&tenant, &body.challenge_id, body.credential).await.map_err(mfa_error)?;
     let extra = match &done.recovery_codes {
         Some(codes) => json!({ "recovery_codes": codes }),
         None => json!({}),
     };
-    Ok(signed_in(&state, &done.login, extra))
+    Ok(with_limit_headers(signed_in(&state, &done.login, extra), limit))
 }
 
 /// POST /v1/auth/passkey/start: options for a passwordless sign-in.
@@ -108,17 +110,18 @@ struct CeremonyCredential {
 async fn finish_sign_in(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     AppJson(body): AppJson<CeremonyCredential>,
 ) -> Result<Response, ApiError> {
-    let (client, device_cookie) = client_info(&state, peer, &headers);
+    let limit = enforce(&state, Action::Login, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    let (client, device_cookie) = client_info(&state, ip, &headers);
     let done = state
         .mfa
         .finish_passkey_sign_in(&tenant, &body.ceremony_id, body.credential, client)
         .await
         .map_err(mfa_error)?;
-    Ok(with_device_cookie(signed_in(&state, &done, json!({})), device_cookie))
+    Ok(with_limit_headers(with_device_cookie(signed_in(&state, &done, json!({})), device_cookie), limit))
 }
 
 /// GET /v1/me/mfa/webauthn: the caller's credentials.

@@ -79,6 +79,7 @@ pub struct AppStateInner {
     pub accounts: AccountService,
     pub keys: KeyService,
     pub mfa: guard_core::mfa::MfaService,
+    pub limiter: Arc<guard_core::ratelimit::RateLimiter>,
 }
 
 impl AppState {
@@ -94,6 +95,10 @@ impl AppState {
         let Services { tenants, users, auth, accounts, keys, outbox: _, mfa } =
             Services::new(&config, &db, redis.as_ref())?;
         let tenant_cache = TenantCache::new(config.cache.settings_ttl);
+        let shared = redis
+            .clone()
+            .map(|r| Arc::new(guard_store::RedisLimiter::new(r)) as Arc<dyn guard_core::ratelimit::SharedLimiter>);
+        let limiter = Arc::new(guard_core::ratelimit::RateLimiter::new(config.rate_limit.clone(), shared));
         Ok(AppState(Arc::new(AppStateInner {
             config: Arc::new(config),
             db,
@@ -109,6 +114,7 @@ impl AppState {
             accounts,
             keys,
             mfa,
+            limiter,
         })))
     }
 

@@ -78,11 +78,15 @@ pub enum ErrorCode {
     WebauthnNotConfigured,
     /// The sign-in was refused because its risk score reached the tenant's limit.
     LoginDenied,
+    /// Too many requests: the Retry-After header says when to try again.
+    RateLimited,
+    /// The shared rate limiter (Redis) is down and guard is set to refuse meanwhile.
+    RateLimiterUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -116,6 +120,8 @@ impl ErrorCode {
         ErrorCode::InvalidWebauthnCeremony,
         ErrorCode::WebauthnNotConfigured,
         ErrorCode::LoginDenied,
+        ErrorCode::RateLimited,
+        ErrorCode::RateLimiterUnavailable,
     ];
 
     /// The wire form of the code.
@@ -154,6 +160,8 @@ impl ErrorCode {
             ErrorCode::InvalidWebauthnCeremony => "invalid_webauthn_ceremony",
             ErrorCode::WebauthnNotConfigured => "webauthn_not_configured",
             ErrorCode::LoginDenied => "login_denied",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RateLimiterUnavailable => "rate_limiter_unavailable",
         }
     }
 
@@ -185,13 +193,15 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InternalError => 500,
             ErrorCode::RequestTimeout
             | ErrorCode::DatabaseUnavailable
             | ErrorCode::RedisUnavailable
             | ErrorCode::Unhealthy
-            | ErrorCode::NotReady => 503,
+            | ErrorCode::NotReady
+            | ErrorCode::RateLimiterUnavailable => 503,
         }
     }
 
@@ -231,6 +241,8 @@ impl ErrorCode {
             ErrorCode::InvalidWebauthnCeremony => "Invalid WebAuthn ceremony",
             ErrorCode::WebauthnNotConfigured => "Passkeys not configured",
             ErrorCode::LoginDenied => "Sign-in refused",
+            ErrorCode::RateLimited => "Too many requests",
+            ErrorCode::RateLimiterUnavailable => "Rate limiter unavailable",
         }
     }
 
@@ -346,6 +358,8 @@ mod tests {
             ("invalid_webauthn_ceremony", 401),
             ("webauthn_not_configured", 409),
             ("login_denied", 403),
+            ("rate_limited", 429),
+            ("rate_limiter_unavailable", 503),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

@@ -11,6 +11,7 @@ mod mfa;
 mod migrate;
 mod pool;
 mod postgres;
+mod rate_limit;
 pub mod redis;
 mod risk;
 mod session_cache;
@@ -33,6 +34,7 @@ use guard_core::tenants::TenantStore;
 use guard_core::users::UserStore;
 
 pub use migrate::{EmbeddedMigration, embedded_migrations};
+pub use rate_limit::RedisLimiter;
 pub use session_cache::RedisSessionCache;
 
 /// Every store of one database, behind the traits the application uses.

@@ -14,8 +14,11 @@ pub struct GuardCommand {
 
 impl GuardCommand {
     /// `binary` is the path of the built `guard` (`env!("CARGO_BIN_EXE_guard")`).
+    /// Rate limits are off (tests sign in far more often than a person); a test of
+    /// them sets RATE_LIMIT_ENABLED=true, which comes later and wins.
     pub fn new(binary: &str) -> GuardCommand {
-        GuardCommand { binary: binary.into(), dir: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
+        let env = vec![("RATE_LIMIT_ENABLED".to_owned(), "false".to_owned())];
+        GuardCommand { binary: binary.into(), dir: tempfile::tempdir().expect("temp dir"), env }
     }
 
     /// Sets an environment variable for every run.

@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod health;
 mod identity;
+mod limits;
 mod logs;
 mod metrics;
 mod mfa;

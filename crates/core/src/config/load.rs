@@ -348,6 +348,25 @@ impl Builder<'_> {
             parse::byte_size(t).filter(|n| (1 << 10..=64 << 20).contains(n)).and_then(|n| usize::try_from(n).ok())
         });
         let public_url = self.get("server.public_url", public_url);
+        let trusted_proxies = self.get("server.trusted_proxies", |t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(crate::net::IpNet::parse)
+                .collect::<Option<Vec<_>>>()
+        });
+        let rule = |t: &str| crate::ratelimit::Rule::parse(t);
+        let limits_enabled = self.get("rate_limit.enabled", parse_bool);
+        let login_rule = self.get("rate_limit.login", rule);
+        let signup_rule = self.get("rate_limit.signup", rule);
+        let mfa_rule = self.get("rate_limit.mfa_verify", rule);
+        let reset_rule = self.get("rate_limit.password_reset", rule);
+        let api_rule = self.get("rate_limit.api", rule);
+        let on_shared_failure = self.get("rate_limit.redis_failure", |t| match t.trim() {
+            "local" => Some(crate::ratelimit::SharedFailure::Local),
+            "refuse" => Some(crate::ratelimit::SharedFailure::Refuse),
+            _ => None,
+        });
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -413,6 +432,7 @@ impl Builder<'_> {
                 request_timeout: request_timeout?,
                 body_limit: body_limit?,
                 health_check_timeout: health_check_timeout?,
+                trusted_proxies: trusted_proxies?,
             },
             database: DatabaseConfig {
                 url: url?,
@@ -446,7 +466,24 @@ impl Builder<'_> {
             smtp: super::SmtpConfig { url: smtp_url.ok()?, from: smtp_from?, templates_dir: templates_dir.ok()? },
             bootstrap: super::BootstrapConfig { admin_email: admin_email.ok()?, admin_password: admin_password.ok()? },
             log: LogConfig { level: level?, format: format?, output: output? },
+            rate_limit: crate::ratelimit::RateLimitConfig {
+                enabled: limits_enabled?,
+                login: login_rule?,
+                signup: signup_rule?,
+                mfa_verify: mfa_rule?,
+                password_reset: reset_rule?,
+                api: api_rule?,
+                on_shared_failure: on_shared_failure?,
+            },
         })
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
 }
 
 /// Secrets at rest and token signing.
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub body_limit: usize,
     pub health_check_timeout: Duration,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Vec<crate::net::IpNet>,
 }
 
 /// The database and its connection pool.

@@ -41,6 +41,7 @@ const fn secret(
 }
 
 const DURATION: &str = "a duration such as 30s, 5m or 1h, or a number of seconds";
+const RULE: &str = "LIMIT/WINDOW[,burst=N], such as 10/1m,burst=5";
 const OPTIONAL_DURATION: &str = "a duration such as 30s, 5m or 1h, a number of seconds, or 0 for no limit";
 
 /// Every setting guard knows. A key not listed here is an error in guard.toml.
@@ -79,6 +80,13 @@ pub const SETTINGS: &[Setting] = &[
         Some("2s"),
         DURATION,
         "Time limit for each dependency check behind /health/*.",
+    ),
+    s(
+        "server.trusted_proxies",
+        "GUARD_TRUSTED_PROXIES",
+        Some(""),
+        "addresses or ranges, comma-separated, such as 10.0.0.0/8, 192.0.2.1",
+        "Proxies whose X-Forwarded-For / Forwarded headers name the client. Empty: the TCP peer is the client.",
     ),
     s(
         "server.public_url",
@@ -264,6 +272,37 @@ pub const SETTINGS: &[Setting] = &[
         "json writes one object per line; pretty is for people.",
     ),
     s("log.output", "LOG_OUTPUT", Some("stdout"), "stdout, stderr or a file path", "Where log lines go."),
+    s("rate_limit.enabled", "RATE_LIMIT_ENABLED", Some("true"), "true or false", "Whether rate limits are enforced."),
+    s(
+        "rate_limit.login",
+        "RATE_LIMIT_LOGIN",
+        Some("10/1m,burst=5"),
+        RULE,
+        "Sign-ins (password, passkey), per client address and per account.",
+    ),
+    s("rate_limit.signup", "RATE_LIMIT_SIGNUP", Some("5/1h,burst=2"), RULE, "Sign-ups, per client address."),
+    s(
+        "rate_limit.mfa_verify",
+        "RATE_LIMIT_MFA_VERIFY",
+        Some("10/1m,burst=3"),
+        RULE,
+        "Second steps of sign-ins (codes, security keys), per client address.",
+    ),
+    s(
+        "rate_limit.password_reset",
+        "RATE_LIMIT_PASSWORD_RESET",
+        Some("3/1h,burst=1"),
+        RULE,
+        "Password reset requests, per client address and per account.",
+    ),
+    s("rate_limit.api", "RATE_LIMIT_API", Some("1200/1m,burst=200"), RULE, "Every request, per client address."),
+    s(
+        "rate_limit.redis_failure",
+        "RATE_LIMIT_REDIS_FAILURE",
+        Some("local"),
+        "local or refuse",
+        "When Redis does not answer: limit in this process alone (local) or refuse requests with 503 (refuse).",
+    ),
 ];
 
 /// The setting with this guard.toml key.

@@ -156,6 +156,10 @@ pub struct TenantSettings {
     pub risk_mfa_threshold: Option<u8>,
     /// A sign-in whose risk score reaches this is refused (1 to 100). Unset: never.
     pub risk_deny_threshold: Option<u8>,
+    /// Rate limits of this tenant by action (`login`, `signup`, `mfa_verify`,
+    /// `password_reset`), written `LIMIT/WINDOW[,burst=N]`; unnamed actions keep the
+    /// installation's.
+    pub rate_limits: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for TenantSettings {
@@ -176,6 +180,7 @@ impl Default for TenantSettings {
             webauthn_origins: Vec::new(),
             risk_mfa_threshold: None,
             risk_deny_threshold: None,
+            rate_limits: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -218,6 +223,18 @@ impl TenantSettings {
             }
         }
         self.webauthn_problems(&mut problems);
+        for (action, rule) in &self.rate_limits {
+            let known = crate::ratelimit::Action::parse(action).is_some_and(|a| a != crate::ratelimit::Action::Api);
+            if !known {
+                problems.push(format!(
+                    "rate_limits: {action:?} is not an action (login, signup, mfa_verify, password_reset)"
+                ));
+            } else if crate::ratelimit::Rule::parse(rule).is_none() {
+                problems.push(format!(
+                    "rate_limits.{action}: {rule:?} is not LIMIT/WINDOW[,burst=N], such as 10/1m,burst=5"
+                ));
+            }
+        }
         for (name, threshold) in
             [("risk_mfa_threshold", self.risk_mfa_threshold), ("risk_deny_threshold", self.risk_deny_threshold)]
         {
@@ -338,8 +355,9 @@ mod tests {
             webauthn_origins: vec!["https://login.example.org".into()],
             risk_mfa_threshold: Some(0),
             risk_deny_threshold: Some(101),
+            rate_limits: [("login".into(), "many".into()), ("logins".into(), "10/1m".into())].into(),
         };
-        assert_eq!(bad.problems().len(), 14, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 16, "{:?}", bad.problems());
         let passkeys = TenantSettings {
             webauthn_rp_id: Some("example.com".into()),
             webauthn_origins: vec!["https://example.com".into(), "https://login.example.com:8443".into()],

@@ -1,0 +1,192 @@
+//! Rate limits: one combined limit for two replicas sharing Redis, the in-process
+//! limiter without Redis, per-account limits across addresses, Redis going away
+//! mid-test (fall back to local limits, or refuse with 503: never a 500), and the
+//! client address behind trusted proxies only.
+
+use std::net::IpAddr;
+
+use guard_testkit::{Backend, TcpProxy, TestApp, backend_test};
+use serde_json::{Value, json};
+
+use crate::mfa::{PASSWORD, new_user};
+use crate::support::expect_problem;
+
+async fn login_from(app: &TestApp, source: &str, email: &str, forwarded_for: Option<&str>) -> reqwest::Response {
+    let client = reqwest::Client::builder().local_address(source.parse::<IpAddr>().unwrap()).build().unwrap();
+    let mut request = client
+        .post(app.url("/v1/auth/password/login"))
+        .header("x-tenant-id", "default")
+        .json(&json!({ "email": email, "password": PASSWORD }));
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    request.send().await.unwrap()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// Checks a 429: its problem and every header a client needs to back off.
+async fn expect_limited(response: reqwest::Response) {
+    let retry: u64 = header(&response, "retry-after").expect("Retry-After").parse().unwrap();
+    assert!(retry >= 1, "retry after {retry}");
+    assert_eq!(header(&response, "ratelimit-remaining").as_deref(), Some("0"));
+    assert!(header(&response, "ratelimit-limit").is_some() && header(&response, "ratelimit-reset").is_some());
+    expect_problem(response, 429, "rate_limited").await;
+}
+
+fn redis_prefix() -> String {
+    format!("guard-test-{}:", uuid::Uuid::now_v7())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_enforce_one_combined_limit() {
+    let Some(redis) = guard_testkit::redis_url() else { return };
+    let prefix = redis_prefix();
+    let replica = |builder: guard_testkit::TestAppBuilder| {
+        builder
+            .env("REDIS_URL", redis.clone())
+            .env("REDIS_KEY_PREFIX", prefix.clone())
+            .env("RATE_LIMIT_ENABLED", "true")
+            .env("RATE_LIMIT_LOGIN", "4/1h,burst=4")
+    };
+    let Some(a) = replica(TestApp::builder(Backend::Postgres)).spawn().await else { return };
+    let b = replica(TestApp::builder(Backend::Postgres).share_database_of(&a)).spawn().await.unwrap();
+    new_user(&a, "default", "al@example.com", &[]).await;
+    new_user(&a, "default", "bo@example.com", &[]).await;
+
+    // One client alternating between the replicas: exactly 4 sign-ins, not 4 each.
+    let mut remaining = vec![];
+    let mut limited = 0;
+    for n in 0..10 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        let response = login_from(app, "127.0.0.3", "al@example.com", None).await;
+        if response.status() == 200 {
+            remaining.push(header(&response, "ratelimit-remaining").unwrap());
+            assert_eq!(header(&response, "ratelimit-limit").as_deref(), Some("4"));
+        } else {
+            expect_limited(response).await;
+            limited += 1;
+        }
+    }
+    assert_eq!(remaining, ["3", "2", "1", "0"]);
+    assert_eq!(limited, 6);
+    // Another client, signing in to another account, is not affected.
+    assert_eq!(login_from(&b, "127.0.0.4", "bo@example.com", None).await.status(), 200);
+    // The account itself is limited too, whatever the address.
+    expect_limited(login_from(&a, "127.0.0.5", "al@example.com", None).await).await;
+}
+
+backend_test!(without_redis_each_process_limits_sign_ins_per_address_and_account, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("RATE_LIMIT_ENABLED", "true")
+        .env("RATE_LIMIT_LOGIN", "3/1h,burst=3")
+        .env("RATE_LIMIT_SIGNUP", "1/1h")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    new_user(&app, "default", "cy@example.com", &[]).await;
+    for _ in 0..3 {
+        assert_eq!(login_from(&app, "127.0.0.6", "nobody@example.com", None).await.status(), 401);
+    }
+    expect_limited(login_from(&app, "127.0.0.6", "cy@example.com", None).await).await;
+    // Three addresses, one account: the account's limit holds.
+    for source in ["127.0.0.7", "127.0.0.8", "127.0.0.9"] {
+        assert_eq!(login_from(&app, source, "cy@example.com", None).await.status(), 200);
+    }
+    expect_limited(login_from(&app, "127.0.0.10", "cy@example.com", None).await).await;
+    // Sign-up has its own limit.
+    let signup = |email: &'static str| {
+        app.http
+            .post(app.url("/v1/auth/password/signup"))
+            .header("x-tenant-id", "default")
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+    };
+    let first = signup("dee@example.com").await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert_eq!(header(&first, "ratelimit-remaining").as_deref(), Some("0"));
+    expect_limited(signup("eli@example.com").await.unwrap()).await;
+    // Health probes are never limited.
+    for _ in 0..5 {
+        assert_eq!(app.get("/health").await.status(), 200);
+    }
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_falls_back_to_local_limits_or_refuses_as_configured() {
+    let Some(redis) = guard_testkit::redis_url() else { return };
+    let target = url::Url::parse(&redis).unwrap();
+    let addr = format!("{}:{}", target.host_str().unwrap(), target.port().unwrap_or(6379));
+    let proxy = TcpProxy::start(tokio::net::lookup_host(addr).await.unwrap().next().unwrap()).await;
+    let prefix = redis_prefix();
+    let replica = |builder: guard_testkit::TestAppBuilder, on_failure: &str| {
+        builder
+            .env("REDIS_URL", format!("redis://{}", proxy.addr))
+            .env("REDIS_KEY_PREFIX", prefix.clone())
+            .env("REDIS_RESPONSE_TIMEOUT", "300ms")
+            .env("REDIS_CONNECT_TIMEOUT", "300ms")
+            .env("RATE_LIMIT_ENABLED", "true")
+            .env("RATE_LIMIT_LOGIN", "2/1h,burst=2")
+            .env("RATE_LIMIT_REDIS_FAILURE", on_failure)
+    };
+    let Some(local) = replica(TestApp::builder(Backend::Sqlite), "local").spawn().await else { return };
+    let strict = replica(TestApp::builder(Backend::Sqlite).share_database_of(&local), "refuse").spawn().await.unwrap();
+    new_user(&local, "default", "fi@example.com", &[]).await;
+    assert_eq!(login_from(&local, "127.0.0.11", "fi@example.com", None).await.status(), 200);
+
+    proxy.down();
+    // Falling back to this process's memory: limited, never a 500.
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        statuses.push(login_from(&local, "127.0.0.12", "fi@example.com", None).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // Refusing: 503 with a problem that says why.
+    let refused = login_from(&strict, "127.0.0.13", "fi@example.com", None).await;
+    expect_problem(refused, 503, "rate_limiter_unavailable").await;
+
+    // Back up: the shared count resumes where Redis left it (one sign-in used).
+    proxy.up();
+    let mut back = None;
+    for _ in 0..20 {
+        let response = login_from(&strict, "127.0.0.14", "fi@example.com", None).await;
+        if response.status() != 503 {
+            back = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let back = back.expect("Redis answers again");
+    assert_eq!(back.status(), 200);
+    assert_eq!(header(&back, "ratelimit-remaining").as_deref(), Some("0"), "the account's second shared sign-in");
+}
+
+backend_test!(forwarded_addresses_count_only_from_trusted_proxies, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("RATE_LIMIT_ENABLED", "true")
+        .env("RATE_LIMIT_LOGIN", "1/1h")
+        .env("GUARD_TRUSTED_PROXIES", "127.0.0.20")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    for n in 0..3 {
+        new_user(&app, "default", &format!("u{n}@example.com"), &[]).await;
+    }
+    // Through the trusted proxy: each forwarded client has its own limit, and is the
+    // session's address.
+    let first = login_from(&app, "127.0.0.20", "u0@example.com", Some("203.0.113.1")).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["session"]["ip"], "203.0.113.1");
+    assert_eq!(login_from(&app, "127.0.0.20", "u1@example.com", Some("203.0.113.2")).await.status(), 200);
+    // From anyone else the header is ignored: the peer's own address counts.
+    assert_eq!(login_from(&app, "127.0.0.21", "u2@example.com", Some("203.0.113.3")).await.status(), 200);
+    let spoofed = login_from(&app, "127.0.0.21", "u2@example.com", Some("203.0.113.4")).await;
+    expect_limited(spoofed).await;
+});
