@@ -87,9 +87,24 @@ pub(crate) fn auth_error(e: AuthError) -> ApiError {
             .detail("the refresh token is unknown, already used, or its session has ended; sign in again"),
         AuthError::Denied => ApiError::new(ErrorCode::LoginDenied)
             .detail("this sign-in was refused as too risky; try again later, or contact your administrator"),
+        AuthError::Delayed(wait) => ApiError::new(ErrorCode::RateLimited)
+            .detail(format!("too many failed sign-ins for this account; retry in {} s", wait.as_secs().max(1)))
+            .header(header::RETRY_AFTER, retry_after(wait)),
+        AuthError::AccountLocked(wait) => ApiError::new(ErrorCode::AccountLocked)
+            .detail(format!(
+                "too many failed sign-ins: this account is locked for {} s; a password reset or an administrator unlocks it",
+                wait.as_secs().max(1)
+            ))
+            .header(header::RETRY_AFTER, retry_after(wait)),
         AuthError::Store(e) => ApiError::from(e),
         AuthError::Internal(e) => ApiError::internal(e),
     }
+}
+
+/// A Retry-After value: whole seconds, at least one.
+pub(crate) fn retry_after(wait: std::time::Duration) -> HeaderValue {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    HeaderValue::from(seconds)
 }
 
 pub(crate) fn account_error(e: AccountError) -> ApiError {

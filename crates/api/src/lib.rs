@@ -15,6 +15,7 @@ mod limits;
 pub mod metrics;
 mod mfa_routes;
 mod passkey_routes;
+mod security_routes;
 mod serve;
 mod services;
 mod state;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .merge(admin_routes::routes())
         .merge(mfa_routes::routes())
         .merge(passkey_routes::routes())
+        .merge(security_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

@@ -94,7 +94,8 @@ fn refused(action: Action, scope: Scope, decision: &Decision) -> ApiError {
     error
 }
 
-/// The limits of one request: counts it under `action` for each scope and key, and
+/// The limits of one request: refuses a blocked address (403) — the first key, when
+/// it is the address — counts the request under `action` for each scope and key, and
 /// refuses it (429) when one of them is exhausted. The decision with the least room,
 /// for the answer's headers; `None` when limits are off.
 pub(crate) async fn enforce(
@@ -103,6 +104,18 @@ pub(crate) async fn enforce(
     tenant: &Tenant,
     keys: &[(Scope, &str)],
 ) -> Result<Option<Decision>, ApiError> {
+    if let Some((Scope::Ip, ip)) = keys.first() {
+        let block = state.auth.brute_force().blocked(ip).await?;
+        if let Some(block) = block {
+            let wait = (block.blocked_until - time::OffsetDateTime::now_utc()).unsigned_abs();
+            return Err(ApiError::new(ErrorCode::IpBlocked)
+                .detail(format!(
+                    "this address is blocked after too many failed sign-ins, for {} s more",
+                    wait.as_secs().max(1)
+                ))
+                .header(header::RETRY_AFTER, crate::auth_routes::retry_after(wait)));
+        }
+    }
     let mut tightest: Option<Decision> = None;
     for (scope, key) in keys {
         let Some(decision) = state.limiter.check(action, *scope, Some(tenant), key).await.map_err(unavailable)? else {

@@ -86,8 +86,17 @@ fn describe() {
     metrics::describe_gauge!("guard_database_connections_max", "Most connections the database pool may open.");
     metrics::describe_counter!(
         "guard_mfa_verifications_total",
-        "Second-factor codes checked, by method (totp, recovery_code) and result (success, failure)."
+        "Second factors checked, by method (totp, recovery_code, webauthn, email_code) and result (success, failure)."
     );
+    metrics::describe_counter!(
+        "guard_rate_limit_hits_total",
+        "Requests refused by a rate limit, by action (login, signup, mfa_verify, password_reset, api) and scope (ip, account)."
+    );
+    metrics::describe_counter!(
+        "guard_rate_limit_backend_errors_total",
+        "Rate-limit checks the shared limiter (Redis) did not answer."
+    );
+    metrics::describe_gauge!("guard_blocked_ips", "Addresses blocked after failed sign-ins, now.");
     metrics::describe_gauge!("guard_users", "Users, by tenant.");
     metrics::describe_gauge!("guard_mfa_enrolled_users", "Users with an active second factor, by tenant.");
     metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");

@@ -12,6 +12,7 @@ use guard_core::keys::{KeyService, MasterKey, TokenService};
 use guard_core::mfa::MfaService;
 use guard_core::passwords::PasswordHasher;
 use guard_core::risk::RiskService;
+use guard_core::security::BruteForce;
 use guard_core::sessions::{AuthParts, AuthService, MemorySessionCache, SessionCache};
 use guard_core::tenants::TenantService;
 use guard_core::users::UserService;
@@ -74,6 +75,7 @@ impl Services {
             mfa: db.mfa.clone(),
             risk: Arc::new(RiskService::new(db.risk.clone())),
             outbox: outbox.clone(),
+            brute_force: BruteForce::new(config.brute_force, db.security.clone(), events.clone()),
         });
         let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
         let accounts = AccountService::new(

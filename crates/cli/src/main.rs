@@ -19,6 +19,7 @@ mod health_cmd;
 mod keys_cmd;
 mod logging;
 mod migrate_cmd;
+mod security_cmd;
 mod serve_cmd;
 mod sessions_cmd;
 mod tenant_cmd;
@@ -79,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         action: sessions_cmd::SessionsAction,
     },
+    /// Brute-force protection: blocked addresses.
+    Security {
+        #[command(subcommand)]
+        action: security_cmd::SecurityAction,
+    },
 }
 
 /// How listing commands print.
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
             Command::User { action } => user_cmd::run(cli.config, action).await,
             Command::Keys { action } => keys_cmd::run(cli.config, action).await,
             Command::Sessions { action } => sessions_cmd::run(cli.config, action).await,
+            Command::Security { action } => security_cmd::run(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.

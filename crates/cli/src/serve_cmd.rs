@@ -81,8 +81,8 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     served.map_err(|e| Failure::Runtime(format!("server error: {e}")))
 }
 
-/// How often guard_active_sessions, guard_users and guard_mfa_enrolled_users are
-/// recounted.
+/// How often guard_active_sessions, guard_users, guard_mfa_enrolled_users and
+/// guard_blocked_ips are recounted.
 const SESSION_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The outbox sender (when SMTP_URL is set) and the session gauge, stopping when
@@ -121,6 +121,10 @@ async fn start_background(
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot count MFA enrolment"),
+            }
+            match auth.brute_force().blocks().await {
+                Ok(blocks) => metrics::gauge!("guard_blocked_ips").set(blocks.len() as f64),
+                Err(e) => tracing::debug!(error = %e, "cannot count blocked addresses"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(SESSION_GAUGE_EVERY) => {}

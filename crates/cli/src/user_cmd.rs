@@ -49,6 +49,13 @@ pub(crate) enum UserAction {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Unlock an account locked after failed sign-ins (by email or id): its failures
+    /// are forgotten. Recorded as an event.
+    Unlock {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     /// Make users choose a new password at their next sign-in; their sessions end now.
     ForcePasswordReset {
         /// One user, by email or id.
@@ -178,6 +185,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
         }
         UserAction::ResetPassword { user, tenant, print } => reset_password(&all, &tenant, &user, print).await,
         UserAction::ResetMfa { user, tenant } => reset_mfa(&all, &tenant, &user).await,
+        UserAction::Unlock { user, tenant } => unlock(&all, &tenant, &user).await,
         UserAction::ForcePasswordReset { user: Some(user), tenant, .. } => {
             let update = UserUpdate { password_change_required: Some(true), ..UserUpdate::default() };
             service.update(Actor::Operator, &tenant, &user, update).await.map(|u| {
@@ -192,6 +200,22 @@ pub(crate) async fn run(file: Option<PathBuf>, action: UserAction) -> Result<(),
     };
     db.pool.close().await;
     result.map_err(failure)
+}
+
+async fn unlock(all: &guard_api::Services, tenant: &str, user: &str) -> Result<(), UserError> {
+    let tenant = all.tenants.find(tenant).await?;
+    let user = all.users.find(tenant.id.to_string().as_str(), user).await?;
+    let brute_force = all.auth.brute_force();
+    let had = brute_force
+        .unlock(Actor::Operator, tenant.id, user.email.as_str())
+        .await
+        .map_err(|e| UserError::Internal(e.to_string()))?;
+    if had {
+        say!("{} is unlocked; its failed sign-ins are forgotten", user.email);
+    } else {
+        say!("{} had no failed sign-ins; nothing to unlock", user.email);
+    }
+    Ok(())
 }
 
 async fn reset_mfa(all: &guard_api::Services, tenant: &str, user: &str) -> Result<(), UserError> {

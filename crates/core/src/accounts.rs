@@ -290,6 +290,8 @@ impl AccountService {
         let user = self.users.update(tenant.id, user.id, &change).await?;
         let scope = SessionScope { tenant: Some(tenant.id), user: Some(user.id), except: None };
         self.auth.revoke_all(Actor::User(user.id.0), scope).await?;
+        // A reset proves the owner: the account's failed sign-ins (and lock) end.
+        self.auth.brute_force().unlock(Actor::User(user.id.0), tenant.id, user.email.as_str()).await?;
         self.events.emit(
             Event::success("auth.password.reset", Actor::User(user.id.0))
                 .tenant(tenant.id.0)

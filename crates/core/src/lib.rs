@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod risk;
 pub mod secret;
 pub mod secret_gen;
+pub mod security;
 pub mod sessions;
 pub mod store;
 pub mod tenants;

@@ -82,11 +82,15 @@ pub enum ErrorCode {
     RateLimited,
     /// The shared rate limiter (Redis) is down and guard is set to refuse meanwhile.
     RateLimiterUnavailable,
+    /// The client's address is blocked after too many failed sign-ins.
+    IpBlocked,
+    /// The account is locked after too many failed sign-ins, for a while.
+    AccountLocked,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
@@ -122,6 +126,8 @@ impl ErrorCode {
         ErrorCode::LoginDenied,
         ErrorCode::RateLimited,
         ErrorCode::RateLimiterUnavailable,
+        ErrorCode::IpBlocked,
+        ErrorCode::AccountLocked,
     ];
 
     /// The wire form of the code.
@@ -162,6 +168,8 @@ impl ErrorCode {
             ErrorCode::LoginDenied => "login_denied",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RateLimiterUnavailable => "rate_limiter_unavailable",
+            ErrorCode::IpBlocked => "ip_blocked",
+            ErrorCode::AccountLocked => "account_locked",
         }
     }
 
@@ -188,7 +196,9 @@ impl ErrorCode {
             ErrorCode::TenantDisabled
             | ErrorCode::Forbidden
             | ErrorCode::PasswordChangeRequired
-            | ErrorCode::LoginDenied => 403,
+            | ErrorCode::LoginDenied
+            | ErrorCode::IpBlocked => 403,
+            ErrorCode::AccountLocked => 423,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -243,6 +253,8 @@ impl ErrorCode {
             ErrorCode::LoginDenied => "Sign-in refused",
             ErrorCode::RateLimited => "Too many requests",
             ErrorCode::RateLimiterUnavailable => "Rate limiter unavailable",
+            ErrorCode::IpBlocked => "Address blocked",
+            ErrorCode::AccountLocked => "Account locked",
         }
     }
 
@@ -360,6 +372,8 @@ mod tests {
             ("login_denied", 403),
             ("rate_limited", 429),
             ("rate_limiter_unavailable", 503),
+            ("ip_blocked", 403),
+            ("account_locked", 423),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {

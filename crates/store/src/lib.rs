@@ -14,6 +14,7 @@ mod postgres;
 mod rate_limit;
 pub mod redis;
 mod risk;
+mod security;
 mod session_cache;
 mod sessions;
 mod sql_store;
@@ -28,6 +29,7 @@ use guard_core::email::EmailStore;
 use guard_core::keys::KeyStore;
 use guard_core::mfa::MfaStore;
 use guard_core::risk::RiskStore;
+use guard_core::security::SecurityStore;
 use guard_core::sessions::SessionStore;
 use guard_core::store::{MigrationStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
@@ -49,6 +51,7 @@ pub struct Database {
     pub email: Arc<dyn EmailStore>,
     pub mfa: Arc<dyn MfaStore>,
     pub risk: Arc<dyn RiskStore>,
+    pub security: Arc<dyn SecurityStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -72,6 +75,7 @@ where
         + EmailStore
         + MfaStore
         + RiskStore
+        + SecurityStore
         + 'static,
 {
     Database {
@@ -83,6 +87,7 @@ where
         keys: store.clone(),
         email: store.clone(),
         mfa: store.clone(),
-        risk: store,
+        risk: store.clone(),
+        security: store,
     }
 }

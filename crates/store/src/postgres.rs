@@ -12,6 +12,7 @@ use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
 use crate::migrate::impl_migration_store;
 use crate::risk::impl_risk_store;
+use crate::security::impl_security_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
@@ -35,6 +36,7 @@ impl_user_store!(PgStore);
 impl_session_store!(PgStore);
 impl_key_store!(PgStore);
 impl_risk_store!(PgStore);
+impl_security_store!(PgStore);
 impl_mfa_store!(PgStore, sqlx::Postgres);
 impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");
 

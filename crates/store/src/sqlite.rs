@@ -12,6 +12,7 @@ use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
 use crate::migrate::impl_migration_store;
 use crate::risk::impl_risk_store;
+use crate::security::impl_security_store;
 use crate::sessions::impl_session_store;
 use crate::sql_store::SqlStore;
 use crate::tenants::impl_tenant_store;
@@ -55,6 +56,7 @@ impl_user_store!(SqliteStore);
 impl_session_store!(SqliteStore);
 impl_key_store!(SqliteStore);
 impl_risk_store!(SqliteStore);
+impl_security_store!(SqliteStore);
 impl_mfa_store!(SqliteStore, sqlx::Sqlite);
 impl_email_store!(SqliteStore, "");
 

@@ -99,8 +99,10 @@ impl TestAppBuilder {
         env.entry("DATABASE_URL".into()).or_insert(url);
         env.entry("GUARD_LISTEN".into()).or_insert_with(|| "127.0.0.1:0".into());
         env.entry("LOG_LEVEL".into()).or_insert_with(|| "warn".into());
-        // Tests sign in far more often than a person: limits are off unless a test sets them.
+        // Tests sign in, and fail, far more often than a person: limits and brute-force
+        // protection are off unless a test turns them on.
         env.entry("RATE_LIMIT_ENABLED".into()).or_insert_with(|| "false".into());
+        env.entry("BRUTE_FORCE_PROTECTION".into()).or_insert_with(|| "false".into());
         env.entry("GUARD_MASTER_KEY".into()).or_insert_with(|| crate::TEST_MASTER_KEY.into());
         let config = ConfigLoader::isolated(env).load().unwrap_or_else(|e| panic!("test configuration: {e}")).config;
 

@@ -14,10 +14,12 @@ pub struct GuardCommand {
 
 impl GuardCommand {
     /// `binary` is the path of the built `guard` (`env!("CARGO_BIN_EXE_guard")`).
-    /// Rate limits are off (tests sign in far more often than a person); a test of
-    /// them sets RATE_LIMIT_ENABLED=true, which comes later and wins.
+    /// Rate limits and brute-force protection are off (tests sign in far more often,
+    /// and fail more often, than a person); a test of them turns them on, which comes
+    /// later and wins.
     pub fn new(binary: &str) -> GuardCommand {
-        let env = vec![("RATE_LIMIT_ENABLED".to_owned(), "false".to_owned())];
+        let env = [("RATE_LIMIT_ENABLED", "false"), ("BRUTE_FORCE_PROTECTION", "false")];
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         GuardCommand { binary: binary.into(), dir: tempfile::tempdir().expect("temp dir"), env }
     }
 

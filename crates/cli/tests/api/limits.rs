@@ -190,3 +190,186 @@ backend_test!(forwarded_addresses_count_only_from_trusted_proxies, |backend| {
     let spoofed = login_from(&app, "127.0.0.21", "u2@example.com", Some("203.0.113.4")).await;
     expect_limited(spoofed).await;
 });
+
+/// A platform administrator's session (an administrator of the default tenant).
+async fn admin_session(app: &TestApp) -> String {
+    new_user(app, "default", "root@example.com", &[guard_core::users::ADMIN_ROLE]).await;
+    let response = login_from(app, "127.0.0.1", "root@example.com", None).await;
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["session_token"].as_str().unwrap().to_owned()
+}
+
+fn guard_on(app: &TestApp) -> guard_testkit::GuardCommand {
+    guard_testkit::GuardCommand::new(crate::support::GUARD)
+        .env("DATABASE_URL", app.database_url.clone())
+        .env("GUARD_MASTER_KEY", guard_testkit::TEST_MASTER_KEY)
+        .env("LOG_LEVEL", "warn")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+backend_test!(failed_sign_ins_block_an_address_on_every_replica_until_it_is_unblocked, |backend| {
+    let protected = |builder: guard_testkit::TestAppBuilder| {
+        builder.env("BRUTE_FORCE_PROTECTION", "true").env("IP_BLOCK_THRESHOLD", "3").env("LOCKOUT_THRESHOLD", "100")
+    };
+    let Some(a) = protected(TestApp::builder(backend)).spawn().await else { return };
+    let b = protected(TestApp::builder(backend).share_database_of(&a)).spawn().await.unwrap();
+    let admin = admin_session(&a).await;
+    new_user(&a, "default", "gil@example.com", &[]).await;
+
+    // Four failures in a minute (more than 3) from one address, on either replica.
+    for n in 0..4 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(login_from(app, "127.0.0.30", &format!("guess{n}@example.com"), None).await.status(), 401);
+    }
+    // Now even the right password is refused there, on both replicas …
+    for app in [&a, &b] {
+        let blocked = login_from(app, "127.0.0.30", "gil@example.com", None).await;
+        assert!(header(&blocked, "retry-after").unwrap().parse::<u64>().unwrap() > 800);
+        expect_problem(blocked, 403, "ip_blocked").await;
+    }
+    // … and others sign in as usual.
+    assert_eq!(login_from(&b, "127.0.0.31", "gil@example.com", None).await.status(), 200);
+
+    // The operator sees the block, through the API and the command line.
+    let listed: Value = a
+        .http
+        .get(a.url("/v1/security/blocked-ips"))
+        .header("x-tenant-id", "default")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["blocked_ips"][0]["ip"], "127.0.0.30", "{listed}");
+    assert_eq!(listed["blocked_ips"][0]["failures"], 4);
+    let guard = guard_on(&a);
+    let table = stdout(&guard.run(&["security", "blocked-ips", "list"]));
+    assert!(table.contains("127.0.0.30"), "{table}");
+    let bad = guard.run(&["security", "unblock", "not-an-address"]);
+    assert_eq!(bad.status.code(), Some(2));
+    // An unblock takes effect at once, on every replica.
+    assert!(stdout(&guard.run(&["security", "unblock", "127.0.0.30"])).contains("unblocked"));
+    for app in [&a, &b] {
+        assert_eq!(login_from(app, "127.0.0.30", "gil@example.com", None).await.status(), 200);
+    }
+    let json = stdout(&guard.run(&["security", "blocked-ips", "list", "--format", "json"]));
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap()["blocked_ips"], json!([]));
+    // Through the API, too; a non-administrator may not.
+    for n in 0..4 {
+        login_from(&a, "127.0.0.32", &format!("guess{n}@example.com"), None).await;
+    }
+    let user = login_from(&a, "127.0.0.33", "gil@example.com", None).await.json::<Value>().await.unwrap();
+    let unblock = |token: String| {
+        a.http
+            .delete(a.url("/v1/security/blocked-ips/127.0.0.32"))
+            .header("x-tenant-id", "default")
+            .bearer_auth(token)
+            .send()
+    };
+    expect_problem(unblock(user["session_token"].as_str().unwrap().to_owned()).await.unwrap(), 403, "forbidden").await;
+    assert_eq!(unblock(admin.clone()).await.unwrap().status(), 204);
+    assert_eq!(login_from(&b, "127.0.0.32", "gil@example.com", None).await.status(), 200);
+});
+
+backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or_a_reset_unlocks_it, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("BRUTE_FORCE_PROTECTION", "true")
+        .env("LOCKOUT_DELAY_AFTER", "1")
+        .env("LOCKOUT_THRESHOLD", "3")
+        .env("IP_BLOCK_THRESHOLD", "1000")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    let admin = admin_session(&app).await;
+    new_user(&app, "default", "hal@example.com", &[]).await;
+    let wrong = |source: &'static str| {
+        let client = reqwest::Client::builder().local_address(source.parse::<IpAddr>().unwrap()).build().unwrap();
+        client
+            .post(app.url("/v1/auth/password/login"))
+            .header("x-tenant-id", "default")
+            .json(&json!({ "email": "hal@example.com", "password": "not the password" }))
+            .send()
+    };
+    let pause = |seconds: f64| tokio::time::sleep(std::time::Duration::from_secs_f64(seconds));
+    assert_eq!(wrong("127.0.0.40").await.unwrap().status(), 401);
+    pause(1.1).await;
+    assert_eq!(wrong("127.0.0.41").await.unwrap().status(), 401);
+    // Two failures: the next try must wait 2 s, whatever the address and the password.
+    let early = login_from(&app, "127.0.0.42", "hal@example.com", None).await;
+    assert_eq!(header(&early, "retry-after").as_deref(), Some("2"));
+    expect_problem(early, 429, "rate_limited").await;
+    pause(2.1).await;
+    assert_eq!(wrong("127.0.0.43").await.unwrap().status(), 401);
+    // Three: locked, even with the right password.
+    let locked = login_from(&app, "127.0.0.44", "hal@example.com", None).await;
+    assert!(header(&locked, "retry-after").unwrap().parse::<u64>().unwrap() > 800);
+    expect_problem(locked, 423, "account_locked").await;
+
+    // An administrator unlocks it.
+    let unlock = app
+        .http
+        .post(app.url("/v1/users/hal@example.com/unlock"))
+        .header("x-tenant-id", "default")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.json::<Value>().await.unwrap()["had_failures"], true);
+    assert_eq!(login_from(&app, "127.0.0.45", "hal@example.com", None).await.status(), 200);
+
+    // Locked again, the command line unlocks it too.
+    for _ in 0..3 {
+        wrong("127.0.0.46").await.unwrap();
+        pause(2.1).await;
+    }
+    expect_problem(login_from(&app, "127.0.0.47", "hal@example.com", None).await, 423, "account_locked").await;
+    let out = stdout(&guard_on(&app).run(&["user", "unlock", "hal@example.com"]));
+    assert!(out.contains("unlocked"), "{out}");
+    assert_eq!(login_from(&app, "127.0.0.48", "hal@example.com", None).await.status(), 200);
+
+    // Locked once more, a password reset (which proves the owner) unlocks it.
+    for _ in 0..3 {
+        wrong("127.0.0.49").await.unwrap();
+        pause(2.1).await;
+    }
+    let link = app
+        .http
+        .post(app.url("/v1/users/hal@example.com/password-reset?return_link=true"))
+        .header("x-tenant-id", "default")
+        .bearer_auth(&admin)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let link = url::Url::parse(link["link"].as_str().unwrap()).unwrap();
+    let token = link.query_pairs().find(|(k, _)| k == "token").unwrap().1.into_owned();
+    let confirm = app
+        .http
+        .post(app.url("/v1/auth/password/reset/confirm"))
+        .header("x-tenant-id", "default")
+        .json(&json!({ "token": token, "password": "a brand new passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200);
+    let fresh = app
+        .http
+        .post(app.url("/v1/auth/password/login"))
+        .header("x-tenant-id", "default")
+        .json(&json!({ "email": "hal@example.com", "password": "a brand new passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+});

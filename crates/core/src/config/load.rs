@@ -357,6 +357,12 @@ impl Builder<'_> {
         });
         let rule = |t: &str| crate::ratelimit::Rule::parse(t);
         let limits_enabled = self.get("rate_limit.enabled", parse_bool);
+        let brute_enabled = self.get("security.brute_force_protection", parse_bool);
+        let ip_block_threshold = self.get("security.ip_block_threshold", |t| parse::integer_in(t, 1, 100_000));
+        let ip_block_duration = self.get("security.ip_block_duration", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let lockout_delay_after = self.get("security.lockout_delay_after", |t| parse::integer_in(t, 1, 1000));
+        let lockout_threshold = self.get("security.lockout_threshold", |t| parse::integer_in(t, 1, 1000));
+        let lockout_duration = self.get("security.lockout_duration", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let login_rule = self.get("rate_limit.login", rule);
         let signup_rule = self.get("rate_limit.signup", rule);
         let mfa_rule = self.get("rate_limit.mfa_verify", rule);
@@ -474,6 +480,14 @@ impl Builder<'_> {
                 password_reset: reset_rule?,
                 api: api_rule?,
                 on_shared_failure: on_shared_failure?,
+            },
+            brute_force: crate::security::BruteForceConfig {
+                enabled: brute_enabled?,
+                ip_block_threshold: ip_block_threshold?,
+                ip_block_duration: ip_block_duration?,
+                lockout_delay_after: lockout_delay_after?,
+                lockout_threshold: lockout_threshold?,
+                lockout_duration: lockout_duration?,
             },
         })
     }

@@ -27,6 +27,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
+    pub brute_force: crate::security::BruteForceConfig,
 }
 
 /// Secrets at rest and token signing.

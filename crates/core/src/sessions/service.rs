@@ -24,6 +24,7 @@ use crate::keys::{KeyError, TokenService};
 use crate::mfa::{CHALLENGE_LIFETIME, ChallengePurpose, MfaStore, NewChallenge};
 use crate::passwords::PasswordHasher;
 use crate::risk::{self, RiskDecision, RiskService};
+use crate::security::{BruteForce, Refusal};
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantStatus};
 use crate::users::{Email, User, UserChange, UserId, UserStatus, UserStore};
@@ -43,6 +44,12 @@ pub enum AuthError {
     /// The sign-in's risk reached the tenant's refusal threshold.
     #[error("this sign-in was refused as too risky")]
     Denied,
+    /// The account failed to sign in recently: the next try must wait.
+    #[error("too many failed sign-ins for this account; wait before the next try")]
+    Delayed(std::time::Duration),
+    /// The account is locked after too many failed sign-ins.
+    #[error("this account is locked after too many failed sign-ins")]
+    AccountLocked(std::time::Duration),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -117,6 +124,7 @@ pub struct AuthParts {
     pub risk: Arc<RiskService>,
     /// Sends the one-time codes of stepped-up sign-ins.
     pub outbox: OutboxSender,
+    pub brute_force: BruteForce,
 }
 
 /// Sign-in and sessions.
@@ -132,6 +140,7 @@ pub struct AuthService {
     mfa: Arc<dyn MfaStore>,
     risk: Arc<RiskService>,
     outbox: OutboxSender,
+    brute_force: BruteForce,
 }
 
 /// Use of a session is written back at most this often, so authenticated reads do
@@ -164,9 +173,14 @@ pub(crate) fn may_use_session(tenant: &Tenant, user: &User) -> bool {
 impl AuthService {
     /// A service over the given stores.
     pub fn new(parts: AuthParts) -> AuthService {
-        let AuthParts { users, sessions, cache, tokens, hasher, events, mfa, risk, outbox } = parts;
+        let AuthParts { users, sessions, cache, tokens, hasher, events, mfa, risk, outbox, brute_force } = parts;
         let rotations = Arc::new(RotationQueue::new(sessions.clone()));
-        AuthService { users, sessions, cache, tokens, hasher, events, rotations, mfa, risk, outbox }
+        AuthService { users, sessions, cache, tokens, hasher, events, rotations, mfa, risk, outbox, brute_force }
+    }
+
+    /// Address blocks and account lockouts.
+    pub fn brute_force(&self) -> &BruteForce {
+        &self.brute_force
     }
 
     /// The access token service.
@@ -235,9 +249,24 @@ impl AuthService {
             Err(_) => None,
         };
         let account = risk::account_hash(email);
+        if let Some(refusal) = self.brute_force.check_account(tenant.id, &account).await.map_err(store)? {
+            return Err(match refusal {
+                Refusal::Delayed { retry_after } => {
+                    metrics::counter!("guard_auth_failures_total", "reason" => "account_delayed").increment(1);
+                    AuthError::Delayed(retry_after)
+                }
+                Refusal::Locked { retry_after } => {
+                    metrics::counter!("guard_auth_failures_total", "reason" => "account_locked").increment(1);
+                    AuthError::AccountLocked(retry_after)
+                }
+            });
+        }
         let decision = self.assess(tenant, &account, found.as_ref().map(|(u, _)| u.id), &mut client).await?;
         let ip = client.ip.clone();
-        let failed_attempt = || self.risk.record_attempt(tenant.id, &account, ip.as_deref(), false);
+        let failed_attempt = || async {
+            self.risk.record_attempt(tenant.id, &account, ip.as_deref(), false).await?;
+            self.brute_force.failed(tenant.id, &account, ip.as_deref()).await
+        };
         let Some((user, Some(stored))) = found else {
             self.hasher.verify_decoy(password).await.map_err(internal)?;
             failed_attempt().await.map_err(store)?;
@@ -253,6 +282,7 @@ impl AuthService {
             return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string()), &client));
         }
         self.risk.record_attempt(tenant.id, &account, ip.as_deref(), true).await.map_err(store)?;
+        self.brute_force.succeeded(tenant.id, &account).await.map_err(store)?;
         let rehash =
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
         let at = now();

@@ -1,0 +1,213 @@
+//! Brute-force protection: an address with too many failed sign-ins in a minute is
+//! blocked from every sign-in route for a while; an account (the email as typed, so
+//! unknown accounts look the same) gets growing delays after a few failures and a
+//! temporary lock after more. Both live in the database, so every replica and the
+//! `guard` command see the same blocks, and an unblock or unlock acts at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::events::{Actor, Event, EventSink, Outcome};
+use crate::store::StoreError;
+use crate::tenants::TenantId;
+
+/// Thresholds, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BruteForceConfig {
+    pub enabled: bool,
+    /// More failed sign-ins than this from one address within a minute block it.
+    pub ip_block_threshold: u32,
+    pub ip_block_duration: Duration,
+    /// After this many consecutive failures an account waits 1 s, 2 s, 4 s … (at most
+    /// a minute) between tries.
+    pub lockout_delay_after: u32,
+    /// This many consecutive failures lock the account for `lockout_duration`.
+    pub lockout_threshold: u32,
+    pub lockout_duration: Duration,
+}
+
+/// A blocked address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpBlock {
+    pub ip: String,
+    /// The tenant whose sign-ins tripped the block.
+    pub tenant: Option<TenantId>,
+    pub failures: u64,
+    pub blocked_at: OffsetDateTime,
+    pub blocked_until: OffsetDateTime,
+}
+
+/// An account's failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountFailures {
+    pub failures: u64,
+    pub last_failure_unix: i64,
+    pub locked_until_unix: Option<i64>,
+}
+
+/// Why a sign-in may not even be tried now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The account failed recently: wait before the next try.
+    Delayed { retry_after: Duration },
+    /// The account is locked.
+    Locked { retry_after: Duration },
+}
+
+/// Blocks and account failures in the database.
+#[async_trait]
+pub trait SecurityStore: Send + Sync {
+    /// The block of `ip` in force at `now_unix`.
+    async fn ip_block(&self, ip: &str, now_unix: i64) -> Result<Option<IpBlock>, StoreError>;
+    /// Blocks (or extends the block of) an address.
+    async fn block_ip(&self, block: &IpBlock) -> Result<(), StoreError>;
+    /// Lifts a block; false when the address was not blocked.
+    async fn unblock_ip(&self, ip: &str) -> Result<bool, StoreError>;
+    /// Blocks in force at `now_unix`, newest first.
+    async fn ip_blocks(&self, now_unix: i64) -> Result<Vec<IpBlock>, StoreError>;
+    /// Failed sign-ins from `ip`, in any tenant, since `since_unix`.
+    async fn ip_failures_since(&self, ip: &str, since_unix: i64) -> Result<u64, StoreError>;
+    async fn account_failures(
+        &self,
+        tenant: TenantId,
+        account: &[u8; 32],
+    ) -> Result<Option<AccountFailures>, StoreError>;
+    /// Counts one more failure of the account at `now_unix`, locking it until
+    /// `lock_until_unix` when the count reaches `lock_at`; the new state.
+    async fn add_account_failure(
+        &self,
+        tenant: TenantId,
+        account: &[u8; 32],
+        now_unix: i64,
+        lock_at: u64,
+        lock_until_unix: i64,
+    ) -> Result<AccountFailures, StoreError>;
+    /// Forgets the account's failures (a success, a reset, an unlock); false when
+    /// there were none.
+    async fn clear_account(&self, tenant: TenantId, account: &[u8; 32]) -> Result<bool, StoreError>;
+}
+
+/// Brute-force protection over a [`SecurityStore`].
+#[derive(Clone)]
+pub struct BruteForce {
+    config: BruteForceConfig,
+    store: Arc<dyn SecurityStore>,
+    events: Arc<dyn EventSink>,
+}
+
+fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn seconds(n: i64) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0))
+}
+
+impl BruteForce {
+    pub fn new(config: BruteForceConfig, store: Arc<dyn SecurityStore>, events: Arc<dyn EventSink>) -> BruteForce {
+        BruteForce { config, store, events }
+    }
+
+    /// The block in force for `ip`, when protection is on.
+    pub async fn blocked(&self, ip: &str) -> Result<Option<IpBlock>, StoreError> {
+        if !self.config.enabled {
+            return Ok(None);
+        }
+        self.store.ip_block(ip, unix_now()).await
+    }
+
+    /// Whether the account named `account` may try a password now.
+    pub async fn check_account(&self, tenant: TenantId, account: &[u8; 32]) -> Result<Option<Refusal>, StoreError> {
+        if !self.config.enabled {
+            return Ok(None);
+        }
+        let Some(state) = self.store.account_failures(tenant, account).await? else { return Ok(None) };
+        let now = unix_now();
+        if let Some(until) = state.locked_until_unix.filter(|until| *until > now) {
+            return Ok(Some(Refusal::Locked { retry_after: seconds(until - now) }));
+        }
+        let delay_after = u64::from(self.config.lockout_delay_after);
+        if state.failures >= delay_after {
+            let exponent = u32::try_from(state.failures - delay_after).unwrap_or(u32::MAX).min(6);
+            let wait = (1i64 << exponent).min(60);
+            let ready = state.last_failure_unix + wait;
+            if ready > now {
+                return Ok(Some(Refusal::Delayed { retry_after: seconds(ready - now) }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Counts a failed sign-in of `account` from `ip`: may lock the account and block
+    /// the address.
+    pub async fn failed(&self, tenant: TenantId, account: &[u8; 32], ip: Option<&str>) -> Result<(), StoreError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let now = unix_now();
+        let lock_until = now + i64::try_from(self.config.lockout_duration.as_secs()).unwrap_or(i64::MAX / 2);
+        let threshold = u64::from(self.config.lockout_threshold);
+        let state = self.store.add_account_failure(tenant, account, now, threshold, lock_until).await?;
+        if state.failures == threshold {
+            let mut event = Event::success("security.account.locked", Actor::System).tenant(tenant.0);
+            event.outcome = Outcome::Denied;
+            self.events.emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until })));
+        }
+        let Some(ip) = ip else { return Ok(()) };
+        let failures = self.store.ip_failures_since(ip, now - 60).await?;
+        if failures > u64::from(self.config.ip_block_threshold) && self.store.ip_block(ip, now).await?.is_none() {
+            let at = OffsetDateTime::now_utc();
+            let block = IpBlock {
+                ip: ip.to_owned(),
+                tenant: Some(tenant),
+                failures,
+                blocked_at: at,
+                blocked_until: at + self.config.ip_block_duration,
+            };
+            self.store.block_ip(&block).await?;
+            let mut event = Event::success("security.ip.blocked", Actor::System).tenant(tenant.0).target(ip.to_owned());
+            event.outcome = Outcome::Denied;
+            self.events.emit(
+                event.details(json!({ "failures_last_minute": failures, "duration_seconds": self.config.ip_block_duration.as_secs() })),
+            );
+        }
+        Ok(())
+    }
+
+    /// A sign-in of `account` succeeded: its failures are forgotten.
+    pub async fn succeeded(&self, tenant: TenantId, account: &[u8; 32]) -> Result<(), StoreError> {
+        if self.config.enabled {
+            self.store.clear_account(tenant, account).await?;
+        }
+        Ok(())
+    }
+
+    /// Blocks in force now.
+    pub async fn blocks(&self) -> Result<Vec<IpBlock>, StoreError> {
+        self.store.ip_blocks(unix_now()).await
+    }
+
+    /// Lifts the block of `ip`, recorded as done by `actor`.
+    pub async fn unblock(&self, actor: Actor, ip: &str) -> Result<bool, StoreError> {
+        let lifted = self.store.unblock_ip(ip).await?;
+        if lifted {
+            self.events.emit(Event::success("security.ip.unblocked", actor).target(ip.to_owned()));
+        }
+        Ok(lifted)
+    }
+
+    /// Unlocks an account (by its email): its failures are forgotten.
+    pub async fn unlock(&self, actor: Actor, tenant: TenantId, email: &str) -> Result<bool, StoreError> {
+        let cleared = self.store.clear_account(tenant, &crate::risk::account_hash(email)).await?;
+        self.events.emit(
+            Event::success("security.account.unlocked", actor)
+                .tenant(tenant.0)
+                .details(json!({ "had_failures": cleared })),
+        );
+        Ok(cleared)
+    }
+}
