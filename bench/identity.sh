@@ -70,7 +70,11 @@ if [ "$BACKEND" = postgres ]; then
   backend_env=(DATABASE_URL="postgres://postgres@127.0.0.1/$database?sslmode=disable" REDIS_URL="redis://127.0.0.1:6379"
     REDIS_KEY_PREFIX="guard-bench-$$:" GUARD_MASTER_KEY="$(openssl rand -base64 32)")
 fi
+# Limits off: these runs measure sign-in and token throughput, which the login
+# rate limit and brute-force protection exist to cut short (bench/login_flood.sh
+# measures those).
 (cd "$work" && exec env -i GUARD_LISTEN="127.0.0.1:$PORT" LOG_LEVEL=warn "${backend_env[@]}" \
+  RATE_LIMIT_ENABLED=false BRUTE_FORCE_PROTECTION=false \
   GUARD_BOOTSTRAP_ADMIN_EMAIL=bench@example.com GUARD_BOOTSTRAP_ADMIN_PASSWORD='bench passphrase 42' \
   "$BIN/guard" serve > "$work/guard.log" 2>&1) & pids+=($!)
 wait_http "$G/health/ready" || { cat "$work/guard.log"; exit 1; }

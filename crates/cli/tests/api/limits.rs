@@ -110,6 +110,28 @@ backend_test!(without_redis_each_process_limits_sign_ins_per_address_and_account
     assert_eq!(first.status(), 201);
     assert_eq!(header(&first, "ratelimit-remaining").as_deref(), Some("0"));
     expect_limited(signup("eli@example.com").await.unwrap()).await;
+    // A tenant's own limit replaces the installation's.
+    app.state.tenants.create(guard_core::events::Actor::Operator, "Roomy", Some("roomy")).await.unwrap();
+    let roomy = json!({ "rate_limits": { "signup": "2/1h" } });
+    app.state.tenants.update_settings(guard_core::events::Actor::Operator, "roomy", &roomy).await.unwrap();
+    let roomy_signup = app
+        .http
+        .post(app.url("/v1/auth/password/signup"))
+        .header("x-tenant-id", "roomy")
+        .json(&json!({ "email": "fay@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(roomy_signup.status(), 201);
+    assert_eq!(header(&roomy_signup, "ratelimit-limit").as_deref(), Some("2"));
+    assert_eq!(header(&roomy_signup, "ratelimit-remaining").as_deref(), Some("1"));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for series in [
+        r#"guard_rate_limit_hits_total{action="login",scope="ip"}"#,
+        r#"guard_rate_limit_hits_total{action="login",scope="account"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     // Health probes are never limited.
     for _ in 0..5 {
         assert_eq!(app.get("/health").await.status(), 200);
