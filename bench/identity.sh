@@ -25,16 +25,8 @@ cargo build --release --quiet --bin guard --example empty_axum --example argon2_
 BIN="$CARGO_TARGET_DIR/release"
 G="http://127.0.0.1:$PORT"
 
-work="$(mktemp -d)"
-pids=()
-database=""
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # wrk prints p50/p75/p90/p99; every script also prints p95 when wrk is done.
 cat > "$work/p95.lua" <<'LUA'

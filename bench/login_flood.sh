@@ -24,16 +24,8 @@ BIN="$CARGO_TARGET_DIR/release"
 BASELINE_PORT="${BASELINE_PORT:-18093}"
 G="http://127.0.0.1:$PORT"
 
-work="$(mktemp -d)"
-pids=()
-database=""
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 env_common=(GUARD_LISTEN="127.0.0.1:$PORT" LOG_LEVEL=warn)
 if [ "$BACKEND" = postgres ]; then

@@ -83,6 +83,24 @@ pub(crate) fn passkey(row: PasskeyRow) -> guard_core::mfa::StoredPasskey {
 macro_rules! impl_mfa_store {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// The challenge `sql` (binding tenant, id hash, most attempts) returns.
+            async fn challenge_row(
+                &self,
+                sql: String,
+                tenant: guard_core::tenants::TenantId,
+                id_hash: &guard_core::sessions::TokenHash,
+                max_attempts: i64,
+            ) -> Result<Option<guard_core::mfa::Challenge>, guard_core::store::StoreError> {
+                let row: Option<crate::mfa::ChallengeRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.0)
+                    .bind(&id_hash.0[..])
+                    .bind(max_attempts)
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                row.map(crate::mfa::challenge).transpose()
+            }
+
             async fn store_recovery_codes<'c>(
                 tx: &mut sqlx::Transaction<'c, $db>,
                 tenant: guard_core::tenants::TenantId,
@@ -333,18 +351,12 @@ macro_rules! impl_mfa_store {
                 id_hash: &guard_core::sessions::TokenHash,
                 max_attempts: i64,
             ) -> Result<Option<guard_core::mfa::Challenge>, guard_core::store::StoreError> {
-                let row: Option<crate::mfa::ChallengeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "UPDATE mfa_challenges SET attempts = attempts + 1 \
                      WHERE tenant_id = $1 AND id_hash = $2 AND attempts < $3 RETURNING {}",
                     crate::mfa::CHALLENGE_COLUMNS
-                )))
-                .bind(tenant.0)
-                .bind(&id_hash.0[..])
-                .bind(max_attempts)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(crate::error::from_sqlx)?;
-                row.map(crate::mfa::challenge).transpose()
+                );
+                self.challenge_row(sql, tenant, id_hash, max_attempts).await
             }
 
             async fn peek_challenge(
@@ -353,17 +365,11 @@ macro_rules! impl_mfa_store {
                 id_hash: &guard_core::sessions::TokenHash,
                 max_attempts: i64,
             ) -> Result<Option<guard_core::mfa::Challenge>, guard_core::store::StoreError> {
-                let row: Option<crate::mfa::ChallengeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "SELECT {} FROM mfa_challenges WHERE tenant_id = $1 AND id_hash = $2 AND attempts < $3",
                     crate::mfa::CHALLENGE_COLUMNS
-                )))
-                .bind(tenant.0)
-                .bind(&id_hash.0[..])
-                .bind(max_attempts)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(crate::error::from_sqlx)?;
-                row.map(crate::mfa::challenge).transpose()
+                );
+                self.challenge_row(sql, tenant, id_hash, max_attempts).await
             }
 
             async fn set_challenge_webauthn(

@@ -395,3 +395,59 @@ backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or
         .unwrap();
     assert_eq!(fresh.status(), 200);
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_guard_processes_sharing_redis_enforce_one_limit_and_one_block() {
+    let Some(redis) = guard_testkit::redis_url() else { return };
+    let Some(db) = guard_testkit::PostgresDatabase::create().await else { return };
+    let prefix = redis_prefix();
+    let command = || {
+        guard_testkit::GuardCommand::new(crate::support::GUARD)
+            .env("LOG_LEVEL", "warn")
+            .env("DATABASE_URL", db.url.clone())
+            .env("GUARD_MASTER_KEY", guard_testkit::TEST_MASTER_KEY)
+            .env("REDIS_URL", redis.clone())
+            .env("REDIS_KEY_PREFIX", prefix.clone())
+            .env("RATE_LIMIT_ENABLED", "true")
+            .env("RATE_LIMIT_SIGNUP", "3/1h,burst=3")
+            .env("BRUTE_FORCE_PROTECTION", "true")
+            .env("IP_BLOCK_THRESHOLD", "2")
+            .env("LOCKOUT_DELAY_AFTER", "100")
+    };
+    let (one, two) = (command(), command());
+    let processes = [one.serve(&[]).await, two.serve(&[]).await];
+    let post = |n: usize, path: &str, body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", processes[n % 2].base))
+            .header("x-tenant-id", "default")
+            .json(&body)
+            .send()
+    };
+    // Sign-ups alternating between the processes: three in all, not three each.
+    let mut created = 0;
+    for n in 0..8 {
+        let response =
+            post(n, "/v1/auth/password/signup", json!({ "email": format!("p{n}@example.com"), "password": PASSWORD }));
+        let response = response.await.unwrap();
+        if response.status() == 201 {
+            created += 1;
+        } else {
+            expect_limited(response).await;
+        }
+    }
+    assert_eq!(created, 3);
+    // Three failed sign-ins (more than 2) through either process block the address on both.
+    for n in 0..3 {
+        let wrong = json!({ "email": "p0@example.com", "password": "wrong" });
+        assert_eq!(post(n, "/v1/auth/password/login", wrong).await.unwrap().status(), 401);
+    }
+    for n in 0..2 {
+        let right = json!({ "email": "p0@example.com", "password": PASSWORD });
+        expect_problem(post(n, "/v1/auth/password/login", right).await.unwrap(), 403, "ip_blocked").await;
+    }
+    assert!(stdout(&one.run(&["security", "unblock", "127.0.0.1"])).contains("unblocked"));
+    for n in 0..2 {
+        let right = json!({ "email": "p0@example.com", "password": PASSWORD });
+        assert_eq!(post(n, "/v1/auth/password/login", right).await.unwrap().status(), 200);
+    }
+}
