@@ -337,7 +337,7 @@ pub const SETTINGS: &[Setting] = &[
         RULE,
         "Password reset requests, per client address and per account.",
     ),
-    s("rate_limit.api", "RATE_LIMIT_API", Some("1200/1m,burst=200"), RULE, "Every request, per client address."),
+    s("rate_limit.api", "RATE_LIMIT_API", Some("6000/1m,burst=1000"), RULE, "Every request, per client address."),
     s(
         "rate_limit.redis_failure",
         "RATE_LIMIT_REDIS_FAILURE",
