@@ -70,6 +70,14 @@ fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
     fields.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
 }
 
+/// The answer to a request from a blocked address.
+pub(crate) fn blocked(block: &guard_core::security::IpBlock) -> ApiError {
+    let wait = (block.blocked_until - time::OffsetDateTime::now_utc()).unsigned_abs();
+    ApiError::new(ErrorCode::IpBlocked)
+        .detail(format!("this address is blocked after too many failed sign-ins, for {} s more", wait.as_secs().max(1)))
+        .header(header::RETRY_AFTER, crate::auth_routes::retry_after(wait))
+}
+
 fn unavailable(_: LimiterUnavailable) -> ApiError {
     ApiError::new(ErrorCode::RateLimiterUnavailable)
         .detail("the shared rate limiter is not answering and guard is set to refuse meanwhile; try again shortly")
@@ -104,17 +112,10 @@ pub(crate) async fn enforce(
     tenant: &Tenant,
     keys: &[(Scope, &str)],
 ) -> Result<Option<Decision>, ApiError> {
-    if let Some((Scope::Ip, ip)) = keys.first() {
-        let block = state.auth.brute_force().blocked(ip).await?;
-        if let Some(block) = block {
-            let wait = (block.blocked_until - time::OffsetDateTime::now_utc()).unsigned_abs();
-            return Err(ApiError::new(ErrorCode::IpBlocked)
-                .detail(format!(
-                    "this address is blocked after too many failed sign-ins, for {} s more",
-                    wait.as_secs().max(1)
-                ))
-                .header(header::RETRY_AFTER, crate::auth_routes::retry_after(wait)));
-        }
+    if let Some((Scope::Ip, ip)) = keys.first()
+        && let Some(block) = state.auth.brute_force().blocked(ip).await?
+    {
+        return Err(blocked(&block));
     }
     let mut tightest: Option<Decision> = None;
     for (scope, key) in keys {

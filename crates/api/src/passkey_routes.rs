@@ -90,13 +90,16 @@ async fn finish_second_step(
     Ok(with_limit_headers(signed_in(&state, &done.login, extra), limit))
 }
 
-/// POST /v1/auth/passkey/start: options for a passwordless sign-in.
+/// POST /v1/auth/passkey/start: options for a passwordless sign-in. The sign-in limit
+/// counts here: each start stores a ceremony, and each finish needs one.
 async fn start_sign_in(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientIp(ip): ClientIp,
 ) -> Result<Response, ApiError> {
+    let limit = enforce(&state, Action::Login, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
     let ceremony = state.mfa.start_passkey_sign_in(&tenant).await.map_err(mfa_error)?;
-    Ok(ceremony_json(StatusCode::OK, &ceremony))
+    Ok(with_limit_headers(ceremony_json(StatusCode::OK, &ceremony), limit))
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,14 +117,16 @@ async fn finish_sign_in(
     headers: HeaderMap,
     AppJson(body): AppJson<CeremonyCredential>,
 ) -> Result<Response, ApiError> {
-    let limit = enforce(&state, Action::Login, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    if let Some(block) = state.auth.brute_force().blocked(&ip.to_string()).await? {
+        return Err(crate::limits::blocked(&block));
+    }
     let (client, device_cookie) = client_info(&state, ip, &headers);
     let done = state
         .mfa
         .finish_passkey_sign_in(&tenant, &body.ceremony_id, body.credential, client)
         .await
         .map_err(mfa_error)?;
-    Ok(with_limit_headers(with_device_cookie(signed_in(&state, &done, json!({})), device_cookie), limit))
+    Ok(with_device_cookie(signed_in(&state, &done, json!({})), device_cookie))
 }
 
 /// GET /v1/me/mfa/webauthn: the caller's credentials.
