@@ -11,7 +11,7 @@ use axum::routing::{delete, get, post, put};
 use guard_core::accounts::AccountError;
 use guard_core::keys::KeyError;
 use guard_core::mfa::ChallengePurpose;
-use guard_core::ratelimit::{Action, Scope, account_key};
+use guard_core::ratelimit::{Action, account_key};
 use guard_core::sessions::{
     AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId, SessionToken,
 };
@@ -152,7 +152,7 @@ async fn signup(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    let limit = enforce(&state, Action::Signup, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    let limit = enforce(&state, Action::Signup, &tenant, ip, None).await?;
     let done = state
         .accounts
         .signup(&tenant, &body.email, body.password, body.username.as_deref(), body.display_name.as_deref())
@@ -232,10 +232,7 @@ async fn login(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let account = account_key(&body.email);
-    let keys = [(Scope::Ip, ip.to_string()), (Scope::Account, account)];
-    let keys: Vec<(Scope, &str)> = keys.iter().map(|(scope, key)| (*scope, key.as_str())).collect();
-    let limit = enforce(&state, Action::Login, &tenant, &keys).await?;
+    let limit = enforce(&state, Action::Login, &tenant, ip, Some(&account_key(&body.email))).await?;
     let (client, device_cookie) = client_info(&state, ip, &headers);
     let outcome = state.auth.login(&tenant, &body.email, body.password, client).await.map_err(auth_error)?;
     let response = match outcome {
@@ -373,10 +370,7 @@ async fn request_reset(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<ResetRequest>,
 ) -> Result<Response, ApiError> {
-    let account = account_key(&body.email);
-    let keys = [(Scope::Ip, ip.to_string()), (Scope::Account, account)];
-    let keys: Vec<(Scope, &str)> = keys.iter().map(|(scope, key)| (*scope, key.as_str())).collect();
-    let limit = enforce(&state, Action::PasswordReset, &tenant, &keys).await?;
+    let limit = enforce(&state, Action::PasswordReset, &tenant, ip, Some(&account_key(&body.email))).await?;
     state.accounts.request_reset(&tenant, &body.email).await.map_err(account_error)?;
     let body = json!({ "status": "if an account uses this email, a reset link is on its way" });
     Ok(with_limit_headers((StatusCode::ACCEPTED, AppJson(body)).into_response(), limit))

@@ -21,19 +21,17 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// The client address of a request from `peer`.
 pub(crate) fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let trusted = &state.config.server.trusted_proxies;
-    if trusted.is_empty() {
+    let server = &state.config.server;
+    if server.trusted_proxies.is_empty() {
         return peer;
     }
-    let forwarded = header_text(headers, &header::FORWARDED);
-    let xff = header_text(headers, &HeaderName::from_static("x-forwarded-for"));
-    guard_core::net::client_ip(peer, trusted, forwarded, xff)
+    let header = server.trusted_proxy_header;
+    // Every line of the header, in order: a proxy may add a line rather than append.
+    let lines: Vec<&str> = headers.get_all(header.name()).iter().filter_map(|v| v.to_str().ok()).collect();
+    let value = (!lines.is_empty()).then(|| lines.join(","));
+    guard_core::net::client_ip(peer, &server.trusted_proxies, header, value.as_deref())
 }
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -102,28 +100,29 @@ fn refused(action: Action, scope: Scope, decision: &Decision) -> ApiError {
     error
 }
 
-/// The limits of one request: refuses a blocked address (403) — the first key, when
-/// it is the address — counts the request under `action` for each scope and key, and
-/// refuses it (429) when one of them is exhausted. The decision with the least room,
-/// for the answer's headers; `None` when limits are off.
+/// The limits of one request from `ip`: refuses a blocked address (403), counts the
+/// request under `action` for the address (its /64 for IPv6) and, when given, the
+/// account it names, and refuses it (429) when one of them is exhausted. The decision
+/// with the least room, for the answer's headers; `None` when limits are off.
 pub(crate) async fn enforce(
     state: &AppState,
     action: Action,
     tenant: &Tenant,
-    keys: &[(Scope, &str)],
+    ip: IpAddr,
+    account: Option<&str>,
 ) -> Result<Option<Decision>, ApiError> {
-    if let Some((Scope::Ip, ip)) = keys.first()
-        && let Some(block) = state.auth.brute_force().blocked(ip).await?
-    {
+    if let Some(block) = state.auth.brute_force().blocked(&ip.to_string()).await? {
         return Err(blocked(&block));
     }
+    let address = guard_core::net::limit_key(ip);
+    let keys = std::iter::once((Scope::Ip, address.as_str())).chain(account.map(|a| (Scope::Account, a)));
     let mut tightest: Option<Decision> = None;
     for (scope, key) in keys {
-        let Some(decision) = state.limiter.check(action, *scope, Some(tenant), key).await.map_err(unavailable)? else {
+        let Some(decision) = state.limiter.check(action, scope, Some(tenant), key).await.map_err(unavailable)? else {
             return Ok(None);
         };
         if !decision.allowed {
-            return Err(refused(action, *scope, &decision));
+            return Err(refused(action, scope, &decision));
         }
         if tightest.is_none_or(|t| decision.remaining < t.remaining) {
             tightest = Some(decision);
@@ -153,7 +152,7 @@ pub(crate) async fn api_limit(State(state): State<AppState>, request: Request, n
     let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
         return next.run(request).await;
     };
-    let ip = client_ip(&state, peer, request.headers()).to_string();
+    let ip = guard_core::net::limit_key(client_ip(&state, peer, request.headers()));
     let decision = state.limiter.check_local(Action::Api, Scope::Ip, &ip);
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         return refused(Action::Api, Scope::Ip, &decision).into_response();

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use guard_core::mfa::{MfaError, TotpEnrollment};
-use guard_core::ratelimit::{Action, Scope};
+use guard_core::ratelimit::Action;
 use guard_proto::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,7 +80,7 @@ async fn verify(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let limit = enforce(&state, Action::MfaVerify, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    let limit = enforce(&state, Action::MfaVerify, &tenant, ip, None).await?;
     let done = state.mfa.verify(&tenant, &body.challenge_id, &body.code).await.map_err(mfa_error)?;
     let extra = match &done.recovery_codes {
         Some(codes) => json!({ "recovery_codes": codes }),

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use guard_core::mfa::{PasskeyInfo, StartedCeremony};
-use guard_core::ratelimit::{Action, Scope};
+use guard_core::ratelimit::Action;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ async fn finish_second_step(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<AssertionBody>,
 ) -> Result<Response, ApiError> {
-    let limit = enforce(&state, Action::MfaVerify, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    let limit = enforce(&state, Action::MfaVerify, &tenant, ip, None).await?;
     let done = state.mfa.verify_webauthn(&tenant, &body.challenge_id, body.credential).await.map_err(mfa_error)?;
     let extra = match &done.recovery_codes {
         Some(codes) => json!({ "recovery_codes": codes }),
@@ -97,7 +97,7 @@ async fn start_sign_in(
     CurrentTenant(tenant): CurrentTenant,
     ClientIp(ip): ClientIp,
 ) -> Result<Response, ApiError> {
-    let limit = enforce(&state, Action::Login, &tenant, &[(Scope::Ip, &ip.to_string())]).await?;
+    let limit = enforce(&state, Action::Login, &tenant, ip, None).await?;
     let ceremony = state.mfa.start_passkey_sign_in(&tenant).await.map_err(mfa_error)?;
     Ok(with_limit_headers(ceremony_json(StatusCode::OK, &ceremony), limit))
 }

@@ -82,7 +82,7 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
 }
 
 /// How often guard_active_sessions, guard_users, guard_mfa_enrolled_users and
-/// guard_blocked_ips are recounted.
+/// guard_blocked_ips are recounted, and expired sign-in state is deleted.
 const SESSION_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The outbox sender (when SMTP_URL is set) and the session gauge, stopping when
@@ -125,6 +125,11 @@ async fn start_background(
             match auth.brute_force().blocks().await {
                 Ok(blocks) => metrics::gauge!("guard_blocked_ips").set(blocks.len() as f64),
                 Err(e) => tracing::debug!(error = %e, "cannot count blocked addresses"),
+            }
+            // Expired challenges, ceremonies, blocks and old sign-in attempts: small
+            // deletes every 15 s keep the tables to what can still matter.
+            if let Err(e) = auth.brute_force().prune().await {
+                tracing::debug!(error = %e, "cannot prune expired sign-in state");
             }
             tokio::select! {
                 _ = tokio::time::sleep(SESSION_GAUGE_EVERY) => {}

@@ -69,16 +69,44 @@ fn hop(text: &str) -> Option<IpAddr> {
     text.rsplit_once(':').and_then(|(ip, _port)| ip.parse().ok())
 }
 
-/// The client of a request from `peer`, believing the forwarding headers only from
-/// `trusted` proxies. Forwarded wins over X-Forwarded-For when both are present.
-pub fn client_ip(peer: IpAddr, trusted: &[IpNet], forwarded: Option<&str>, x_forwarded_for: Option<&str>) -> IpAddr {
+/// Which header a trusted proxy writes the client's address to. Only that one is
+/// read: a proxy that appends to X-Forwarded-For passes a client's own Forwarded
+/// header through untouched, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    pub fn parse(text: &str) -> Option<ForwardedHeader> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Some(ForwardedHeader::XForwardedFor),
+            "forwarded" => Some(ForwardedHeader::Forwarded),
+            _ => None,
+        }
+    }
+
+    /// The header's name, lower-case.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// The client of a request from `peer`, believing `header` (every line of it, in
+/// order, joined) only from `trusted` proxies.
+pub fn client_ip(peer: IpAddr, trusted: &[IpNet], header: ForwardedHeader, value: Option<&str>) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<Option<IpAddr>> = match (forwarded, x_forwarded_for) {
-        (Some(forwarded), _) => forwarded
+    let Some(value) = value else { return peer };
+    let hops: Vec<Option<IpAddr>> = match header {
+        ForwardedHeader::Forwarded => value
             .split(',')
             .map(|element| {
                 element.split(';').find_map(|pair| {
@@ -87,8 +115,7 @@ pub fn client_ip(peer: IpAddr, trusted: &[IpNet], forwarded: Option<&str>, x_for
                 })
             })
             .collect(),
-        (None, Some(xff)) => xff.split(',').map(hop).collect(),
-        (None, None) => return peer,
+        ForwardedHeader::XForwardedFor => value.split(',').map(hop).collect(),
     };
     let mut client = peer;
     for hop in hops.into_iter().rev() {
@@ -100,6 +127,18 @@ pub fn client_ip(peer: IpAddr, trusted: &[IpNet], forwarded: Option<&str>, x_for
         }
     }
     client
+}
+
+/// The part of an address rate limits count by: the address for IPv4, its /64 for
+/// IPv6 (one subscriber's network, where any address is the client's to pick).
+pub fn limit_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -126,15 +165,24 @@ mod tests {
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
         let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
-        let xff = Some("203.0.113.9, 198.51.100.4, 10.0.0.2");
+        let xff = ForwardedHeader::XForwardedFor;
+        let chain = Some("203.0.113.9, 198.51.100.4, 10.0.0.2");
         // Not from a proxy: the header is the client's word, ignored.
-        assert_eq!(client_ip(ip("192.0.2.50"), &trusted, None, xff), ip("192.0.2.50"));
-        assert_eq!(client_ip(ip("192.0.2.50"), &[], None, xff), ip("192.0.2.50"));
+        assert_eq!(client_ip(ip("192.0.2.50"), &trusted, xff, chain), ip("192.0.2.50"));
+        assert_eq!(client_ip(ip("192.0.2.50"), &[], xff, chain), ip("192.0.2.50"));
         // From a proxy: the right-most hop that is not a trusted proxy.
-        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, None, xff), ip("198.51.100.4"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, xff, chain), ip("198.51.100.4"));
         let forwarded = Some(r#"for=192.0.2.60;proto=https, for="[2001:db8::7]:4711", for=10.0.0.3"#);
-        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, forwarded, xff), ip("2001:db8::7"));
-        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, None, Some("garbage, 10.0.0.5")), ip("10.0.0.5"));
-        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, None, None), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, ForwardedHeader::Forwarded, forwarded), ip("2001:db8::7"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, xff, Some("garbage, 10.0.0.5")), ip("10.0.0.5"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &trusted, xff, None), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), limit_key(ip("2001:db8:1:2:bbbb::9")));
+        assert_ne!(limit_key(ip("2001:db8:1:2::1")), limit_key(ip("2001:db8:1:3::1")));
+        assert_eq!(limit_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(limit_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
     }
 }

@@ -170,6 +170,32 @@ macro_rules! impl_security_store {
                 Ok(guard_core::security::AccountFailures { failures, last_failure_unix, locked_until_unix })
             }
 
+            async fn prune(
+                &self,
+                now_unix: i64,
+                stale_before_unix: i64,
+                expired_before: time::OffsetDateTime,
+            ) -> Result<u64, guard_core::store::StoreError> {
+                let run = |query: sqlx::query::Query<'static, _, _>| async {
+                    query.execute(&self.writer).await.map(|done| done.rows_affected()).map_err(crate::error::from_sqlx)
+                };
+                let mut deleted = run(sqlx::query("DELETE FROM ip_blocks WHERE until_unix <= $1").bind(now_unix)).await?;
+                deleted += run(sqlx::query(
+                    "DELETE FROM account_lockouts WHERE last_failure_unix < $1 \
+                     AND (locked_until_unix IS NULL OR locked_until_unix <= $2)",
+                )
+                .bind(stale_before_unix)
+                .bind(now_unix))
+                .await?;
+                deleted += run(sqlx::query("DELETE FROM login_attempts WHERE at_unix < $1").bind(stale_before_unix)).await?;
+                // Times compare as text on SQLite: both sides are UTC, written by one encoder.
+                for table in ["mfa_challenges", "webauthn_ceremonies"] {
+                    let sql = format!("DELETE FROM {table} WHERE expires_at < $1");
+                    deleted += run(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(expired_before)).await?;
+                }
+                Ok(deleted)
+            }
+
             async fn clear_account(
                 &self,
                 tenant: guard_core::tenants::TenantId,

@@ -300,6 +300,17 @@ backend_test!(a_sign_in_that_must_enrol_registers_a_passkey_and_expired_steps_ch
     )
     .await;
 
+    // The periodic prune deletes a ceremony that expired unfinished, then finds nothing.
+    let abandoned = ok_json(send(&app, "POST", "strict", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
+    let expire = "UPDATE webauthn_ceremonies SET expires_at = '2000-01-01T00:00:00Z'";
+    crate::migrations::execute(backend, &app.database_url, expire).await.unwrap();
+    assert!(app.state.auth.brute_force().prune().await.unwrap() >= 1);
+    assert_eq!(app.state.auth.brute_force().prune().await.unwrap(), 0);
+    let body =
+        json!({ "ceremony_id": abandoned["ceremony_id"], "credential": phone.get(&abandoned["options"], ORIGIN) });
+    let late = send(&app, "POST", "strict", "/v1/auth/passkey/finish", None, body).await;
+    expect_problem(late, 401, "invalid_webauthn_ceremony").await;
+
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains(r#"guard_mfa_verifications_total{method="webauthn",result="success"}"#), "{metrics}");
     assert!(metrics.contains(r#"guard_auth_attempts_total{method="passkey"}"#), "{metrics}");

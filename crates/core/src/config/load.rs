@@ -355,6 +355,7 @@ impl Builder<'_> {
                 .map(crate::net::IpNet::parse)
                 .collect::<Option<Vec<_>>>()
         });
+        let trusted_proxy_header = self.get("server.trusted_proxy_header", crate::net::ForwardedHeader::parse);
         let rule = |t: &str| crate::ratelimit::Rule::parse(t);
         let limits_enabled = self.get("rate_limit.enabled", parse_bool);
         let brute_enabled = self.get("security.brute_force_protection", parse_bool);
@@ -439,6 +440,7 @@ impl Builder<'_> {
                 body_limit: body_limit?,
                 health_check_timeout: health_check_timeout?,
                 trusted_proxies: trusted_proxies?,
+                trusted_proxy_header: trusted_proxy_header?,
             },
             database: DatabaseConfig {
                 url: url?,

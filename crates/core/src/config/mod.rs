@@ -83,6 +83,7 @@ pub struct ServerConfig {
     pub health_check_timeout: Duration,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Vec<crate::net::IpNet>,
+    pub trusted_proxy_header: crate::net::ForwardedHeader,
 }
 
 /// The database and its connection pool.

@@ -89,6 +89,13 @@ pub const SETTINGS: &[Setting] = &[
         "Proxies whose X-Forwarded-For / Forwarded headers name the client. Empty: the TCP peer is the client.",
     ),
     s(
+        "server.trusted_proxy_header",
+        "GUARD_TRUSTED_PROXY_HEADER",
+        Some("x-forwarded-for"),
+        "x-forwarded-for or forwarded",
+        "The header the trusted proxies write the client's address to; the other is never read.",
+    ),
+    s(
         "server.public_url",
         "GUARD_PUBLIC_URL",
         Some("http://localhost:8080"),

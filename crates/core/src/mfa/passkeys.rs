@@ -388,6 +388,23 @@ impl MfaService {
             _ => Answer::Assertion(serde_json::from_value(credential).map_err(malformed)?),
         };
         let (challenge, user, token) = self.challenge(tenant, presented).await?;
+        let proved = self.webauthn_step(&webauthn, tenant, &user, &challenge, step, parsed).await;
+        let recovery_codes = self.counted_against_account(tenant, &user, proved).await?;
+        let login = self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await?;
+        Ok(VerifiedLogin { recovery_codes, ..login })
+    }
+
+    /// Checks the security-key answer of a challenge's second step: the recovery
+    /// codes when it registered the user's first factor.
+    async fn webauthn_step(
+        &self,
+        webauthn: &Webauthn,
+        tenant: &Tenant,
+        user: &User,
+        challenge: &super::Challenge,
+        step: Option<ChallengeStep>,
+        parsed: Answer,
+    ) -> Result<Option<Vec<String>>, MfaError> {
         match (step, parsed) {
             (Some(ChallengeStep::Authenticate { state }), Answer::Assertion(credential)) => {
                 let stored = self.store.passkey_by_credential_id(tenant.id, credential.get_credential_id()).await?;
@@ -398,15 +415,13 @@ impl MfaService {
                 let verify = |_: &Passkey| {
                     webauthn.finish_passkey_authentication(&credential, &state).map_err(|e| e.to_string())
                 };
-                self.check_assertion(tenant, &user, verify, &stored).await?;
-                self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await
+                self.check_assertion(tenant, user, verify, &stored).await?;
+                Ok(None)
             }
             (Some(ChallengeStep::Register { name, state }), Answer::Registration(credential))
                 if challenge.purpose == ChallengePurpose::Enroll =>
             {
-                let registered = self.register(&webauthn, tenant, &user, name, &credential, &state).await?;
-                let login = self.complete(tenant, &token, user, challenge.client, &["pwd", "hwk"]).await?;
-                Ok(VerifiedLogin { recovery_codes: registered.recovery_codes, ..login })
+                Ok(self.register(webauthn, tenant, user, name, &credential, &state).await?.recovery_codes)
             }
             _ => Err(MfaError::WebauthnRejected(
                 "no security key step was started for this challenge: POST /v1/auth/mfa/webauthn/start first".into(),

@@ -12,6 +12,7 @@ use super::{CHALLENGE_MAX_ATTEMPTS, totp};
 use crate::email::{OutboxSender, Template};
 use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::keys::MasterKey;
+use crate::security::Refusal;
 use crate::sessions::service::{may_use_session, now};
 use crate::sessions::{AuthError, AuthService, LoginSuccess, SessionToken};
 use crate::store::StoreError;
@@ -337,7 +338,30 @@ impl MfaService {
         if !may_use_session(tenant, &user) {
             return Err(MfaError::InvalidChallenge);
         }
+        // Second steps count against the account like passwords: guessing codes
+        // slows down, then locks, the account.
+        let account = crate::risk::account_hash(user.email.as_str());
+        if let Some(refusal) = self.auth.brute_force().check_account(tenant.id, &account).await? {
+            return Err(MfaError::Auth(match refusal {
+                Refusal::Delayed { retry_after } => AuthError::Delayed(retry_after),
+                Refusal::Locked { retry_after } => AuthError::AccountLocked(retry_after),
+            }));
+        }
         Ok((challenge, user, token))
+    }
+
+    /// `proved` as it is, after counting a wrong code or key against the account.
+    pub(super) async fn counted_against_account<T>(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        proved: Result<T, MfaError>,
+    ) -> Result<T, MfaError> {
+        if matches!(proved, Err(MfaError::InvalidCode | MfaError::WebauthnRejected(_))) {
+            let account = crate::risk::account_hash(user.email.as_str());
+            self.auth.brute_force().failed(tenant.id, &account, None).await?;
+        }
+        proved
     }
 
     /// Starts the TOTP enrolment a sign-in challenge of purpose `enroll` asks for.
@@ -353,13 +377,14 @@ impl MfaService {
     /// a `verify` challenge, the first TOTP code for an `enroll` one.
     pub async fn verify(&self, tenant: &Tenant, presented: &str, code: &str) -> Result<VerifiedLogin, MfaError> {
         let (challenge, user, token) = self.challenge(tenant, presented).await?;
-        let (method, recovery_codes) = match challenge.purpose {
+        let proved = match challenge.purpose {
             ChallengePurpose::Verify => match &challenge.email_code_hash {
-                Some(expected) => (self.prove_email_code(tenant, &user, expected, code)?, None),
-                None => (self.prove(tenant, &user, code).await?, None),
+                Some(expected) => self.prove_email_code(tenant, &user, expected, code).map(|m| (m, None)),
+                None => self.prove(tenant, &user, code).await.map(|m| (m, None)),
             },
-            ChallengePurpose::Enroll => ("totp", Some(self.confirm_totp(tenant, &user, code).await?)),
+            ChallengePurpose::Enroll => self.confirm_totp(tenant, &user, code).await.map(|c| ("totp", Some(c))),
         };
+        let (method, recovery_codes) = self.counted_against_account(tenant, &user, proved).await?;
         let login = self.complete(tenant, &token, user, challenge.client, amr(method)).await?;
         Ok(VerifiedLogin { recovery_codes, ..login })
     }

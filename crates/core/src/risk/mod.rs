@@ -2,7 +2,9 @@
 //! network the user never completed a sign-in from, recent failures on the account
 //! and from the address, and many accounts tried from one address. The score (0 to
 //! 100) and its reasons go with the sign-in's events and its session; the tenant's
-//! thresholds turn it into allow, a second factor, or a refusal.
+//! thresholds turn it into allow, a second factor, or a refusal. A refusal comes
+//! before the password is checked, so it rests only on what does not depend on the
+//! account existing (failures, accounts tried): it tells nothing about the account.
 
 mod store;
 
@@ -32,6 +34,11 @@ const ATTEMPT_RETENTION_SECONDS: i64 = 24 * 3600;
 pub struct LoginRisk {
     pub score: u8,
     pub reasons: Vec<String>,
+    /// The part of the score from failures and accounts tried, which does not depend
+    /// on whether the account exists: the only part a refusal may rest on, since a
+    /// refusal comes before the password is checked.
+    #[serde(skip)]
+    pub abuse_score: u8,
 }
 
 /// What guard knows about a sign-in attempt before deciding it.
@@ -56,22 +63,23 @@ impl RiskSignals {
     /// the address 20 (5+) or 40 (20+), accounts tried from the address 25 (5+) or 50
     /// (20+); at most 100.
     pub fn assess(&self) -> LoginRisk {
-        let mut score = 0u32;
         let mut reasons = Vec::new();
         let mut add = |points: u32, reason: &str| {
-            score += points;
             reasons.push(reason.to_owned());
+            points
         };
+        let mut novelty = 0u32;
         if self.has_history {
             if !self.known_device {
-                add(25, "new_device");
+                novelty += add(25, "new_device");
             }
             if !self.known_network {
-                add(30, "new_network");
+                novelty += add(30, "new_network");
             } else if !self.known_ip {
-                add(10, "new_ip");
+                novelty += add(10, "new_ip");
             }
         }
+        let mut abuse = 0u32;
         let tiers = [
             (self.account_failures, 3, 10, 20, "account_failures"),
             (self.ip_failures, 5, 20, 20, "ip_failures"),
@@ -79,12 +87,13 @@ impl RiskSignals {
         ];
         for (count, low, high, points, reason) in tiers {
             if count >= high {
-                add(points * 2, reason);
+                abuse += add(points * 2, reason);
             } else if count >= low {
-                add(points, reason);
+                abuse += add(points, reason);
             }
         }
-        LoginRisk { score: u8::try_from(score.min(100)).unwrap_or(100), reasons }
+        let capped = |n: u32| u8::try_from(n.min(100)).unwrap_or(100);
+        LoginRisk { score: capped(novelty + abuse), reasons, abuse_score: capped(abuse) }
     }
 }
 
@@ -97,12 +106,13 @@ pub enum RiskDecision {
 }
 
 impl RiskDecision {
-    /// The decision `settings` take for `risk`.
+    /// The decision `settings` take for `risk`: a refusal on its abuse score alone, a
+    /// second factor on the whole score.
     pub fn of(risk: &LoginRisk, settings: &TenantSettings) -> RiskDecision {
-        let reached = |threshold: Option<u8>| threshold.is_some_and(|t| risk.score >= t);
-        if reached(settings.risk_deny_threshold) {
+        let reached = |threshold: Option<u8>, score: u8| threshold.is_some_and(|t| score >= t);
+        if reached(settings.risk_deny_threshold, risk.abuse_score) {
             RiskDecision::Deny
-        } else if reached(settings.risk_mfa_threshold) {
+        } else if reached(settings.risk_mfa_threshold, risk.score) {
             RiskDecision::RequireMfa
         } else {
             RiskDecision::Allow
@@ -238,10 +248,10 @@ mod tests {
         let travelling = RiskSignals { known_device: false, known_network: false, ..known };
         assert_eq!(
             travelling.assess(),
-            LoginRisk { score: 55, reasons: vec!["new_device".into(), "new_network".into()] }
+            LoginRisk { score: 55, reasons: vec!["new_device".into(), "new_network".into()], abuse_score: 0 }
         );
         let new_ip = RiskSignals { known_ip: false, ..known };
-        assert_eq!(new_ip.assess(), LoginRisk { score: 10, reasons: vec!["new_ip".into()] });
+        assert_eq!(new_ip.assess(), LoginRisk { score: 10, reasons: vec!["new_ip".into()], abuse_score: 0 });
     }
 
     #[test]
@@ -250,7 +260,7 @@ mod tests {
         assert_eq!(some.assess().score, 65);
         let stuffing = RiskSignals { account_failures: 10, ip_failures: 20, ip_accounts: 20, ..Default::default() };
         let risk = stuffing.assess();
-        assert_eq!(risk.score, 100);
+        assert_eq!((risk.score, risk.abuse_score), (100, 100));
         assert_eq!(risk.reasons, ["account_failures", "ip_failures", "ip_many_accounts"]);
         let below = RiskSignals { account_failures: 2, ip_failures: 4, ip_accounts: 4, ..Default::default() };
         assert_eq!(below.assess().score, 0);
@@ -258,7 +268,7 @@ mod tests {
 
     #[test]
     fn thresholds_decide_and_unset_ones_never_act() {
-        let risk = LoginRisk { score: 60, reasons: vec![] };
+        let risk = LoginRisk { score: 60, reasons: vec![], abuse_score: 60 };
         let mut settings = TenantSettings::default();
         assert_eq!(RiskDecision::of(&risk, &settings), RiskDecision::Allow);
         settings.risk_mfa_threshold = Some(50);
@@ -267,6 +277,10 @@ mod tests {
         assert_eq!(RiskDecision::of(&risk, &settings), RiskDecision::Deny);
         settings.risk_deny_threshold = Some(61);
         assert_eq!(RiskDecision::of(&risk, &settings), RiskDecision::RequireMfa);
+        // Novelty alone (which only real accounts can show) never refuses.
+        let novel = LoginRisk { score: 60, reasons: vec![], abuse_score: 0 };
+        settings.risk_deny_threshold = Some(10);
+        assert_eq!(RiskDecision::of(&novel, &settings), RiskDecision::RequireMfa);
     }
 
     #[test]

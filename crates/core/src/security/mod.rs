@@ -89,6 +89,15 @@ pub trait SecurityStore: Send + Sync {
     /// Forgets the account's failures (a success, a reset, an unlock); false when
     /// there were none.
     async fn clear_account(&self, tenant: TenantId, account: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Deletes what can no longer matter: blocks and locks that ran out, failures and
+    /// sign-in attempts older than `stale_before_unix`, and sign-in challenges and
+    /// WebAuthn ceremonies that expired before `expired_before`. The rows deleted.
+    async fn prune(
+        &self,
+        now_unix: i64,
+        stale_before_unix: i64,
+        expired_before: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Brute-force protection over a [`SecurityStore`].
@@ -184,6 +193,14 @@ impl BruteForce {
             self.store.clear_account(tenant, account).await?;
         }
         Ok(())
+    }
+
+    /// Deletes expired blocks, locks, old failures and attempts, and expired sign-in
+    /// challenges and WebAuthn ceremonies (run every few seconds by `guard serve`).
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        // A minute's margin: expiry is decided exactly in Rust, this only tidies up.
+        self.store.prune(now.unix_timestamp(), now.unix_timestamp() - 24 * 3600, now - time::Duration::minutes(1)).await
     }
 
     /// Blocks in force now.

@@ -45,7 +45,7 @@ impl ClientInfo {
         let score = u8::try_from(score?).ok()?;
         let reasons = reasons.unwrap_or_default();
         let reasons = reasons.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect();
-        Some(crate::risk::LoginRisk { score, reasons })
+        Some(crate::risk::LoginRisk { score, reasons, abuse_score: 0 })
     }
 }
 
