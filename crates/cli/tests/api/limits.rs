@@ -451,3 +451,29 @@ async fn two_guard_processes_sharing_redis_enforce_one_limit_and_one_block() {
         assert_eq!(post(n, "/v1/auth/password/login", right).await.unwrap().status(), 200);
     }
 }
+
+backend_test!(guessing_the_second_step_locks_the_account_even_with_the_right_password, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("BRUTE_FORCE_PROTECTION", "true")
+        .env("LOCKOUT_DELAY_AFTER", "100")
+        .env("LOCKOUT_THRESHOLD", "3")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    new_user(&app, "default", "ivy@example.com", &[]).await;
+    let first: Value = crate::mfa::password_step(&app, "default", "ivy@example.com").await.json().await.unwrap();
+    let (secret, _, _) = crate::mfa::enrol(&app, first["session_token"].as_str().unwrap()).await;
+    let right = crate::mfa::pyotp(&secret, 30);
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    // The password is right each time; the codes are not. Three wrong codes lock the account.
+    let pending = crate::mfa::challenge(&app, "default", "ivy@example.com").await;
+    for _ in 0..2 {
+        expect_problem(crate::mfa::verify(&app, "default", &pending, &wrong).await, 401, "invalid_mfa_code").await;
+    }
+    let again = crate::mfa::challenge(&app, "default", "ivy@example.com").await;
+    expect_problem(crate::mfa::verify(&app, "default", &again, &wrong).await, 401, "invalid_mfa_code").await;
+    expect_problem(crate::mfa::verify(&app, "default", &again, &right).await, 423, "account_locked").await;
+    expect_problem(crate::mfa::password_step(&app, "default", "ivy@example.com").await, 423, "account_locked").await;
+});

@@ -282,7 +282,6 @@ impl AuthService {
             return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string()), &client));
         }
         self.risk.record_attempt(tenant.id, &account, ip.as_deref(), true).await.map_err(store)?;
-        self.brute_force.succeeded(tenant.id, &account).await.map_err(store)?;
         let rehash =
             if verification.needs_rehash { Some(self.hasher.hash(password).await.map_err(internal)?) } else { None };
         let at = now();
@@ -390,6 +389,10 @@ impl AuthService {
         if let Err(e) = self.risk.remember(tenant, user.id, client.ip.as_deref(), client.device.as_deref(), at).await {
             tracing::warn!(error = %e, user = %user.id, "cannot remember the sign-in's device and address");
         }
+        // Failures are forgotten only now: a right password whose second step fails
+        // still counts towards the account's lock.
+        let account = risk::account_hash(user.email.as_str());
+        self.brute_force.succeeded(tenant.id, &account).await.map_err(AuthError::Store)?;
         let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
         self.events.emit(
             Event::success("auth.login.success", Actor::User(user.id.0))
