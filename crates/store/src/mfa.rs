@@ -426,7 +426,7 @@ macro_rules! impl_mfa_store {
                 &self,
                 p: &guard_core::mfa::StoredPasskey,
                 recovery_codes: &[guard_core::sessions::TokenHash],
-            ) -> Result<(), guard_core::store::StoreError> {
+            ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO webauthn_credentials (id, tenant_id, user_id, credential_id, name, passkey, created_at) \
@@ -442,10 +442,22 @@ macro_rules! impl_mfa_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                if !recovery_codes.is_empty() {
+                // Two first factors enrolled at once must not each replace the other's
+                // codes: the set shown to the user would be dead.
+                let unused: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM mfa_recovery_codes WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL",
+                )
+                .bind(p.tenant.0)
+                .bind(p.user.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                let store_codes = !recovery_codes.is_empty() && unused == 0;
+                if store_codes {
                     Self::store_recovery_codes(&mut tx, p.tenant, p.user, recovery_codes).await?;
                 }
-                tx.commit().await.map_err(crate::error::from_sqlx)
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
+                Ok(store_codes)
             }
 
             async fn passkey_used(

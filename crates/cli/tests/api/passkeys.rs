@@ -81,8 +81,10 @@ backend_test!(a_passkey_registers_then_signs_in_with_and_without_a_password, |ba
     let key = SoftAuthenticator::new();
     let credential = key.create(&started["options"], ORIGIN);
     let body = json!({ "ceremony_id": started["ceremony_id"], "credential": credential });
+    let mail_before = app.state.accounts.outbox().pending().await.unwrap();
     let done = ok_json(send(&app, "POST", "default", finish, Some(&session), body.clone()).await, 201).await;
     assert_eq!(done["credential"]["name"], "YubiKey");
+    assert_eq!(app.state.accounts.outbox().pending().await.unwrap(), mail_before + 1, "the owner is told");
     assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10, "first factor: recovery codes");
     // A ceremony is finished once.
     expect_problem(send(&app, "POST", "default", finish, Some(&session), body).await, 401, "invalid_webauthn_ceremony")

@@ -13,6 +13,7 @@ pub enum Template {
     PasswordChanged,
     RecoveryCodeUsed,
     LoginCode,
+    PasskeyAdded,
 }
 
 impl Template {
@@ -24,6 +25,7 @@ impl Template {
             Template::PasswordChanged => "password_changed",
             Template::RecoveryCodeUsed => "recovery_code_used",
             Template::LoginCode => "login_code",
+            Template::PasskeyAdded => "passkey_added",
         }
     }
 
@@ -54,15 +56,21 @@ impl Template {
                 include_str!("../../templates/login_code.txt"),
                 include_str!("../../templates/login_code.html"),
             ],
+            Template::PasskeyAdded => [
+                include_str!("../../templates/passkey_added.subject"),
+                include_str!("../../templates/passkey_added.txt"),
+                include_str!("../../templates/passkey_added.html"),
+            ],
         }
     }
 
-    const ALL: [Template; 5] = [
+    const ALL: [Template; 6] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::PasswordChanged,
         Template::RecoveryCodeUsed,
         Template::LoginCode,
+        Template::PasskeyAdded,
     ];
 }
 

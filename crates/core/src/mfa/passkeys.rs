@@ -16,6 +16,7 @@ use webauthn_rs::prelude::{
 use super::service::{MfaError, MfaService, VerifiedLogin, counted};
 use super::store::{Ceremony, CeremonyPurpose, ChallengePurpose, StoredPasskey};
 use super::{CHALLENGE_LIFETIME, CHALLENGE_MAX_ATTEMPTS, totp};
+use crate::email::Template;
 use crate::events::{Actor, Event, Outcome};
 use crate::sessions::service::{may_use_session, now};
 use crate::sessions::{ClientInfo, LoginSuccess, SessionToken};
@@ -244,16 +245,27 @@ impl MfaService {
             created_at: now(),
             last_used_at: None,
         };
-        match self.store.add_passkey(&stored, &hashes).await {
+        let codes_stored = match self.store.add_passkey(&stored, &hashes).await {
             Err(StoreError::Conflict(_)) => return Err(MfaError::CredentialRegistered),
             other => other?,
-        }
+        };
         counted("webauthn", true);
         self.events.emit(
             self.event("mfa.webauthn.registered", Actor::User(user.id.0), tenant, user.id)
                 .details(json!({ "credential": stored.id, "name": stored.name })),
         );
-        Ok(RegisteredPasskey { passkey: PasskeyInfo::from(&stored), recovery_codes: first_factor.then_some(codes) })
+        // A passkey signs in without a password: its owner hears of every new one.
+        let time = now().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+        let values = [
+            ("email", user.email.as_str()),
+            ("tenant", tenant.name.as_str()),
+            ("name", stored.name.as_str()),
+            ("time", time.as_str()),
+        ];
+        if let Err(e) = self.outbox.queue(Some(tenant.id), Template::PasskeyAdded, user.email.as_str(), &values).await {
+            tracing::warn!(error = %e, user = %user.id, "cannot queue the new-passkey notice");
+        }
+        Ok(RegisteredPasskey { passkey: PasskeyInfo::from(&stored), recovery_codes: codes_stored.then_some(codes) })
     }
 
     /// Renames one of the user's credentials.

@@ -119,7 +119,7 @@ pub struct MfaService {
     pub(super) users: Arc<dyn UserStore>,
     pub(super) auth: AuthService,
     master: MasterKey,
-    outbox: OutboxSender,
+    pub(super) outbox: OutboxSender,
     pub(super) events: Arc<dyn EventSink>,
     /// GUARD_PUBLIC_URL: the default WebAuthn relying party.
     pub(super) public_url: Arc<str>,

@@ -237,9 +237,10 @@ pub trait MfaStore: Send + Sync {
         tenant: TenantId,
         credential_id: &[u8],
     ) -> Result<Option<StoredPasskey>, StoreError>;
-    /// Stores a new credential, and, when given, the user's recovery codes (their first
-    /// factor), in one transaction; `Conflict` when the credential id is registered already.
-    async fn add_passkey(&self, passkey: &StoredPasskey, recovery_codes: &[TokenHash]) -> Result<(), StoreError>;
+    /// Stores a new credential, and, when given and the user has no unused ones yet,
+    /// their recovery codes (their first factor), in one transaction; whether the
+    /// codes were stored. `Conflict` when the credential id is registered already.
+    async fn add_passkey(&self, passkey: &StoredPasskey, recovery_codes: &[TokenHash]) -> Result<bool, StoreError>;
     /// Records a use of a credential, with its updated record when it changed.
     async fn passkey_used(
         &self,
