@@ -27,6 +27,7 @@ use axum::routing::get;
 
 pub use error::ApiError;
 pub use limits::ClientIp;
+pub use security_routes::blocked_ips_json;
 pub use serve::serve;
 pub use services::{Services, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};

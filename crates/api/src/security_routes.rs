@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use guard_core::security::IpBlock;
 use guard_proto::ErrorCode;
 use serde_json::{Value, json};
 
@@ -22,9 +23,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/users/{user}/unlock", post(unlock))
 }
 
-/// GET /v1/security/blocked-ips
-async fn list_blocked(State(state): State<AppState>, _: PlatformAdmin) -> Result<AppJson<Value>, ApiError> {
-    let blocks = state.auth.brute_force().blocks().await?;
+/// `{"blocked_ips": […]}`, as the API and `guard security blocked-ips list` show it.
+pub fn blocked_ips_json(blocks: &[IpBlock]) -> Value {
     let list: Vec<Value> = blocks
         .iter()
         .map(|b| {
@@ -34,7 +34,13 @@ async fn list_blocked(State(state): State<AppState>, _: PlatformAdmin) -> Result
             })
         })
         .collect();
-    Ok(AppJson(json!({ "blocked_ips": list })))
+    json!({ "blocked_ips": list })
+}
+
+/// GET /v1/security/blocked-ips
+async fn list_blocked(State(state): State<AppState>, _: PlatformAdmin) -> Result<AppJson<Value>, ApiError> {
+    let blocks = state.auth.brute_force().blocks().await?;
+    Ok(AppJson(blocked_ips_json(&blocks)))
 }
 
 /// DELETE /v1/security/blocked-ips/{ip}

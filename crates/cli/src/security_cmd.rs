@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use guard_core::events::Actor;
-use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use crate::database::services;
@@ -42,16 +41,8 @@ pub(crate) async fn run(file: Option<PathBuf>, action: SecurityAction) -> Result
                 let time = |t: &time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
                 match format {
                     Format::Json => {
-                        let list: Vec<_> = blocks
-                            .iter()
-                            .map(|b| {
-                                json!({
-                                    "ip": b.ip, "tenant": b.tenant, "failures": b.failures,
-                                    "blocked_at": time(&b.blocked_at), "blocked_until": time(&b.blocked_until),
-                                })
-                            })
-                            .collect();
-                        say!("{}", serde_json::to_string_pretty(&json!({ "blocked_ips": list })).unwrap_or_default());
+                        let doc = guard_api::blocked_ips_json(&blocks);
+                        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                     }
                     Format::Table => {
                         say!("{:<39}  {:>8}  {:<20}  UNTIL", "IP", "FAILURES", "SINCE");

@@ -61,15 +61,6 @@ macro_rules! impl_risk_store {
                 })
             }
 
-            async fn prune_attempts(&self, before: i64) -> Result<u64, guard_core::store::StoreError> {
-                let done = sqlx::query("DELETE FROM login_attempts WHERE at_unix < $1")
-                    .bind(before)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(crate::error::from_sqlx)?;
-                Ok(done.rows_affected())
-            }
-
             async fn known_sources(
                 &self,
                 tenant: guard_core::tenants::TenantId,

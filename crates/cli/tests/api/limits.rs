@@ -3,24 +3,15 @@
 //! mid-test (fall back to local limits, or refuse with 503: never a 500), and the
 //! client address behind trusted proxies only.
 
-use std::net::IpAddr;
-
 use guard_testkit::{Backend, TcpProxy, TestApp, backend_test};
 use serde_json::{Value, json};
 
 use crate::mfa::{PASSWORD, new_user};
-use crate::support::expect_problem;
+use crate::support::{expect_problem, sign_in_from};
 
 async fn login_from(app: &TestApp, source: &str, email: &str, forwarded_for: Option<&str>) -> reqwest::Response {
-    let client = reqwest::Client::builder().local_address(source.parse::<IpAddr>().unwrap()).build().unwrap();
-    let mut request = client
-        .post(app.url("/v1/auth/password/login"))
-        .header("x-tenant-id", "default")
-        .json(&json!({ "email": email, "password": PASSWORD }));
-    if let Some(forwarded_for) = forwarded_for {
-        request = request.header("x-forwarded-for", forwarded_for);
-    }
-    request.send().await.unwrap()
+    let headers: Vec<(&str, String)> = forwarded_for.map(|f| ("x-forwarded-for", f.to_owned())).into_iter().collect();
+    sign_in_from(app, "default", source, email, PASSWORD, &headers).await
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
@@ -312,24 +303,18 @@ backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or
     };
     let admin = admin_session(&app).await;
     new_user(&app, "default", "hal@example.com", &[]).await;
-    let wrong = |source: &'static str| {
-        let client = reqwest::Client::builder().local_address(source.parse::<IpAddr>().unwrap()).build().unwrap();
-        client
-            .post(app.url("/v1/auth/password/login"))
-            .header("x-tenant-id", "default")
-            .json(&json!({ "email": "hal@example.com", "password": "not the password" }))
-            .send()
-    };
+    let wrong =
+        |source: &'static str| sign_in_from(&app, "default", source, "hal@example.com", "not the password", &[]);
     let pause = |seconds: f64| tokio::time::sleep(std::time::Duration::from_secs_f64(seconds));
-    assert_eq!(wrong("127.0.0.40").await.unwrap().status(), 401);
+    assert_eq!(wrong("127.0.0.40").await.status(), 401);
     pause(1.1).await;
-    assert_eq!(wrong("127.0.0.41").await.unwrap().status(), 401);
+    assert_eq!(wrong("127.0.0.41").await.status(), 401);
     // Two failures: the next try must wait 2 s, whatever the address and the password.
     let early = login_from(&app, "127.0.0.42", "hal@example.com", None).await;
     assert_eq!(header(&early, "retry-after").as_deref(), Some("2"));
     expect_problem(early, 429, "rate_limited").await;
     pause(2.1).await;
-    assert_eq!(wrong("127.0.0.43").await.unwrap().status(), 401);
+    assert_eq!(wrong("127.0.0.43").await.status(), 401);
     // Three: locked, even with the right password.
     let locked = login_from(&app, "127.0.0.44", "hal@example.com", None).await;
     assert!(header(&locked, "retry-after").unwrap().parse::<u64>().unwrap() > 800);
@@ -349,7 +334,7 @@ backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or
 
     // Locked again, the command line unlocks it too.
     for _ in 0..3 {
-        wrong("127.0.0.46").await.unwrap();
+        wrong("127.0.0.46").await;
         pause(2.1).await;
     }
     expect_problem(login_from(&app, "127.0.0.47", "hal@example.com", None).await, 423, "account_locked").await;
@@ -359,7 +344,7 @@ backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or
 
     // Locked once more, a password reset (which proves the owner) unlocks it.
     for _ in 0..3 {
-        wrong("127.0.0.49").await.unwrap();
+        wrong("127.0.0.49").await;
         pause(2.1).await;
     }
     let link = app

@@ -5,18 +5,18 @@
 //! address that tried many accounts refused without a word about the password, while
 //! the user's known device keeps signing in.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use guard_core::events::Actor;
 use guard_testkit::{SmtpSink, TestApp, backend_test};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
 
 use crate::mfa::{PASSWORD, new_user};
 use crate::support::expect_problem;
 
-/// Posts a sign-in from `source` with `device` (the guard_device cookie) when given.
+/// Posts a sign-in to the risky tenant from `source` with `device` (the guard_device
+/// cookie) when given.
 async fn sign_in_from(
     app: &TestApp,
     source: &str,
@@ -24,15 +24,8 @@ async fn sign_in_from(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    let client = reqwest::Client::builder().local_address(source.parse::<IpAddr>().unwrap()).build().unwrap();
-    let mut request = client
-        .post(app.url("/v1/auth/password/login"))
-        .header("x-tenant-id", "risky")
-        .json(&json!({ "email": email, "password": password }));
-    if let Some(device) = device {
-        request = request.header(COOKIE, format!("guard_device={device}"));
-    }
-    request.send().await.unwrap()
+    let cookie: Vec<(&str, String)> = device.map(|d| ("cookie", format!("guard_device={d}"))).into_iter().collect();
+    crate::support::sign_in_from(app, "risky", source, email, password, &cookie).await
 }
 
 /// The device cookie an answer sets, when it sets one.

@@ -86,3 +86,25 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "problem names the request id of its response");
     body
 }
+
+/// A password sign-in to `tenant` sent from the loopback address `source` (any of
+/// 127.0.0.0/8), with `headers` added: how tests play clients at several addresses.
+pub async fn sign_in_from(
+    app: &guard_testkit::TestApp,
+    tenant: &str,
+    source: &str,
+    email: &str,
+    password: &str,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
+    let source: std::net::IpAddr = source.parse().expect("a loopback address");
+    let client = reqwest::Client::builder().local_address(source).build().expect("client");
+    let mut request = client
+        .post(app.url("/v1/auth/password/login"))
+        .header("x-tenant-id", tenant)
+        .json(&json!({ "email": email, "password": password }));
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.send().await.expect("guard answers")
+}

@@ -188,11 +188,6 @@ impl RateLimiter {
         }
         Some(decision)
     }
-
-    /// Keys the in-process limiter holds (for benchmarks and tests).
-    pub fn local_keys(&self) -> usize {
-        self.local.len()
-    }
 }
 
 /// The key part naming an account: a hash of the email as typed, so Redis holds no

@@ -10,7 +10,6 @@ mod store;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,8 +25,6 @@ use crate::users::UserId;
 pub const FAILURE_WINDOW_SECONDS: i64 = 15 * 60;
 /// Accounts tried from one address count for this long.
 pub const ACCOUNTS_WINDOW_SECONDS: i64 = 60 * 60;
-/// Attempts older than this are pruned.
-const ATTEMPT_RETENTION_SECONDS: i64 = 24 * 3600;
 
 /// A sign-in's risk: a score from 0 to 100 and what raised it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,12 +149,11 @@ pub fn account_hash(email: &str) -> [u8; 32] {
 /// Sign-in risk over a store of attempts and known sources.
 pub struct RiskService {
     store: Arc<dyn RiskStore>,
-    recorded: AtomicU64,
 }
 
 impl RiskService {
     pub fn new(store: Arc<dyn RiskStore>) -> RiskService {
-        RiskService { store, recorded: AtomicU64::new(0) }
+        RiskService { store }
     }
 
     /// The signals of an attempt on `account` (and `user`, when it exists) from `ip`
@@ -194,7 +190,7 @@ impl RiskService {
         })
     }
 
-    /// Records an attempt; now and then prunes attempts too old to matter.
+    /// Records an attempt (`guard serve` prunes old ones, see `BruteForce::prune`).
     pub async fn record_attempt(
         &self,
         tenant: TenantId,
@@ -203,11 +199,7 @@ impl RiskService {
         succeeded: bool,
     ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        self.store.record_attempt(tenant, account, ip.unwrap_or(""), succeeded, now).await?;
-        if self.recorded.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
-            self.store.prune_attempts(now - ATTEMPT_RETENTION_SECONDS).await?;
-        }
-        Ok(())
+        self.store.record_attempt(tenant, account, ip.unwrap_or(""), succeeded, now).await
     }
 
     /// Remembers the device, address and network of a completed sign-in of `user`.

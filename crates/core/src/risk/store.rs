@@ -64,8 +64,6 @@ pub trait RiskStore: Send + Sync {
         failures_since: i64,
         accounts_since: i64,
     ) -> Result<AttemptCounts, StoreError>;
-    /// Removes attempts older than `before` (Unix seconds).
-    async fn prune_attempts(&self, before: i64) -> Result<u64, StoreError>;
     async fn known_sources(
         &self,
         tenant: TenantId,
