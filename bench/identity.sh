@@ -7,6 +7,7 @@
 #   bash bench/identity.sh                      # SQLite, DURATION=10s, every section
 #   BACKEND=postgres bash bench/identity.sh     # PostgreSQL and Redis on 127.0.0.1
 #   ONLY=refresh bash bench/identity.sh         # one section: login, me or refresh
+#   FLOOD_GUARD=on ONLY=me bash bench/identity.sh   # with the per-address limit checked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,9 +65,13 @@ if [ "$BACKEND" = postgres ]; then
 fi
 # Limits off: these runs measure sign-in and token throughput, which the login
 # rate limit and brute-force protection exist to cut short (bench/login_flood.sh
-# measures those).
+# measures those). FLOOD_GUARD=on keeps the per-address limit on every request,
+# set too high to refuse anything, to measure what the check itself costs.
+limits=(RATE_LIMIT_ENABLED=false)
+[ "${FLOOD_GUARD:-off}" = on ] && limits=(RATE_LIMIT_ENABLED=true RATE_LIMIT_API=1000000/1s,burst=1000000
+  RATE_LIMIT_LOGIN=1000000/1s,burst=1000000)
 (cd "$work" && exec env -i GUARD_LISTEN="127.0.0.1:$PORT" LOG_LEVEL=warn "${backend_env[@]}" \
-  RATE_LIMIT_ENABLED=false BRUTE_FORCE_PROTECTION=false \
+  "${limits[@]}" BRUTE_FORCE_PROTECTION=false \
   GUARD_BOOTSTRAP_ADMIN_EMAIL=bench@example.com GUARD_BOOTSTRAP_ADMIN_PASSWORD='bench passphrase 42' \
   "$BIN/guard" serve > "$work/guard.log" 2>&1) & pids+=($!)
 wait_http "$G/health/ready" || { cat "$work/guard.log"; exit 1; }
