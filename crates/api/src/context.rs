@@ -21,6 +21,18 @@ use crate::error::{REQUEST_ID, code_for_status, problem_response};
 /// The request id header, read from clients and set on every response.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What the audit events of a request record about where it came from.
+fn audit_context(state: &AppState, request: &Request, request_id: &str) -> guard_core::audit::RequestContext {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let ip = peer.map(|peer| crate::limits::client_ip(state, peer, request.headers()).to_string());
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect());
+    guard_core::audit::RequestContext { request_id: Some(request_id.to_owned()), ip, user_agent }
+}
+
 /// Route label for requests no route matched, so raw paths never become labels.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
@@ -40,8 +52,14 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
 
     let in_flight = InFlight::enter();
     let timeout = state.config.server.request_timeout;
-    let handled = REQUEST_ID
-        .scope(request_id.clone(), AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind());
+    let audit_context = audit_context(&state, &request, &request_id);
+    let handled = REQUEST_ID.scope(
+        request_id.clone(),
+        guard_core::audit::REQUEST.scope(
+            audit_context,
+            AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind(),
+        ),
+    );
     let outcome = handled.instrument(span.clone()).await;
     drop(in_flight);
 

@@ -6,6 +6,7 @@
 //! port or call it without a socket.
 
 mod admin_routes;
+mod audit_routes;
 mod auth_routes;
 mod context;
 pub mod error;
@@ -29,7 +30,7 @@ pub use error::ApiError;
 pub use limits::ClientIp;
 pub use security_routes::blocked_ips_json;
 pub use serve::serve;
-pub use services::{Services, master_key};
+pub use services::{Services, apply_audit_retention, audit_log, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
 
 /// The complete API. Every route, including the 404 fallback, runs through the request
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .merge(mfa_routes::routes())
         .merge(passkey_routes::routes())
         .merge(security_routes::routes())
+        .merge(audit_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

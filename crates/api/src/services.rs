@@ -7,7 +7,8 @@ use guard_core::Config;
 use guard_core::accounts::AccountService;
 use guard_core::config::DatabaseKind;
 use guard_core::email::{OutboxSender, Templates};
-use guard_core::events::{EventSink, LogEvents};
+use guard_core::audit::{AuditKeys, AuditLog};
+use guard_core::events::EventSink;
 use guard_core::keys::{KeyService, MasterKey, TokenService};
 use guard_core::mfa::MfaService;
 use guard_core::passwords::PasswordHasher;
@@ -29,6 +30,7 @@ pub struct Services {
     pub keys: KeyService,
     pub outbox: OutboxSender,
     pub mfa: MfaService,
+    pub audit: AuditLog,
 }
 
 /// The master key the configuration names: GUARD_MASTER_KEY, or the key file (made on
@@ -43,11 +45,18 @@ pub fn master_key(config: &Config) -> Result<MasterKey, String> {
     }
 }
 
+/// The audit log of `db`, with keys derived from the configuration's master key.
+pub fn audit_log(config: &Config, db: &Database) -> Result<AuditLog, String> {
+    let keys = AuditKeys::derive(&master_key(config)?).map_err(|e| e.to_string())?;
+    Ok(AuditLog::new(db.audit.clone(), keys, config.audit.checkpoint_interval))
+}
+
 impl Services {
     /// Builds every service; fails when the password hashing parameters, the master
     /// key or the email templates are unusable.
     pub fn new(config: &Config, db: &Database, redis: Option<&Redis>) -> Result<Services, String> {
-        let events: Arc<dyn EventSink> = Arc::new(LogEvents);
+        let audit = audit_log(config, db)?;
+        let events: Arc<dyn EventSink> = Arc::new(audit.clone());
         let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
         let master = master_key(config)?;
         let keys = KeyService::new(
@@ -96,6 +105,30 @@ impl Services {
             events,
             &config.server.public_url,
         );
-        Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa })
+        Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa, audit })
     }
+}
+
+/// Retention: prunes every chain of the audit log to its tenant's
+/// `audit_retention_days`, or `default`; returns how many records went.
+pub async fn apply_audit_retention(
+    tenants: &TenantService,
+    audit: &AuditLog,
+    default: std::time::Duration,
+) -> Result<u64, String> {
+    let mut retention = std::collections::HashMap::new();
+    let mut cursor = None;
+    loop {
+        let page = tenants.list(cursor, 500).await.map_err(|e| e.to_string())?;
+        for tenant in &page.tenants {
+            if let Some(days) = tenant.settings.audit_retention_days {
+                retention.insert(tenant.id.0, std::time::Duration::from_secs(u64::from(days) * 86_400));
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    audit.prune(|tenant| retention.get(&tenant).copied().unwrap_or(default)).await.map_err(|e| e.to_string())
 }

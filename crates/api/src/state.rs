@@ -79,6 +79,7 @@ pub struct AppStateInner {
     pub accounts: AccountService,
     pub keys: KeyService,
     pub mfa: guard_core::mfa::MfaService,
+    pub audit: guard_core::audit::AuditLog,
     pub limiter: Arc<guard_core::ratelimit::RateLimiter>,
 }
 
@@ -92,7 +93,7 @@ impl AppState {
         metrics: Metrics,
         started: Instant,
     ) -> Result<AppState, String> {
-        let Services { tenants, users, auth, accounts, keys, outbox: _, mfa } =
+        let Services { tenants, users, auth, accounts, keys, outbox: _, mfa, audit } =
             Services::new(&config, &db, redis.as_ref())?;
         let tenant_cache = TenantCache::new(config.cache.settings_ttl);
         let shared = redis
@@ -114,6 +115,7 @@ impl AppState {
             accounts,
             keys,
             mfa,
+            audit,
             limiter,
         })))
     }

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use guard_core::config::DatabaseConfig;
-use guard_core::events::LogEvents;
 use guard_core::store::StoreError;
 use guard_core::tenants::TenantService;
 use guard_store::Database;
@@ -21,7 +19,8 @@ pub(crate) enum Migrations {
 
 /// Opens the database, applies (or requires) the migrations and makes sure the
 /// `default` tenant exists.
-pub(crate) async fn prepare(config: &DatabaseConfig, migrations: Migrations) -> Result<Database, Failure> {
+pub(crate) async fn prepare(full: &guard_core::Config, migrations: Migrations) -> Result<Database, Failure> {
+    let config = &full.database;
     let fail = |e: StoreError| store_failure(&e, config);
     let db = guard_store::open(config).await.map_err(fail)?;
     db.pool.ping(config.acquire_timeout).await.map_err(fail)?;
@@ -43,22 +42,23 @@ pub(crate) async fn prepare(config: &DatabaseConfig, migrations: Migrations) -> 
             }
         }
     }
-    tenants(&db)
+    tenants(&db, full)?
         .ensure_default()
         .await
         .map_err(|e| Failure::Runtime(format!("cannot create the default tenant: {e}")))?;
     Ok(db)
 }
 
-/// The tenant service over `db`, with events logged.
-pub(crate) fn tenants(db: &Database) -> TenantService {
-    TenantService::new(db.tenants.clone(), Arc::new(LogEvents))
+/// The tenant service over `db`, its events in the audit log.
+pub(crate) fn tenants(db: &Database, config: &guard_core::Config) -> Result<TenantService, Failure> {
+    let audit = guard_api::audit_log(config, db).map_err(Failure::Config)?;
+    Ok(TenantService::new(db.tenants.clone(), Arc::new(audit)))
 }
 
 /// The database (migrated) and every service over it, with Redis when configured so
 /// that revocations reach running servers' shared session cache.
 pub(crate) async fn services(config: &guard_core::Config) -> Result<(Database, guard_api::Services), Failure> {
-    let db = prepare(&config.database, Migrations::Apply).await?;
+    let db = prepare(config, Migrations::Apply).await?;
     let redis =
         guard_store::redis::Redis::open(&config.redis).map_err(|e| Failure::Config(format!("REDIS_URL: {e}")))?;
     let services = guard_api::Services::new(config, &db, redis.as_ref()).map_err(Failure::Config)?;

@@ -12,6 +12,7 @@ macro_rules! say {
     }};
 }
 
+mod audit_cmd;
 mod bootstrap;
 mod config_cmd;
 mod database;
@@ -85,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         action: security_cmd::SecurityAction,
     },
+    /// The audit log: query, export, verify, prune.
+    Audit {
+        #[command(subcommand)]
+        action: audit_cmd::AuditAction,
+    },
 }
 
 /// How listing commands print.
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
             Command::Keys { action } => keys_cmd::run(cli.config, action).await,
             Command::Sessions { action } => sessions_cmd::run(cli.config, action).await,
             Command::Security { action } => security_cmd::run(cli.config, action).await,
+            Command::Audit { action } => audit_cmd::run(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.

@@ -45,7 +45,7 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         Failure::Config(format!("REDIS_URL = {url:?}: expected a Redis URL the driver accepts ({e})"))
     })?;
     let migrations = if args.no_migrate { Migrations::Require } else { Migrations::Apply };
-    let db = prepare(&config.database, migrations).await?;
+    let db = prepare(&config, migrations).await?;
 
     let drain_timeout = config.server.shutdown_timeout;
     let state = AppState::new(config, db.clone(), redis, metrics, started).map_err(Failure::Config)?;
@@ -85,6 +85,12 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
 /// guard_blocked_ips are recounted, and expired sign-in state is deleted.
 const SESSION_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How often the audit sealer looks for records other processes wrote.
+const AUDIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often audit retention runs.
+const AUDIT_RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The outbox sender (when SMTP_URL is set) and the session gauge, stopping when
 /// `stop` turns true.
 async fn start_background(
@@ -103,6 +109,23 @@ async fn start_background(
             tracing::warn!(pending, "SMTP_URL is not set: emails wait in the outbox until it is");
         }
     }
+    // Records other replicas write are sealed within AUDIT_POLL; this process's at once.
+    tasks.push(tokio::spawn(state.audit.clone().run_sealer(AUDIT_POLL, stop.clone())));
+    let (tenants, audit, retention) = (state.tenants.clone(), state.audit.clone(), state.config.audit.retention);
+    let mut retention_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match guard_api::apply_audit_retention(&tenants, &audit, retention).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "audit events past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot apply audit retention"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(AUDIT_RETENTION_EVERY) => {}
+                _ = retention_stop.changed() => return,
+            }
+        }
+    }));
     let auth = state.auth.clone();
     let mfa = state.mfa.clone();
     let mut stop = stop;

@@ -49,8 +49,8 @@ fn timestamp(t: &Tenant) -> String {
 pub(crate) async fn run(file: Option<PathBuf>, action: TenantAction) -> Result<(), Failure> {
     let loaded = load_config(file, |l| l)?;
     let _log = logging::init(&loaded.config.log, false)?;
-    let db = prepare(&loaded.config.database, Migrations::Apply).await?;
-    let service = tenants(&db);
+    let db = prepare(&loaded.config, Migrations::Apply).await?;
+    let service = tenants(&db, &loaded.config)?;
     let result = match action {
         TenantAction::Create { name, slug } => service.create(Actor::Operator, &name, slug.as_deref()).await.map(|t| {
             say!("created tenant {} ({}), id {}", t.slug, t.name.as_str(), t.id);

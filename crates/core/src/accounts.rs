@@ -155,7 +155,7 @@ impl AccountService {
                 .tenant(tenant.id.0)
                 .target(user.id.to_string())
                 .details(json!({ "via": "signup" })),
-        );
+        ).await;
         self.send_verification(tenant, &user).await?;
         Ok(SignedUp { user, verification_sent: true })
     }
@@ -225,7 +225,7 @@ impl AccountService {
             Event::success("user.email_verified", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(user.id.to_string()),
-        );
+        ).await;
         Ok(user)
     }
 
@@ -253,7 +253,7 @@ impl AccountService {
             Event::success("auth.password.reset_requested", Actor::System)
                 .tenant(tenant.id.0)
                 .target(user.id.to_string()),
-        );
+        ).await;
         Ok(())
     }
 
@@ -296,7 +296,7 @@ impl AccountService {
             Event::success("auth.password.reset", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(user.id.to_string()),
-        );
+        ).await;
         self.notify_changed(tenant, &user).await?;
         Ok(user)
     }
@@ -320,7 +320,7 @@ impl AccountService {
         if !valid {
             let mut event = Event::success("auth.password.change", Actor::User(user.id.0)).tenant(tenant.id.0);
             event.outcome = Outcome::Failure;
-            self.events.emit(event.target(user.id.to_string()).details(json!({ "reason": "wrong_password" })));
+            self.events.emit(event.target(user.id.to_string()).details(json!({ "reason": "wrong_password" }))).await;
             return Err(AccountError::WrongPassword);
         }
         self.check_password(tenant, &new, &user.email, user.username.as_ref())?;
@@ -337,7 +337,7 @@ impl AccountService {
             Event::success("auth.password.change", Actor::User(user.id.0))
                 .tenant(tenant.id.0)
                 .target(user.id.to_string()),
-        );
+        ).await;
         self.notify_changed(tenant, &updated).await?;
         Ok(updated)
     }

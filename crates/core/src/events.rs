@@ -1,5 +1,5 @@
-//! The one interface every security-relevant event goes through. Until the audit log
-//! stores them, events are written to the log under the `guard::event` target.
+//! Security-relevant events: what happened, to what, by whom. The audit log
+//! ([`crate::audit`]) stores them.
 
 use serde_json::Value;
 
@@ -75,6 +75,12 @@ impl Event {
         self
     }
 
+    /// Sets how the action ended.
+    pub fn outcome(mut self, outcome: Outcome) -> Event {
+        self.outcome = outcome;
+        self
+    }
+
     /// Adds structured details.
     pub fn details(mut self, details: Value) -> Event {
         self.details = details;
@@ -82,27 +88,10 @@ impl Event {
     }
 }
 
-/// Receives events.
+/// Receives events that record no change of their own (a change's event is handed to
+/// the store with the change, see [`crate::audit::AuditLog::record`]).
+#[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
-    /// Records `event`; must not fail the action that caused it.
-    fn emit(&self, event: Event);
-}
-
-/// Writes events to the log (target `guard::event`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogEvents;
-
-impl EventSink for LogEvents {
-    fn emit(&self, event: Event) {
-        tracing::info!(
-            target: "guard::event",
-            event = event.kind,
-            tenant = event.tenant.map(|t| t.to_string()),
-            actor = event.actor.label(),
-            event_target = event.target,
-            result = event.outcome.as_str(),
-            details = %event.details,
-            "event"
-        );
-    }
+    /// Records `event`; never fails the action that caused it.
+    async fn emit(&self, event: Event);
 }

@@ -5,6 +5,7 @@
 //! SQLite and PostgreSQL and the `api` crate serves them.
 
 pub mod accounts;
+pub mod audit;
 pub mod config;
 pub mod email;
 pub mod events;

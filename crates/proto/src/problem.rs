@@ -14,6 +14,8 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body was not valid JSON, or did not match the expected shape.
     InvalidJson,
+    /// A query parameter is malformed or out of range; `parameter` names it.
+    InvalidParameter,
     /// The request body was not sent as `application/json`.
     UnsupportedMediaType,
     /// The request body is larger than the configured limit.
@@ -90,9 +92,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
+        ErrorCode::InvalidParameter,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -135,6 +138,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
@@ -178,6 +182,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest
             | ErrorCode::InvalidJson
+            | ErrorCode::InvalidParameter
             | ErrorCode::TenantRequired
             | ErrorCode::WeakPassword
             | ErrorCode::InvalidToken
@@ -220,6 +225,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "Bad request",
             ErrorCode::InvalidJson => "Invalid JSON body",
+            ErrorCode::InvalidParameter => "Invalid query parameter",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::PayloadTooLarge => "Request body too large",
             ErrorCode::NotFound => "Not found",
@@ -339,6 +345,7 @@ mod tests {
         let expected = [
             ("bad_request", 400),
             ("invalid_json", 400),
+            ("invalid_parameter", 400),
             ("unsupported_media_type", 415),
             ("payload_too_large", 413),
             ("not_found", 404),

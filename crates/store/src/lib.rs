@@ -4,6 +4,7 @@
 //! [`open`] picks the backend from the database URL and returns [`Database`], the
 //! bundle of `Arc<dyn …>` stores the rest of guard is written against.
 
+mod audit;
 mod email;
 mod error;
 mod keys;
@@ -24,6 +25,7 @@ mod users;
 
 use std::sync::Arc;
 
+use guard_core::audit::AuditStore;
 use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::email::EmailStore;
 use guard_core::keys::KeyStore;
@@ -52,6 +54,7 @@ pub struct Database {
     pub mfa: Arc<dyn MfaStore>,
     pub risk: Arc<dyn RiskStore>,
     pub security: Arc<dyn SecurityStore>,
+    pub audit: Arc<dyn AuditStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -76,6 +79,7 @@ where
         + MfaStore
         + RiskStore
         + SecurityStore
+        + AuditStore
         + 'static,
 {
     Database {
@@ -88,6 +92,7 @@ where
         email: store.clone(),
         mfa: store.clone(),
         risk: store.clone(),
-        security: store,
+        security: store.clone(),
+        audit: store,
     }
 }

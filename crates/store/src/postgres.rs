@@ -7,6 +7,7 @@ use guard_core::store::{Backend, StoreError};
 use sqlx::Postgres;
 use sqlx::postgres::PgConnectOptions;
 
+use crate::audit::impl_audit_store;
 use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
@@ -38,6 +39,7 @@ impl_key_store!(PgStore);
 impl_risk_store!(PgStore);
 impl_security_store!(PgStore);
 impl_mfa_store!(PgStore, sqlx::Postgres);
+impl_audit_store!(PgStore, sqlx::Postgres);
 impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");
 
 impl_migration_store!(

@@ -7,6 +7,7 @@ use guard_core::store::{Backend, StoreError};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
+use crate::audit::impl_audit_store;
 use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
@@ -58,6 +59,7 @@ impl_key_store!(SqliteStore);
 impl_risk_store!(SqliteStore);
 impl_security_store!(SqliteStore);
 impl_mfa_store!(SqliteStore, sqlx::Sqlite);
+impl_audit_store!(SqliteStore, sqlx::Sqlite);
 impl_email_store!(SqliteStore, "");
 
 impl_migration_store!(

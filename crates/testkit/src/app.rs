@@ -111,7 +111,8 @@ impl TestAppBuilder {
         let metrics = Metrics::install().expect("metrics");
         let db = guard_store::open(&config.database).await.expect("open database");
         db.migrations.up().await.expect("migrate");
-        guard_core::tenants::TenantService::new(db.tenants.clone(), std::sync::Arc::new(guard_core::events::LogEvents))
+        let audit = guard_api::audit_log(&config, &db).expect("audit log");
+        guard_core::tenants::TenantService::new(db.tenants.clone(), std::sync::Arc::new(audit))
             .ensure_default()
             .await
             .expect("default tenant");
@@ -124,6 +125,7 @@ impl TestAppBuilder {
         };
         let app = with_middleware(routes, state.clone());
         let (stop_outbox, outbox_stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(state.audit.clone().run_sealer(std::time::Duration::from_secs(1), outbox_stop.clone()));
         if let Some(url) = &state.config.smtp.url {
             let mailer = guard_core::email::SmtpMailer::new(url.expose(), &state.config.smtp.from).expect("mailer");
             tokio::spawn(state.accounts.outbox().clone().run(mailer, outbox_stop));

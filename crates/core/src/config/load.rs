@@ -374,6 +374,9 @@ impl Builder<'_> {
             "refuse" => Some(crate::ratelimit::SharedFailure::Refuse),
             _ => None,
         });
+        let audit_retention = self.get("audit.retention", |t| parse::duration(t).filter(|d| d.as_secs() >= 86_400));
+        let checkpoint_interval =
+            self.get("audit.checkpoint_interval", |t| parse::duration(t).filter(|d| d.as_secs() >= 1));
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -483,6 +486,7 @@ impl Builder<'_> {
                 api: api_rule?,
                 on_shared_failure: on_shared_failure?,
             },
+            audit: super::AuditConfig { retention: audit_retention?, checkpoint_interval: checkpoint_interval? },
             brute_force: crate::security::BruteForceConfig {
                 enabled: brute_enabled?,
                 ip_block_threshold: ip_block_threshold?,

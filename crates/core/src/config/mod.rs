@@ -28,6 +28,16 @@ pub struct Config {
     pub log: LogConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub brute_force: crate::security::BruteForceConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How long events are kept unless a tenant says otherwise (at least a day).
+    pub retention: Duration,
+    /// Longest time between checkpoints of a growing chain.
+    pub checkpoint_interval: Duration,
 }
 
 /// Secrets at rest and token signing.

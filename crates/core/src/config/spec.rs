@@ -321,6 +321,20 @@ pub const SETTINGS: &[Setting] = &[
         DURATION,
         "How long a locked account stays locked.",
     ),
+    s(
+        "audit.retention",
+        "AUDIT_RETENTION",
+        Some("90d"),
+        "a duration of at least one day, such as 90d or 365d",
+        "How long audit events are kept; a tenant's audit_retention_days setting overrides it.",
+    ),
+    s(
+        "audit.checkpoint_interval",
+        "AUDIT_CHECKPOINT_INTERVAL",
+        Some("1m"),
+        "a duration of at least 1s, such as 1m",
+        "At most this long between signed checkpoints of a growing audit chain.",
+    ),
     s("rate_limit.enabled", "RATE_LIMIT_ENABLED", Some("true"), "true or false", "Whether rate limits are enforced."),
     s(
         "rate_limit.login",

@@ -72,6 +72,25 @@ impl MasterKey {
         }
     }
 
+    /// 32 bytes for one `purpose` (HKDF-SHA256), so that each use of the master key
+    /// has a key of its own.
+    pub fn derive(&self, purpose: &str) -> Result<[u8; 32], MasterKeyError> {
+        use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+        struct Len32;
+        impl KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let failed = || MasterKeyError::Random("key derivation failed".into());
+        let prk = Salt::new(HKDF_SHA256, b"guard master key derivation").extract(&self.0);
+        let info = [purpose.as_bytes()];
+        let okm = prk.expand(&info, Len32).map_err(|_| failed())?;
+        let mut out = [0u8; 32];
+        okm.fill(&mut out).map_err(|_| failed())?;
+        Ok(out)
+    }
+
     fn cipher(&self) -> Result<LessSafeKey, MasterKeyError> {
         let key = UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| MasterKeyError::Malformed)?;
         Ok(LessSafeKey::new(key))
@@ -139,6 +158,15 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(matches!(key.decrypt(&tampered, "kid-1"), Err(MasterKeyError::WrongKey)));
         assert_ne!(key.encrypt(b"private key", "kid-1").unwrap(), sealed, "nonces differ");
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_master_key() {
+        let key = MasterKey::generate().unwrap();
+        let a = key.derive("audit mac").unwrap();
+        assert_eq!(a, key.derive("audit mac").unwrap());
+        assert_ne!(a, key.derive("audit signing").unwrap());
+        assert_ne!(a, MasterKey::generate().unwrap().derive("audit mac").unwrap());
     }
 
     #[test]

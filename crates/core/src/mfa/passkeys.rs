@@ -253,7 +253,7 @@ impl MfaService {
         self.events.emit(
             self.event("mfa.webauthn.registered", Actor::User(user.id.0), tenant, user.id)
                 .details(json!({ "credential": stored.id, "name": stored.name })),
-        );
+        ).await;
         // A passkey signs in without a password: its owner hears of every new one.
         let time = now().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
         let values = [
@@ -298,7 +298,7 @@ impl MfaService {
         self.events.emit(
             self.event("mfa.webauthn.removed", Actor::User(user.id.0), tenant, user.id)
                 .details(json!({ "credential": id })),
-        );
+        ).await;
         Ok(())
     }
 
@@ -363,7 +363,7 @@ impl MfaService {
                 counted("webauthn", false);
                 let mut event = self.event("mfa.verify.failure", Actor::User(user.id.0), tenant, user.id);
                 event.outcome = Outcome::Failure;
-                self.events.emit(event.details(json!({ "method": "webauthn", "credential": stored.id })));
+                self.events.emit(event.details(json!({ "method": "webauthn", "credential": stored.id }))).await;
                 return Err(MfaError::WebauthnRejected(format!("the passkey's answer did not verify: {why}")));
             }
         };
@@ -467,28 +467,23 @@ impl MfaService {
         let ceremony = self.take_ceremony(tenant, ceremony, CeremonyPurpose::SignIn).await?;
         let state: DiscoverableAuthentication = serde_json::from_str(&ceremony.state)
             .map_err(|e| MfaError::Internal(format!("stored authentication state: {e}")))?;
-        let refuse = |reason: &'static str| {
-            metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
-            let mut event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0);
-            event.outcome = Outcome::Failure;
-            self.events.emit(event.details(json!({ "reason": reason, "method": "passkey" })));
-            MfaError::WebauthnRejected("the passkey is not registered here or cannot sign in".into())
-        };
         let (user_handle, credential_id) = match webauthn.identify_discoverable_authentication(&credential) {
             Ok(found) => found,
-            Err(_) => return Err(refuse("unknown_passkey")),
+            Err(_) => return Err(self.refuse_passkey(tenant, "unknown_passkey").await),
         };
         let stored = self.store.passkey_by_credential_id(tenant.id, credential_id).await?;
         let Some(stored) = stored.filter(|p| p.user.0 == user_handle) else {
-            return Err(refuse("unknown_passkey"));
+            return Err(self.refuse_passkey(tenant, "unknown_passkey").await);
         };
-        let user = self.users.get(tenant.id, stored.user).await?.ok_or_else(|| refuse("unknown_passkey"))?;
+        let Some(user) = self.users.get(tenant.id, stored.user).await? else {
+            return Err(self.refuse_passkey(tenant, "unknown_passkey").await);
+        };
         let verify = |passkey: &Passkey| {
             webauthn.finish_discoverable_authentication_v2(&credential, state, passkey).map_err(|e| e.to_string())
         };
         self.check_assertion(tenant, &user, verify, &stored).await?;
         if !may_use_session(tenant, &user) {
-            return Err(refuse(user.status.as_str()));
+            return Err(self.refuse_passkey(tenant, user.status.as_str()).await);
         }
         // A verified passkey is two factors already: only the deny threshold acts.
         let mut client = client;
@@ -496,4 +491,12 @@ impl MfaService {
         self.auth.assess(tenant, &account, Some(user.id), &mut client).await.map_err(MfaError::Auth)?;
         self.auth.open_session(tenant, user, client, None, &["hwk", "user"]).await.map_err(MfaError::Auth)
     }
+
+    async fn refuse_passkey(&self, tenant: &Tenant, reason: &'static str) -> MfaError {
+        metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
+        let event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0).outcome(Outcome::Failure);
+        self.events.emit(event.details(json!({ "reason": reason, "method": "passkey" }))).await;
+        MfaError::WebauthnRejected("the passkey is not registered here or cannot sign in".into())
+    }
+
 }

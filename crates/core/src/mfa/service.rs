@@ -218,7 +218,7 @@ impl MfaService {
         if !confirmed {
             return Err(MfaError::InvalidCode);
         }
-        self.events.emit(self.event("mfa.totp.enrolled", Actor::User(user.id.0), tenant, user.id));
+        self.events.emit(self.event("mfa.totp.enrolled", Actor::User(user.id.0), tenant, user.id)).await;
         Ok(codes)
     }
 
@@ -244,7 +244,7 @@ impl MfaService {
         if !ok {
             let mut event = self.event("mfa.verify.failure", Actor::User(user.id.0), tenant, user.id);
             event.outcome = Outcome::Failure;
-            self.events.emit(event.details(json!({ "method": method })));
+            self.events.emit(event.details(json!({ "method": method }))).await;
             return Err(MfaError::InvalidCode);
         }
         if method == "recovery_code" {
@@ -258,7 +258,7 @@ impl MfaService {
     }
 
     /// Checks the code emailed for a stepped-up sign-in, in constant time.
-    fn prove_email_code(
+    async fn prove_email_code(
         &self,
         tenant: &Tenant,
         user: &User,
@@ -271,7 +271,7 @@ impl MfaService {
         if !ok {
             let mut event = self.event("mfa.verify.failure", Actor::User(user.id.0), tenant, user.id);
             event.outcome = Outcome::Failure;
-            self.events.emit(event.details(json!({ "method": "email_code" })));
+            self.events.emit(event.details(json!({ "method": "email_code" }))).await;
             return Err(MfaError::InvalidCode);
         }
         Ok("email_code")
@@ -282,7 +282,7 @@ impl MfaService {
         self.events.emit(
             self.event("mfa.recovery_code.used", Actor::User(user.id.0), tenant, user.id)
                 .details(json!({ "remaining": left })),
-        );
+        ).await;
         let time = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
         let values = [
             ("email", user.email.as_str()),
@@ -302,7 +302,7 @@ impl MfaService {
         }
         self.prove(tenant, user, code).await?;
         self.store.remove_totp(tenant.id, user.id).await?;
-        self.events.emit(self.event("mfa.totp.removed", Actor::User(user.id.0), tenant, user.id));
+        self.events.emit(self.event("mfa.totp.removed", Actor::User(user.id.0), tenant, user.id)).await;
         Ok(())
     }
 
@@ -313,7 +313,7 @@ impl MfaService {
         }
         let (codes, hashes) = totp::new_recovery_codes().map_err(MfaError::Internal)?;
         self.store.replace_recovery_codes(tenant.id, user.id, &hashes).await?;
-        self.events.emit(self.event("mfa.recovery_codes.regenerated", Actor::User(user.id.0), tenant, user.id));
+        self.events.emit(self.event("mfa.recovery_codes.regenerated", Actor::User(user.id.0), tenant, user.id)).await;
         Ok(codes)
     }
 
@@ -379,7 +379,7 @@ impl MfaService {
         let (challenge, user, token) = self.challenge(tenant, presented).await?;
         let proved = match challenge.purpose {
             ChallengePurpose::Verify => match &challenge.email_code_hash {
-                Some(expected) => self.prove_email_code(tenant, &user, expected, code).map(|m| (m, None)),
+                Some(expected) => self.prove_email_code(tenant, &user, expected, code).await.map(|m| (m, None)),
                 None => self.prove(tenant, &user, code).await.map(|m| (m, None)),
             },
             ChallengePurpose::Enroll => self.confirm_totp(tenant, &user, code).await.map(|c| ("totp", Some(c))),
@@ -418,7 +418,7 @@ impl MfaService {
             return Err(MfaError::Store(StoreError::NotFound));
         }
         let removed = self.store.remove_factors(tenant.id, user).await?;
-        self.events.emit(self.event("mfa.reset", actor, tenant, user).details(json!({ "removed": removed })));
+        self.events.emit(self.event("mfa.reset", actor, tenant, user).details(json!({ "removed": removed }))).await;
         Ok(removed)
     }
 }

@@ -164,7 +164,7 @@ impl BruteForce {
         if state.failures == threshold {
             let mut event = Event::success("security.account.locked", Actor::System).tenant(tenant.0);
             event.outcome = Outcome::Denied;
-            self.events.emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until })));
+            self.events.emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until }))).await;
         }
         let Some(ip) = ip else { return Ok(()) };
         let failures = self.store.ip_failures_since(ip, now - 60).await?;
@@ -182,7 +182,7 @@ impl BruteForce {
             event.outcome = Outcome::Denied;
             self.events.emit(
                 event.details(json!({ "failures_last_minute": failures, "duration_seconds": self.config.ip_block_duration.as_secs() })),
-            );
+            ).await;
         }
         Ok(())
     }
@@ -212,7 +212,7 @@ impl BruteForce {
     pub async fn unblock(&self, actor: Actor, ip: &str) -> Result<bool, StoreError> {
         let lifted = self.store.unblock_ip(ip).await?;
         if lifted {
-            self.events.emit(Event::success("security.ip.unblocked", actor).target(ip.to_owned()));
+            self.events.emit(Event::success("security.ip.unblocked", actor).target(ip.to_owned())).await;
         }
         Ok(lifted)
     }
@@ -224,7 +224,7 @@ impl BruteForce {
             Event::success("security.account.unlocked", actor)
                 .tenant(tenant.0)
                 .details(json!({ "had_failures": cleared })),
-        );
+        ).await;
         Ok(cleared)
     }
 }

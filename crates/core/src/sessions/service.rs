@@ -188,12 +188,12 @@ impl AuthService {
         &self.tokens
     }
 
-    fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>, client: &ClientInfo) -> AuthError {
+    async fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>, client: &ClientInfo) -> AuthError {
         metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
         let mut event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0);
         event.outcome = Outcome::Failure;
         event.target = target;
-        self.events.emit(event.details(json!({ "reason": reason, "risk": client.risk })));
+        self.events.emit(event.details(json!({ "reason": reason, "risk": client.risk }))).await;
         AuthError::InvalidCredentials
     }
 
@@ -223,7 +223,7 @@ impl AuthService {
             event.outcome = Outcome::Denied;
             event.target = user.map(|u| u.to_string());
             let details = json!({ "risk": client.risk, "signals": format!("{signals:?}"), "ip": client.ip });
-            self.events.emit(event.details(details));
+            self.events.emit(event.details(details)).await;
             return Err(AuthError::Denied);
         }
         Ok(decision)
@@ -270,16 +270,16 @@ impl AuthService {
         let Some((user, Some(stored))) = found else {
             self.hasher.verify_decoy(password).await.map_err(internal)?;
             failed_attempt().await.map_err(store)?;
-            return Err(self.failed(tenant, "unknown_user", None, &client));
+            return Err(self.failed(tenant, "unknown_user", None, &client).await);
         };
         let verification = self.hasher.verify(password.clone(), stored).await.map_err(internal)?;
         if !verification.valid {
             failed_attempt().await.map_err(store)?;
-            return Err(self.failed(tenant, "wrong_password", Some(user.id.to_string()), &client));
+            return Err(self.failed(tenant, "wrong_password", Some(user.id.to_string()), &client).await);
         }
         if !may_use_session(tenant, &user) {
             failed_attempt().await.map_err(store)?;
-            return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string()), &client));
+            return Err(self.failed(tenant, user.status.as_str(), Some(user.id.to_string()), &client).await);
         }
         self.risk.record_attempt(tenant.id, &account, ip.as_deref(), true).await.map_err(store)?;
         let rehash =
@@ -332,7 +332,7 @@ impl AuthService {
             Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
                 json!({ "purpose": purpose.as_str(), "methods": methods, "risk": client.risk, "step_up": step_up }),
             ),
-        );
+        ).await;
         Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }))
     }
 
@@ -399,7 +399,7 @@ impl AuthService {
                 .tenant(tenant.id.0)
                 .target(session.id.to_string())
                 .details(json!({ "amr": methods, "rehashed": rehashed, "risk": client.risk, "ip": client.ip })),
-        );
+        ).await;
         let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
         Ok(LoginSuccess { session, token, tokens, user, mfa_enrollment_due_at: None })
     }
@@ -506,7 +506,7 @@ impl AuthService {
                 }
                 let mut event = Event::success("auth.refresh.reuse_detected", Actor::System).tenant(tenant.id.0);
                 event.outcome = Outcome::Denied;
-                self.events.emit(event.target(id.to_string()).details(json!({ "action": "session_revoked" })));
+                self.events.emit(event.target(id.to_string()).details(json!({ "action": "session_revoked" }))).await;
                 return Err(invalid("refresh_token_reused"));
             }
         };
@@ -535,7 +535,7 @@ impl AuthService {
             Event::success("auth.session.revoked", Actor::User(who.user.id.0))
                 .tenant(who.session.tenant.0)
                 .target(id.to_string()),
-        );
+        ).await;
         Ok(true)
     }
 
@@ -552,7 +552,7 @@ impl AuthService {
                 Event::success("auth.logout", Actor::User(who.user.id.0))
                     .tenant(who.session.tenant.0)
                     .target(who.session.id.to_string()),
-            );
+            ).await;
         }
         Ok(())
     }
@@ -571,7 +571,7 @@ impl AuthService {
         if let Some(user) = scope.user {
             event = event.target(user.to_string());
         }
-        self.events.emit(event.details(json!({ "sessions": revoked.len() })));
+        self.events.emit(event.details(json!({ "sessions": revoked.len() }))).await;
         Ok(revoked)
     }
 

@@ -160,6 +160,8 @@ pub struct TenantSettings {
     /// `password_reset`), written `LIMIT/WINDOW[,burst=N]`; unnamed actions keep the
     /// installation's.
     pub rate_limits: std::collections::BTreeMap<String, String>,
+    /// Days audit events are kept (1 to 3650). Unset: the installation's AUDIT_RETENTION.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for TenantSettings {
@@ -181,6 +183,7 @@ impl Default for TenantSettings {
             risk_mfa_threshold: None,
             risk_deny_threshold: None,
             rate_limits: std::collections::BTreeMap::new(),
+            audit_retention_days: None,
         }
     }
 }
@@ -241,6 +244,9 @@ impl TenantSettings {
             if threshold.is_some_and(|t| !(1..=100).contains(&t)) {
                 problems.push(format!("{name} must be from 1 to 100, or null"));
             }
+        }
+        if self.audit_retention_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+            problems.push("audit_retention_days must be from 1 to 3650, or null".to_owned());
         }
         problems
     }

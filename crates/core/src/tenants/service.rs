@@ -55,7 +55,7 @@ impl TenantService {
                     .tenant(id.0)
                     .target(TenantSlug::DEFAULT)
                     .details(json!({ "bootstrap": true })),
-            );
+            ).await;
         }
         Ok(())
     }
@@ -79,7 +79,7 @@ impl TenantService {
                 .tenant(tenant.id.0)
                 .target(tenant.slug.as_str())
                 .details(json!({ "name": tenant.name.as_str() })),
-        );
+        ).await;
         Ok(tenant)
     }
 
@@ -129,7 +129,7 @@ impl TenantService {
                 .tenant(tenant.id.0)
                 .target(tenant.slug.as_str())
                 .details(serde_json::json!({ "changed": changes.keys().collect::<Vec<_>>() })),
-        );
+        ).await;
         Ok(tenant)
     }
 
@@ -143,7 +143,7 @@ impl TenantService {
             return Ok(tenant);
         }
         let tenant = self.store.set_status(tenant.id, TenantStatus::Disabled).await.map_err(TenantError::Store)?;
-        self.events.emit(Event::success("tenant.disabled", actor).tenant(tenant.id.0).target(tenant.slug.as_str()));
+        self.events.emit(Event::success("tenant.disabled", actor).tenant(tenant.id.0).target(tenant.slug.as_str())).await;
         Ok(tenant)
     }
 }

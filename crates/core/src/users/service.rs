@@ -147,7 +147,7 @@ impl UserService {
                 .tenant(tenant.id.0)
                 .target(user.id.to_string())
                 .details(json!({ "generated_password": generated })),
-        );
+        ).await;
         Ok(CreatedUser { user, generated_password: generated.then_some(password) })
     }
 
@@ -226,7 +226,7 @@ impl UserService {
                 "roles": change.roles,
                 "password_change_required": change.password_change_required,
             }),
-        ));
+        )).await;
         Ok(updated)
     }
 
@@ -241,7 +241,7 @@ impl UserService {
             Event::success("user.password_change_required", actor)
                 .tenant(tenant.id.0)
                 .details(json!({ "users": count, "all": true })),
-        );
+        ).await;
         Ok(count)
     }
 
@@ -258,7 +258,7 @@ impl UserService {
         if !self.users.delete(user.tenant, user.id).await.map_err(UserError::Store)? {
             return Err(UserError::NotFound(reference.to_owned()));
         }
-        self.events.emit(Event::success("user.deleted", actor).tenant(user.tenant.0).target(user.id.to_string()));
+        self.events.emit(Event::success("user.deleted", actor).tenant(user.tenant.0).target(user.id.to_string())).await;
         Ok(user)
     }
 }

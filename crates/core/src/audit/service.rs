@@ -1,0 +1,382 @@
+//! The audit log service: writing events, sealing them into chains, checkpoints,
+//! verification, queries and retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::chain::{AuditKeys, content_bytes, link};
+use super::model::{AuditFilter, AuditPage, AuditRecord, ChainState, Cursor, hex};
+use super::store::AuditStore;
+use crate::events::{Event, EventSink};
+use crate::store::StoreError;
+
+/// Records sealed per transaction.
+const SEAL_BATCH: u32 = 2000;
+/// Records read per page while verifying.
+const VERIFY_PAGE: u32 = 10_000;
+/// Most records a query page may hold.
+pub const MAX_PAGE: u32 = 1000;
+
+/// guard's audit log.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Arc<dyn AuditStore>,
+    keys: Arc<AuditKeys>,
+    wake: Arc<Notify>,
+    checkpoint_every: Duration,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+/// Where a chain stopped verifying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    /// The position at fault, when there is one.
+    pub seq: Option<i64>,
+    /// The record at fault, when it is still there.
+    pub id: Option<Uuid>,
+    pub reason: String,
+}
+
+/// One chain's verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// The tenant, or `null` for platform events.
+    pub tenant: Option<Uuid>,
+    /// Records checked.
+    pub records: u64,
+    pub checkpoints: u64,
+    /// The first record still kept (retention pruned those before).
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// Records written but not yet sealed (checked for their MAC only).
+    pub unsealed: u64,
+    pub broken: Option<Broken>,
+}
+
+/// Verification of one or every chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub intact: bool,
+    pub records: u64,
+    pub chains: Vec<ChainReport>,
+    /// The checkpoint signing key's id.
+    pub key_id: String,
+}
+
+impl AuditLog {
+    /// The audit log over `store`, signing a checkpoint of each chain that has grown at
+    /// most every `checkpoint_every`.
+    pub fn new(store: Arc<dyn AuditStore>, keys: AuditKeys, checkpoint_every: Duration) -> AuditLog {
+        AuditLog { store, keys: Arc::new(keys), wake: Arc::new(Notify::new()), checkpoint_every }
+    }
+
+    /// The keys records and checkpoints are made with.
+    pub fn keys(&self) -> &AuditKeys {
+        &self.keys
+    }
+
+    /// The stored form of `event` (with the current request's context and its MAC), to
+    /// hand to the store method that makes the change it records, so both commit in
+    /// one transaction. Call [`AuditLog::committed`] once they have.
+    pub fn record(&self, event: &Event) -> AuditRecord {
+        let mut record = AuditRecord::from_event(event);
+        record.mac = self.keys.mac(&content_bytes(&record));
+        record
+    }
+
+    /// Counts a record that has committed and wakes the sealer.
+    pub fn committed(&self, record: &AuditRecord) {
+        metrics::counter!("guard_audit_events_total", "type" => record.kind.clone(), "result" => record.result.clone())
+            .increment(1);
+        tracing::info!(
+            target: "guard::event",
+            event = %record.kind,
+            tenant = %record.tenant,
+            actor = %record.actor,
+            event_target = record.target,
+            result = %record.result,
+            details = %record.details,
+            "event"
+        );
+        self.wake.notify_one();
+    }
+
+    /// Seals every chain's unsealed records; returns how many. Signs a checkpoint of
+    /// each grown chain when the last is older than the interval, or always with `force`.
+    pub async fn seal(&self, force_checkpoint: bool) -> Result<u64, StoreError> {
+        let mut sealed = 0;
+        for tenant in self.store.unsealed_chains().await? {
+            let mut head = None;
+            while let Some((new_head, count)) = self.store.seal(tenant, SEAL_BATCH).await? {
+                sealed += count;
+                head = Some(new_head);
+            }
+            if let Some(head) = head {
+                self.checkpoint_if_due(&head, force_checkpoint).await?;
+            }
+        }
+        if force_checkpoint {
+            for head in self.store.chains(None).await? {
+                self.checkpoint_if_due(&head, true).await?;
+            }
+        }
+        Ok(sealed)
+    }
+
+    async fn checkpoint_if_due(&self, head: &ChainState, force: bool) -> Result<(), StoreError> {
+        if head.last_seq <= head.anchor_seq {
+            return Ok(());
+        }
+        let now = now_us();
+        let due = match self.store.last_checkpoint(head.tenant).await? {
+            None => true,
+            Some(last) if last.seq >= head.last_seq => false,
+            Some(last) => force || now - last.at_us >= self.checkpoint_every.as_micros() as i64,
+        };
+        if due {
+            let checkpoint = self.keys.sign(head.tenant, head.last_seq, &head.last_hash, now);
+            self.store.add_checkpoint(&checkpoint).await?;
+            // The log is a second witness: a copy outside the database.
+            tracing::info!(
+                target: "guard::audit",
+                tenant = %head.tenant,
+                seq = head.last_seq,
+                hash = %hex(&head.last_hash),
+                key_id = %checkpoint.key_id,
+                "audit checkpoint signed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Seals what the process writes (woken by each write) and what other processes
+    /// write (polled), until `stop` turns true.
+    pub async fn run_sealer(self, poll: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.seal(false).await {
+                tracing::warn!(error = %e, "cannot seal audit records");
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {
+                    // Let a burst of writes gather into one sealing pass.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {
+                    let _ = self.seal(false).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Checks every record of one tenant's chain (`Some(PLATFORM)` for platform
+    /// events) or of every chain: MACs, hash links, positions, checkpoints and the
+    /// chain head. Seals pending records first so that they are covered.
+    pub async fn verify(&self, tenant: Option<Uuid>) -> Result<VerifyReport, StoreError> {
+        self.seal(false).await?;
+        let mut chains = Vec::new();
+        for chain in self.store.chains(tenant).await? {
+            chains.push(self.verify_chain(&chain).await?);
+        }
+        let intact = chains.iter().all(|c| c.broken.is_none());
+        let records = chains.iter().map(|c| c.records).sum();
+        if !intact {
+            metrics::counter!("guard_audit_verify_failures_total").increment(1);
+        }
+        Ok(VerifyReport { intact, records, chains, key_id: self.keys.key_id().to_owned() })
+    }
+
+    async fn verify_chain(&self, chain: &ChainState) -> Result<ChainReport, StoreError> {
+        let tenant = chain.tenant;
+        let mut report = ChainReport {
+            tenant: (tenant != super::PLATFORM).then_some(tenant),
+            records: 0,
+            checkpoints: 0,
+            first_seq: chain.anchor_seq + 1,
+            last_seq: chain.last_seq,
+            unsealed: 0,
+            broken: None,
+        };
+        let checkpoints = self.store.checkpoints(tenant).await?;
+        report.checkpoints = checkpoints.len() as u64;
+        if let Some(bad) = checkpoints.iter().find(|c| !self.keys.signed(c)) {
+            report.broken = Some(Broken {
+                seq: Some(bad.seq),
+                id: None,
+                reason: format!("the checkpoint at seq {} does not carry guard's signature (key {})", bad.seq, self.keys.key_id()),
+            });
+            return Ok(report);
+        }
+        if chain.anchor_seq > 0
+            && !checkpoints.iter().any(|c| c.seq == chain.anchor_seq && c.hash == chain.anchor_hash)
+        {
+            report.broken = Some(Broken {
+                seq: Some(chain.anchor_seq),
+                id: None,
+                reason: format!(
+                    "records up to seq {} are gone but no signed checkpoint vouches for where retention stopped",
+                    chain.anchor_seq
+                ),
+            });
+            return Ok(report);
+        }
+        let mut checkpoints = checkpoints.into_iter().filter(|c| c.seq > chain.anchor_seq).peekable();
+        let mut previous = chain.anchor_hash.clone();
+        let mut expected = chain.anchor_seq + 1;
+        let store = self.store.clone();
+        let after = chain.anchor_seq;
+        let mut next = tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await });
+        loop {
+            let page = next.await.map_err(|e| StoreError::Internal(format!("verification reader: {e}")))??;
+            let full = page.len() == VERIFY_PAGE as usize;
+            if full && let Some(last) = page.last() {
+                let store = self.store.clone();
+                let after = last.seq.unwrap_or(i64::MAX);
+                next = tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await });
+            } else {
+                next = tokio::spawn(async { Ok(Vec::new()) });
+            }
+            for record in &page {
+                let seq = record.seq.unwrap_or(-1);
+                let fail = |reason: String| Broken { seq: Some(seq), id: Some(record.id), reason };
+                if seq != expected {
+                    let reason = if seq > expected {
+                        format!("records at seq {expected}..{} are missing (deleted); the chain resumes here", seq - 1)
+                    } else {
+                        format!("a record at seq {seq} appears out of order")
+                    };
+                    report.broken = Some(fail(reason));
+                    return Ok(report);
+                }
+                let content = content_bytes(record);
+                if !self.keys.mac_matches(&content, &record.mac) {
+                    report.broken = Some(fail("the record's content does not match its MAC: it was altered, or inserted by something other than guard".into()));
+                    return Ok(report);
+                }
+                let hash = link(&previous, seq, &content);
+                if record.hash.as_deref() != Some(hash.as_slice()) {
+                    report.broken = Some(fail("the record's hash does not follow from its predecessor's: the chain was altered here".into()));
+                    return Ok(report);
+                }
+                while let Some(checkpoint) = checkpoints.next_if(|c| c.seq <= seq) {
+                    if checkpoint.seq < seq || checkpoint.hash != hash {
+                        report.broken = Some(Broken {
+                            seq: Some(checkpoint.seq),
+                            id: Some(record.id),
+                            reason: format!("the signed checkpoint at seq {} disagrees with the records", checkpoint.seq),
+                        });
+                        return Ok(report);
+                    }
+                }
+                previous = hash;
+                expected += 1;
+                report.records += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        let last = expected - 1;
+        if last != chain.last_seq || (last > chain.anchor_seq && previous != chain.last_hash) {
+            report.broken = Some(Broken {
+                seq: Some(last + 1),
+                id: None,
+                reason: format!(
+                    "the records end at seq {last} but the chain head is at seq {}: records were removed from the end",
+                    chain.last_seq
+                ),
+            });
+            return Ok(report);
+        }
+        if let Some(checkpoint) = checkpoints.next() {
+            report.broken = Some(Broken {
+                seq: Some(checkpoint.seq),
+                id: None,
+                reason: format!("a signed checkpoint names seq {} but the records end at seq {last}: records were removed from the end", checkpoint.seq),
+            });
+            return Ok(report);
+        }
+        for record in self.store.unsealed(tenant, 10_000).await? {
+            report.unsealed += 1;
+            if !self.keys.mac_matches(&content_bytes(&record), &record.mac) {
+                report.broken = Some(Broken {
+                    seq: None,
+                    id: Some(record.id),
+                    reason: "an unsealed record does not match its MAC: it was altered, or inserted by something other than guard".into(),
+                });
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// One page of the records `filter` selects.
+    pub async fn query(&self, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
+        let mut records = self.store.query(filter).await?;
+        let next = if records.len() > filter.limit as usize {
+            records.truncate(filter.limit as usize);
+            records.last().map(|r| Cursor { at_us: r.at_us, id: r.id })
+        } else {
+            None
+        };
+        Ok(AuditPage { records, next })
+    }
+
+    /// Retention: for each chain, drops the records covered by the latest checkpoint
+    /// older than the chain's retention (`retention(tenant)`); returns how many went.
+    /// The checkpoint becomes the chain's anchor, so what remains still verifies.
+    pub async fn prune(&self, retention: impl Fn(Uuid) -> Duration) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        for chain in self.store.chains(None).await? {
+            let cutoff = now_us() - retention(chain.tenant).as_micros() as i64;
+            let anchor = self
+                .store
+                .checkpoints(chain.tenant)
+                .await?
+                .into_iter()
+                .filter(|c| c.at_us < cutoff && c.seq > chain.anchor_seq && self.keys.signed(c))
+                .max_by_key(|c| c.seq);
+            if let Some(anchor) = anchor {
+                pruned += self.store.prune(&anchor).await?;
+            }
+        }
+        if pruned > 0 {
+            metrics::counter!("guard_audit_pruned_total").increment(pruned);
+        }
+        Ok(pruned)
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+#[async_trait]
+impl EventSink for AuditLog {
+    async fn emit(&self, event: Event) {
+        let record = self.record(&event);
+        match self.store.append(std::slice::from_ref(&record)).await {
+            Ok(()) => self.committed(&record),
+            Err(e) => {
+                metrics::counter!("guard_audit_write_failures_total").increment(1);
+                tracing::error!(error = %e, event = event.kind, "cannot store an audit event");
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What the audit log needs from a database.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::model::{AuditFilter, AuditRecord, ChainState, Checkpoint};
+use crate::store::StoreError;
+
+/// Storage of audit records, chains and checkpoints.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends records (with their MACs) in one transaction of their own, for events
+    /// that record no change of their own.
+    async fn append(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+
+    /// The chains that have unsealed records.
+    async fn unsealed_chains(&self) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Links up to `limit` unsealed records of `tenant` into its chain, in one
+    /// transaction holding the chain head; returns the new head and how many records
+    /// were sealed, or `None` when there was nothing to seal.
+    async fn seal(&self, tenant: Uuid, limit: u32) -> Result<Option<(ChainState, u64)>, StoreError>;
+
+    /// Every chain's head and anchor, or one tenant's.
+    async fn chains(&self, tenant: Option<Uuid>) -> Result<Vec<ChainState>, StoreError>;
+
+    /// Up to `limit` sealed records of `tenant` with seq above `after_seq`, in order.
+    async fn sealed_after(&self, tenant: Uuid, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The tenant's unsealed records (which verification cannot yet cover).
+    async fn unsealed(&self, tenant: Uuid, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The tenant's checkpoints, by seq.
+    async fn checkpoints(&self, tenant: Uuid) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The tenant's latest checkpoint.
+    async fn last_checkpoint(&self, tenant: Uuid) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Stores a checkpoint; an existing one at the same seq is kept.
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// The records `filter` selects, one page (`limit` + 1 fetched to know whether
+    /// there are more).
+    async fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Retention: moves the chain's anchor to `anchor` (a checkpoint), then deletes the
+    /// records and older checkpoints it covers; returns how many records went.
+    async fn prune(&self, anchor: &Checkpoint) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,377 @@
+//! `AuditStore` for both backends, one SQL text for SQLite and PostgreSQL, and the
+//! insert other stores use to write a change's event in the change's transaction.
+
+use guard_core::audit::{AuditFilter, AuditRecord, Order};
+use uuid::Uuid;
+
+pub(crate) const COLUMNS: &str = "id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, \
+     request_id, details, mac, hash";
+
+pub(crate) const INSERT: &str = "INSERT INTO audit_events (id, tenant_id, at_us, event_type, actor, target, result, \
+     ip, user_agent, request_id, details, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// A row with [`COLUMNS`].
+pub(crate) type Row = (
+    Uuid,
+    Uuid,
+    Option<i64>,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Vec<u8>,
+    Option<Vec<u8>>,
+);
+
+pub(crate) fn from_row(row: Row) -> AuditRecord {
+    let (id, tenant, seq, at_us, kind, actor, target, result, ip, user_agent, request_id, details, mac, hash) = row;
+    AuditRecord { id, tenant, seq, at_us, kind, actor, target, result, ip, user_agent, request_id, details, mac, hash }
+}
+
+/// A query parameter, bound in order.
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+    Id(Uuid),
+}
+
+/// The query `filter` makes, with its parameters in order.
+pub(crate) fn query_sql(filter: &AuditFilter) -> (String, Vec<Param>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE 1 = 1");
+    let mut params = Vec::new();
+    let mut add = |sql: &mut String, clause: &str, param: Param| {
+        params.push(param);
+        sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(tenant) = filter.tenant {
+        add(&mut sql, " AND tenant_id = ?", Param::Id(tenant));
+    }
+    if let Some(since) = filter.since_us {
+        add(&mut sql, " AND at_us >= ?", Param::Int(since));
+    }
+    if let Some(until) = filter.until_us {
+        add(&mut sql, " AND at_us < ?", Param::Int(until));
+    }
+    if let Some(pattern) = &filter.kind_like {
+        add(&mut sql, " AND event_type LIKE ? ESCAPE '\\'", Param::Text(pattern.clone()));
+    }
+    if let Some(result) = filter.result {
+        add(&mut sql, " AND result = ?", Param::Text(result.0.as_str().to_owned()));
+    }
+    if let Some(actor) = &filter.actor {
+        add(&mut sql, " AND actor = ?", Param::Text(actor.clone()));
+    }
+    if let Some(target) = &filter.target {
+        add(&mut sql, " AND target = ?", Param::Text(target.clone()));
+    }
+    let (compare, direction) = match filter.order {
+        Order::NewestFirst => ("<", "DESC"),
+        Order::OldestFirst => (">", "ASC"),
+    };
+    if let Some(after) = filter.after {
+        params.push(Param::Int(after.at_us));
+        params.push(Param::Int(after.at_us));
+        params.push(Param::Id(after.id));
+        let n = params.len();
+        sql.push_str(&format!(" AND (at_us {compare} ${} OR (at_us = ${} AND id {compare} ${n}))", n - 2, n - 1));
+    }
+    params.push(Param::Int(i64::from(filter.limit) + 1));
+    sql.push_str(&format!(" ORDER BY at_us {direction}, id {direction} LIMIT ${}", params.len()));
+    (sql, params)
+}
+
+/// Inserts one audit record with the executor given (a change's transaction).
+macro_rules! insert_audit_record {
+    ($executor:expr, $record:expr) => {{
+        let record: &guard_core::audit::AuditRecord = $record;
+        sqlx::query(crate::audit::INSERT)
+            .bind(record.id)
+            .bind(record.tenant)
+            .bind(record.at_us)
+            .bind(&record.kind)
+            .bind(&record.actor)
+            .bind(&record.target)
+            .bind(&record.result)
+            .bind(&record.ip)
+            .bind(&record.user_agent)
+            .bind(&record.request_id)
+            .bind(&record.details)
+            .bind(&record.mac)
+            .execute($executor)
+            .await
+            .map(|_| ())
+            .map_err(crate::error::from_sqlx)
+    }};
+}
+pub(crate) use insert_audit_record;
+
+/// Implements `AuditStore` for a `SqlStore` of one backend.
+macro_rules! impl_audit_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl guard_core::audit::AuditStore for $store {
+            async fn append(
+                &self,
+                records: &[guard_core::audit::AuditRecord],
+            ) -> Result<(), guard_core::store::StoreError> {
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
+                for record in records {
+                    crate::audit::insert_audit_record!(&mut *tx, record)?;
+                }
+                tx.commit().await.map_err(crate::error::from_sqlx)
+            }
+
+            async fn unsealed_chains(&self) -> Result<Vec<uuid::Uuid>, guard_core::store::StoreError> {
+                let rows: Vec<(uuid::Uuid,)> =
+                    sqlx::query_as("SELECT DISTINCT tenant_id FROM audit_events WHERE seq IS NULL")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn seal(
+                &self,
+                tenant: uuid::Uuid,
+                limit: u32,
+            ) -> Result<Option<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> {
+                let fail = crate::error::from_sqlx;
+                let mut tx = self.writer.begin().await.map_err(fail)?;
+                // A write first: on SQLite it takes the write lock before anything is
+                // read; on PostgreSQL the UPDATE holds the head row until commit, so
+                // sealers on several replicas take turns.
+                sqlx::query(
+                    "INSERT INTO audit_chains (tenant_id, last_seq, last_hash, anchor_seq, anchor_hash) \
+                     VALUES ($1, 0, $2, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(vec![0u8; 32])
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+                let (mut seq, mut hash, anchor_seq, anchor_hash): (i64, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
+                    "UPDATE audit_chains SET last_seq = last_seq WHERE tenant_id = $1 \
+                     RETURNING last_seq, last_hash, anchor_seq, anchor_hash",
+                )
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail)?;
+                let rows: Vec<crate::audit::Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_events WHERE tenant_id = $1 AND seq IS NULL ORDER BY id LIMIT $2",
+                    crate::audit::COLUMNS
+                )))
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail)?;
+                if rows.is_empty() {
+                    tx.rollback().await.map_err(fail)?;
+                    return Ok(None);
+                }
+                let count = rows.len() as u64;
+                for row in rows {
+                    let record = crate::audit::from_row(row);
+                    seq += 1;
+                    hash = guard_core::audit::link(&hash, seq, &guard_core::audit::content_bytes(&record));
+                    sqlx::query("UPDATE audit_events SET seq = $1, hash = $2 WHERE id = $3")
+                        .bind(seq)
+                        .bind(&hash)
+                        .bind(record.id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+                sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .bind(seq)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                let head = guard_core::audit::ChainState { tenant, last_seq: seq, last_hash: hash, anchor_seq, anchor_hash };
+                Ok(Some((head, count)))
+            }
+
+            async fn chains(
+                &self,
+                tenant: Option<uuid::Uuid>,
+            ) -> Result<Vec<guard_core::audit::ChainState>, guard_core::store::StoreError> {
+                let rows: Vec<(uuid::Uuid, i64, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT tenant_id, last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chains \
+                     WHERE $1 IS NULL OR tenant_id = $1 ORDER BY tenant_id",
+                )
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(tenant, last_seq, last_hash, anchor_seq, anchor_hash)| guard_core::audit::ChainState {
+                        tenant,
+                        last_seq,
+                        last_hash,
+                        anchor_seq,
+                        anchor_hash,
+                    })
+                    .collect())
+            }
+
+            async fn sealed_after(
+                &self,
+                tenant: uuid::Uuid,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<guard_core::audit::AuditRecord>, guard_core::store::StoreError> {
+                let rows: Vec<crate::audit::Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    crate::audit::COLUMNS
+                )))
+                .bind(tenant)
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(crate::audit::from_row).collect())
+            }
+
+            async fn unsealed(
+                &self,
+                tenant: uuid::Uuid,
+                limit: u32,
+            ) -> Result<Vec<guard_core::audit::AuditRecord>, guard_core::store::StoreError> {
+                let rows: Vec<crate::audit::Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_events WHERE tenant_id = $1 AND seq IS NULL ORDER BY id LIMIT $2",
+                    crate::audit::COLUMNS
+                )))
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(crate::audit::from_row).collect())
+            }
+
+            async fn checkpoints(
+                &self,
+                tenant: uuid::Uuid,
+            ) -> Result<Vec<guard_core::audit::Checkpoint>, guard_core::store::StoreError> {
+                let rows: Vec<(uuid::Uuid, i64, Vec<u8>, i64, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT tenant_id, seq, hash, at_us, key_id, signature FROM audit_checkpoints \
+                     WHERE tenant_id = $1 ORDER BY seq",
+                )
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(crate::audit::checkpoint_from_row).collect())
+            }
+
+            async fn last_checkpoint(
+                &self,
+                tenant: uuid::Uuid,
+            ) -> Result<Option<guard_core::audit::Checkpoint>, guard_core::store::StoreError> {
+                let row: Option<(uuid::Uuid, i64, Vec<u8>, i64, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT tenant_id, seq, hash, at_us, key_id, signature FROM audit_checkpoints \
+                     WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(row.map(crate::audit::checkpoint_from_row))
+            }
+
+            async fn add_checkpoint(
+                &self,
+                checkpoint: &guard_core::audit::Checkpoint,
+            ) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (tenant_id, seq, hash, at_us, key_id, signature) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING",
+                )
+                .bind(checkpoint.tenant)
+                .bind(checkpoint.seq)
+                .bind(&checkpoint.hash)
+                .bind(checkpoint.at_us)
+                .bind(&checkpoint.key_id)
+                .bind(&checkpoint.signature)
+                .execute(&self.writer)
+                .await
+                .map(|_| ())
+                .map_err(crate::error::from_sqlx)
+            }
+
+            async fn query(
+                &self,
+                filter: &guard_core::audit::AuditFilter,
+            ) -> Result<Vec<guard_core::audit::AuditRecord>, guard_core::store::StoreError> {
+                let (sql, params) = crate::audit::query_sql(filter);
+                let mut query = sqlx::query_as::<$db, crate::audit::Row>(sqlx::AssertSqlSafe(sql));
+                for param in params {
+                    query = match param {
+                        crate::audit::Param::Int(v) => query.bind(v),
+                        crate::audit::Param::Text(v) => query.bind(v),
+                        crate::audit::Param::Id(v) => query.bind(v),
+                    };
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                Ok(rows.into_iter().map(crate::audit::from_row).collect())
+            }
+
+            async fn prune(&self, anchor: &guard_core::audit::Checkpoint) -> Result<u64, guard_core::store::StoreError> {
+                let fail = crate::error::from_sqlx;
+                // The anchor moves first: verification starts after it, so records it
+                // covers that a crash leaves behind are ignored, never reported missing.
+                sqlx::query(
+                    "UPDATE audit_chains SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1 AND anchor_seq < $2",
+                )
+                .bind(anchor.tenant)
+                .bind(anchor.seq)
+                .bind(&anchor.hash)
+                .execute(&self.writer)
+                .await
+                .map_err(fail)?;
+                let mut pruned = 0;
+                loop {
+                    // In batches, so that other writers get the (SQLite) write lock between them.
+                    let deleted = sqlx::query(
+                        "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+                         WHERE tenant_id = $1 AND seq <= $2 LIMIT 5000)",
+                    )
+                    .bind(anchor.tenant)
+                    .bind(anchor.seq)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(fail)?
+                    .rows_affected();
+                    pruned += deleted;
+                    if deleted == 0 {
+                        break;
+                    }
+                }
+                sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = $1 AND seq < $2")
+                    .bind(anchor.tenant)
+                    .bind(anchor.seq)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(fail)?;
+                Ok(pruned)
+            }
+        }
+    };
+}
+pub(crate) use impl_audit_store;
+
+pub(crate) fn checkpoint_from_row(row: (Uuid, i64, Vec<u8>, i64, String, Vec<u8>)) -> guard_core::audit::Checkpoint {
+    let (tenant, seq, hash, at_us, key_id, signature) = row;
+    guard_core::audit::Checkpoint { tenant, seq, hash, at_us, key_id, signature }
+}

@@ -1,0 +1,42 @@
+-- The audit log. Events are appended with their MAC (under a key derived from the
+-- master key) in the transaction of the change they record; a sealer then gives each
+-- one its place in its tenant's hash chain (seq, hash). tenant_id is the nil UUID for
+-- events that belong to no tenant. at_us is microseconds since the Unix epoch.
+CREATE TABLE audit_events (
+    id          BLOB PRIMARY KEY NOT NULL,
+    tenant_id   BLOB NOT NULL,
+    seq         INTEGER,
+    at_us       INTEGER NOT NULL,
+    event_type  TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    target      TEXT,
+    result      TEXT NOT NULL,
+    ip          TEXT,
+    user_agent  TEXT,
+    request_id  TEXT,
+    details     TEXT NOT NULL,
+    mac         BLOB NOT NULL,
+    hash        BLOB
+);
+CREATE UNIQUE INDEX audit_events_chain ON audit_events (tenant_id, seq);
+CREATE INDEX audit_events_tenant_time ON audit_events (tenant_id, at_us, id);
+CREATE INDEX audit_events_time ON audit_events (at_us, id);
+CREATE INDEX audit_events_unsealed ON audit_events (tenant_id, id) WHERE seq IS NULL;
+-- Each chain's head, and its anchor: the signed checkpoint retention pruned up to.
+CREATE TABLE audit_chains (
+    tenant_id   BLOB PRIMARY KEY NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    last_hash   BLOB NOT NULL,
+    anchor_seq  INTEGER NOT NULL,
+    anchor_hash BLOB NOT NULL
+);
+-- Ed25519 signatures over (tenant, seq, hash, time) of chain heads.
+CREATE TABLE audit_checkpoints (
+    tenant_id BLOB NOT NULL,
+    seq       INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    at_us     INTEGER NOT NULL,
+    key_id    TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
