@@ -73,7 +73,10 @@ async fn export(
     AppQuery(params): AppQuery<QueryParams>,
 ) -> Result<Response, ApiError> {
     if params.limit.is_some() {
-        return Err(invalid(InvalidParam { name: "limit", reason: "an export has no limit: narrow it with since and until".into() }));
+        return Err(invalid(InvalidParam {
+            name: "limit",
+            reason: "an export has no limit: narrow it with since and until".into(),
+        }));
     }
     let first = filter(&caller, &params, Order::OldestFirst, EXPORT_PAGE)?;
     // The first page is read before answering, so that a database failure is a

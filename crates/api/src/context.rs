@@ -55,10 +55,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
     let audit_context = audit_context(&state, &request, &request_id);
     let handled = REQUEST_ID.scope(
         request_id.clone(),
-        guard_core::audit::REQUEST.scope(
-            audit_context,
-            AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind(),
-        ),
+        guard_core::audit::REQUEST
+            .scope(audit_context, AssertUnwindSafe(tokio::time::timeout(timeout, next.run(request))).catch_unwind()),
     );
     let outcome = handled.instrument(span.clone()).await;
     drop(in_flight);

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use guard_core::Config;
 use guard_core::accounts::AccountService;
+use guard_core::audit::{AuditKeys, AuditLog};
 use guard_core::config::DatabaseKind;
 use guard_core::email::{OutboxSender, Templates};
-use guard_core::audit::{AuditKeys, AuditLog};
-use guard_core::events::EventSink;
 use guard_core::keys::{KeyService, MasterKey, TokenService};
 use guard_core::mfa::MfaService;
 use guard_core::passwords::PasswordHasher;
@@ -56,7 +55,7 @@ impl Services {
     /// key or the email templates are unusable.
     pub fn new(config: &Config, db: &Database, redis: Option<&Redis>) -> Result<Services, String> {
         let audit = audit_log(config, db)?;
-        let events: Arc<dyn EventSink> = Arc::new(audit.clone());
+        let events = audit.clone();
         let hasher = PasswordHasher::per_cpu(config.password.hash).map_err(|e| e.to_string())?;
         let master = master_key(config)?;
         let keys = KeyService::new(

@@ -90,12 +90,10 @@ pub(crate) async fn run(file: Option<PathBuf>, action: AuditAction) -> Result<()
         AuditAction::Query { selection, limit, format } => query(&all, &selection, limit, format).await,
         AuditAction::Export { selection, out } => export(&all, &selection, &out).await,
         AuditAction::Verify { tenant, format } => verify(&all, tenant.as_deref(), format).await,
-        AuditAction::Prune => {
-            guard_api::apply_audit_retention(&all.tenants, &all.audit, loaded.config.audit.retention)
-                .await
-                .map(|n| say!("pruned {n} audit events past their retention"))
-                .map_err(Failure::Runtime)
-        }
+        AuditAction::Prune => guard_api::apply_audit_retention(&all.tenants, &all.audit, loaded.config.audit.retention)
+            .await
+            .map(|n| say!("pruned {n} audit events past their retention"))
+            .map_err(Failure::Runtime),
         AuditAction::Key => {
             use base64::Engine as _;
             let keys = all.audit.keys();
@@ -150,7 +148,12 @@ async fn record_access(audit: &AuditLog, kind: &'static str, tenant: Option<Uuid
     audit.emit(event).await;
 }
 
-async fn query(all: &guard_api::Services, selection: &Selection, limit: u32, format: ListFormat) -> Result<(), Failure> {
+async fn query(
+    all: &guard_api::Services,
+    selection: &Selection,
+    limit: u32,
+    format: ListFormat,
+) -> Result<(), Failure> {
     let mut filter = filter(all, selection, Order::NewestFirst).await?;
     let mut records: Vec<AuditRecord> = Vec::new();
     while records.len() < limit as usize {
@@ -264,7 +267,14 @@ async fn verify(all: &guard_api::Services, tenant: Option<&str>, format: crate::
                         b.reason
                     ),
                 };
-                say!("{:<36}  {:>10}  {:>11}  {:>8}  {}", name, chain.records, chain.checkpoints, chain.unsealed, status);
+                say!(
+                    "{:<36}  {:>10}  {:>11}  {:>8}  {}",
+                    name,
+                    chain.records,
+                    chain.checkpoints,
+                    chain.unsealed,
+                    status
+                );
             }
             say!("checkpoint key {}; {} records verified", report.key_id, report.records);
         }

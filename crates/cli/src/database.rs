@@ -1,8 +1,6 @@
 //! Opening the database for a command: reachable, schema current, `default` tenant
 //! present.
 
-use std::sync::Arc;
-
 use guard_core::store::StoreError;
 use guard_core::tenants::TenantService;
 use guard_store::Database;
@@ -52,7 +50,7 @@ pub(crate) async fn prepare(full: &guard_core::Config, migrations: Migrations) -
 /// The tenant service over `db`, its events in the audit log.
 pub(crate) fn tenants(db: &Database, config: &guard_core::Config) -> Result<TenantService, Failure> {
     let audit = guard_api::audit_log(config, db).map_err(Failure::Config)?;
-    Ok(TenantService::new(db.tenants.clone(), Arc::new(audit)))
+    Ok(TenantService::new(db.tenants.clone(), audit))
 }
 
 /// The database (migrated) and every service over it, with Redis when configured so

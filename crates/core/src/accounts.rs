@@ -51,7 +51,7 @@ pub struct AccountService {
     outbox: OutboxSender,
     auth: AuthService,
     hasher: PasswordHasher,
-    events: Arc<dyn EventSink>,
+    events: crate::audit::AuditLog,
     public_url: Arc<str>,
 }
 
@@ -83,7 +83,7 @@ impl AccountService {
         outbox: OutboxSender,
         auth: AuthService,
         hasher: PasswordHasher,
-        events: Arc<dyn EventSink>,
+        events: crate::audit::AuditLog,
         public_url: &str,
     ) -> AccountService {
         AccountService {
@@ -145,17 +145,18 @@ impl AccountService {
             password_change_required: false,
             roles: Vec::new(),
         };
-        let user = match self.users.create(&new).await {
+        let record = self.events.record(
+            &Event::success("user.created", Actor::User(new.id.0))
+                .tenant(tenant.id.0)
+                .target(new.id.to_string())
+                .details(json!({ "via": "signup" })),
+        );
+        let user = match self.users.create(&new, &record).await {
             Ok(user) => user,
             Err(StoreError::Conflict(_)) => return Err(AccountError::Taken),
             Err(e) => return Err(e.into()),
         };
-        self.events.emit(
-            Event::success("user.created", Actor::User(user.id.0))
-                .tenant(tenant.id.0)
-                .target(user.id.to_string())
-                .details(json!({ "via": "signup" })),
-        ).await;
+        self.events.committed(&record);
         self.send_verification(tenant, &user).await?;
         Ok(SignedUp { user, verification_sent: true })
     }
@@ -215,17 +216,20 @@ impl AccountService {
     /// Marks the email behind `token` as verified; a pending account becomes active.
     pub async fn verify_email(&self, tenant: &Tenant, token: &str) -> Result<User, AccountError> {
         let user = self.consume(tenant, EmailTokenPurpose::VerifyEmail, token).await?;
+        let event = Event::success("user.email_verified", Actor::User(user.id.0))
+            .tenant(tenant.id.0)
+            .target(user.id.to_string());
         let user = if user.status == UserStatus::PendingVerification {
-            self.users.update(tenant.id, user.id, &UserChange::status(UserStatus::Active)).await?
+            let record = self.events.record(&event);
+            let change = UserChange::status(UserStatus::Active);
+            let user = self.users.update(tenant.id, user.id, &change, &record).await?;
+            self.events.committed(&record);
+            user
         } else {
+            self.events.emit(event).await;
             user
         };
         self.auth.forget_user(&user).await?;
-        self.events.emit(
-            Event::success("user.email_verified", Actor::User(user.id.0))
-                .tenant(tenant.id.0)
-                .target(user.id.to_string()),
-        ).await;
         Ok(user)
     }
 
@@ -249,11 +253,13 @@ impl AccountService {
     pub async fn send_reset(&self, tenant: &Tenant, user: &User) -> Result<(), AccountError> {
         let link = self.reset_link(tenant, user).await?;
         self.mail_link(tenant, user, Template::PasswordReset, &link, PASSWORD_RESET_LIFETIME).await?;
-        self.events.emit(
-            Event::success("auth.password.reset_requested", Actor::System)
-                .tenant(tenant.id.0)
-                .target(user.id.to_string()),
-        ).await;
+        self.events
+            .emit(
+                Event::success("auth.password.reset_requested", Actor::System)
+                    .tenant(tenant.id.0)
+                    .target(user.id.to_string()),
+            )
+            .await;
         Ok(())
     }
 
@@ -287,16 +293,17 @@ impl AccountService {
             password_change_required: Some(false),
             ..UserChange::default()
         };
-        let user = self.users.update(tenant.id, user.id, &change).await?;
+        let record = self.events.record(
+            &Event::success("auth.password.reset", Actor::User(user.id.0))
+                .tenant(tenant.id.0)
+                .target(user.id.to_string()),
+        );
+        let user = self.users.update(tenant.id, user.id, &change, &record).await?;
+        self.events.committed(&record);
         let scope = SessionScope { tenant: Some(tenant.id), user: Some(user.id), except: None };
         self.auth.revoke_all(Actor::User(user.id.0), scope).await?;
         // A reset proves the owner: the account's failed sign-ins (and lock) end.
         self.auth.brute_force().unlock(Actor::User(user.id.0), tenant.id, user.email.as_str()).await?;
-        self.events.emit(
-            Event::success("auth.password.reset", Actor::User(user.id.0))
-                .tenant(tenant.id.0)
-                .target(user.id.to_string()),
-        ).await;
         self.notify_changed(tenant, &user).await?;
         Ok(user)
     }
@@ -329,15 +336,16 @@ impl AccountService {
             password_change_required: Some(false),
             ..UserChange::default()
         };
-        let updated = self.users.update(tenant.id, user.id, &change).await?;
+        let record = self.events.record(
+            &Event::success("auth.password.change", Actor::User(user.id.0))
+                .tenant(tenant.id.0)
+                .target(user.id.to_string()),
+        );
+        let updated = self.users.update(tenant.id, user.id, &change, &record).await?;
+        self.events.committed(&record);
         let scope = SessionScope { tenant: Some(tenant.id), user: Some(user.id), except: Some(who.session.id) };
         self.auth.revoke_all(Actor::User(user.id.0), scope).await?;
         self.auth.forget_user(&updated).await?;
-        self.events.emit(
-            Event::success("auth.password.change", Actor::User(user.id.0))
-                .tenant(tenant.id.0)
-                .target(user.id.to_string()),
-        ).await;
         self.notify_changed(tenant, &updated).await?;
         Ok(updated)
     }

@@ -375,3 +375,17 @@ pub(crate) fn checkpoint_from_row(row: (Uuid, i64, Vec<u8>, i64, String, Vec<u8>
     let (tenant, seq, hash, at_us, key_id, signature) = row;
     guard_core::audit::Checkpoint { tenant, seq, hash, at_us, key_id, signature }
 }
+
+/// Runs `$body` (which reaches the database through `&mut *$tx`) in a transaction on
+/// the writer, writes the change's audit record in it, and commits: the change and
+/// its event commit together or not at all. An early return from `$body` rolls back.
+macro_rules! audited {
+    ($self:ident, $record:expr, |$tx:ident| $body:expr) => {{
+        let mut $tx = $self.writer.begin().await.map_err(crate::error::from_sqlx)?;
+        let out = $body;
+        crate::audit::insert_audit_record!(&mut *$tx, $record)?;
+        $tx.commit().await.map_err(crate::error::from_sqlx)?;
+        out
+    }};
+}
+pub(crate) use audited;

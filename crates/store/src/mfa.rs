@@ -183,6 +183,7 @@ macro_rules! impl_mfa_store {
                 step: i64,
                 at: time::OffsetDateTime,
                 recovery_codes: &[guard_core::sessions::TokenHash],
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let done = sqlx::query(
@@ -200,6 +201,7 @@ macro_rules! impl_mfa_store {
                     return Ok(false);
                 }
                 Self::store_recovery_codes(&mut tx, tenant, user, recovery_codes).await?;
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(true)
             }
@@ -228,9 +230,11 @@ macro_rules! impl_mfa_store {
                 tenant: guard_core::tenants::TenantId,
                 user: guard_core::users::UserId,
                 codes: &[guard_core::sessions::TokenHash],
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<(), guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 Self::store_recovery_codes(&mut tx, tenant, user, codes).await?;
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)
             }
 
@@ -275,6 +279,7 @@ macro_rules! impl_mfa_store {
                 &self,
                 tenant: guard_core::tenants::TenantId,
                 user: guard_core::users::UserId,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let mut removed = false;
@@ -289,6 +294,7 @@ macro_rules! impl_mfa_store {
                     .map_err(crate::error::from_sqlx)?;
                     removed |= matches!(table, "mfa_totp" | "webauthn_credentials") && done.rows_affected() > 0;
                 }
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(removed)
             }
@@ -297,6 +303,7 @@ macro_rules! impl_mfa_store {
                 &self,
                 tenant: guard_core::tenants::TenantId,
                 user: guard_core::users::UserId,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let done = sqlx::query("DELETE FROM mfa_totp WHERE tenant_id = $1 AND user_id = $2")
@@ -314,6 +321,7 @@ macro_rules! impl_mfa_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected() > 0)
             }
@@ -426,6 +434,7 @@ macro_rules! impl_mfa_store {
                 &self,
                 p: &guard_core::mfa::StoredPasskey,
                 recovery_codes: &[guard_core::sessions::TokenHash],
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
@@ -456,6 +465,7 @@ macro_rules! impl_mfa_store {
                 if store_codes {
                     Self::store_recovery_codes(&mut tx, p.tenant, p.user, recovery_codes).await?;
                 }
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(store_codes)
             }
@@ -505,15 +515,34 @@ macro_rules! impl_mfa_store {
                 tenant: guard_core::tenants::TenantId,
                 user: guard_core::users::UserId,
                 id: uuid::Uuid,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let done = sqlx::query("DELETE FROM webauthn_credentials WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
                     .bind(tenant.0)
                     .bind(user.0)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err(crate::error::from_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                // Without a factor left, recovery codes would be a factor of their own.
+                sqlx::query(
+                    "DELETE FROM mfa_recovery_codes WHERE tenant_id = $1 AND user_id = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM webauthn_credentials WHERE tenant_id = $1 AND user_id = $2) \
+                     AND NOT EXISTS (SELECT 1 FROM mfa_totp WHERE tenant_id = $1 AND user_id = $2 \
+                     AND confirmed_at IS NOT NULL)",
+                )
+                .bind(tenant.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
+                Ok(true)
             }
 
             async fn put_ceremony(&self, c: &guard_core::mfa::Ceremony) -> Result<(), guard_core::store::StoreError> {

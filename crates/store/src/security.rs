@@ -42,8 +42,9 @@ macro_rules! impl_security_store {
             async fn block_ip(
                 &self,
                 block: &guard_core::security::IpBlock,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<(), guard_core::store::StoreError> {
-                sqlx::query(
+                crate::audit::audited!(self, audit, |tx| sqlx::query(
                     "INSERT INTO ip_blocks (ip, tenant_id, failures, blocked_at, blocked_until, until_unix) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ip) DO UPDATE SET tenant_id = excluded.tenant_id, \
                      failures = excluded.failures, blocked_at = excluded.blocked_at, \
@@ -55,19 +56,28 @@ macro_rules! impl_security_store {
                 .bind(block.blocked_at)
                 .bind(block.blocked_until)
                 .bind(block.blocked_until.unix_timestamp())
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?;
+                .map_err(crate::error::from_sqlx)?);
                 Ok(())
             }
 
-            async fn unblock_ip(&self, ip: &str) -> Result<bool, guard_core::store::StoreError> {
-                let done = sqlx::query("DELETE FROM ip_blocks WHERE ip = $1")
-                    .bind(ip)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(crate::error::from_sqlx)?;
-                Ok(done.rows_affected() > 0)
+            async fn unblock_ip(
+                &self,
+                ip: &str,
+                audit: &guard_core::audit::AuditRecord,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                crate::audit::audited!(self, audit, |tx| {
+                    let done = sqlx::query("DELETE FROM ip_blocks WHERE ip = $1")
+                        .bind(ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                });
+                Ok(true)
             }
 
             async fn ip_blocks(

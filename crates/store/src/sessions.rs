@@ -120,6 +120,7 @@ macro_rules! impl_session_store {
             async fn create(
                 &self,
                 new: &guard_core::sessions::NewSession,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<(), guard_core::store::StoreError> {
                 let s = &new.session;
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
@@ -151,6 +152,7 @@ macro_rules! impl_session_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(crate::error::from_sqlx)?;
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
                 tx.commit().await.map_err(crate::error::from_sqlx)
             }
 
@@ -227,6 +229,7 @@ macro_rules! impl_session_store {
                 tenant: guard_core::tenants::TenantId,
                 user: Option<guard_core::users::UserId>,
                 id: guard_core::sessions::SessionId,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<Option<guard_core::sessions::RevokedSession>, guard_core::store::StoreError> {
                 let mut query = sqlx::query(crate::sessions::revoke_one_sql(user.is_some()))
                     .bind(crate::tenants::now())
@@ -234,13 +237,19 @@ macro_rules! impl_session_store {
                 if let Some(user) = user {
                     query = query.bind(user.0);
                 }
-                let row = query.bind(id.0).fetch_optional(&self.writer).await.map_err(crate::error::from_sqlx)?;
-                row.as_ref().map(crate::sessions::revoked_from_row).transpose()
+                // The event is written only when a session actually ended.
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
+                let row = query.bind(id.0).fetch_optional(&mut *tx).await.map_err(crate::error::from_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                crate::audit::insert_audit_record!(&mut *tx, audit)?;
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
+                crate::sessions::revoked_from_row(&row).map(Some)
             }
 
             async fn revoke_all(
                 &self,
                 scope: guard_core::sessions::SessionScope,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<Vec<guard_core::sessions::RevokedSession>, guard_core::store::StoreError> {
                 let sql = crate::sessions::revoke_all_sql(&scope);
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::tenants::now());
@@ -253,7 +262,10 @@ macro_rules! impl_session_store {
                 if let Some(except) = scope.except {
                     query = query.bind(except.0);
                 }
-                let rows = query.fetch_all(&self.writer).await.map_err(crate::error::from_sqlx)?;
+                let rows = crate::audit::audited!(self, audit, |tx| query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(crate::error::from_sqlx)?);
                 rows.iter().map(crate::sessions::revoked_from_row).collect()
             }
 

@@ -61,7 +61,9 @@ macro_rules! impl_tenant_store {
                 id: guard_core::tenants::TenantId,
                 tenant: &guard_core::tenants::NewTenant,
                 at: time::OffsetDateTime,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<u64, guard_core::store::StoreError> {
+                let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 let done = sqlx::query(sql)
                     .bind(id.0)
                     .bind(tenant.slug.as_str())
@@ -69,9 +71,15 @@ macro_rules! impl_tenant_store {
                     .bind(guard_core::tenants::TenantStatus::Active.as_str())
                     .bind(sqlx::types::Json(&tenant.settings))
                     .bind(at)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err(crate::error::from_sqlx)?;
+                // Only a tenant actually created gets its event (the default tenant is
+                // ensured by every process that starts).
+                if done.rows_affected() == 1 {
+                    crate::audit::insert_audit_record!(&mut *tx, audit)?;
+                }
+                tx.commit().await.map_err(crate::error::from_sqlx)?;
                 Ok(done.rows_affected())
             }
         }
@@ -82,9 +90,10 @@ macro_rules! impl_tenant_store {
                 &self,
                 id: guard_core::tenants::TenantId,
                 tenant: &guard_core::tenants::NewTenant,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<guard_core::tenants::Tenant, guard_core::store::StoreError> {
                 let at = crate::tenants::now();
-                self.insert_tenant(crate::tenants::INSERT, id, tenant, at).await?;
+                self.insert_tenant(crate::tenants::INSERT, id, tenant, at, audit).await?;
                 Ok(guard_core::tenants::Tenant {
                     id,
                     slug: tenant.slug.clone(),
@@ -100,9 +109,10 @@ macro_rules! impl_tenant_store {
                 &self,
                 id: guard_core::tenants::TenantId,
                 tenant: &guard_core::tenants::NewTenant,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
-                let inserted =
-                    self.insert_tenant(crate::tenants::INSERT_IF_ABSENT, id, tenant, crate::tenants::now()).await?;
+                let at = crate::tenants::now();
+                let inserted = self.insert_tenant(crate::tenants::INSERT_IF_ABSENT, id, tenant, at, audit).await?;
                 Ok(inserted == 1)
             }
 
@@ -178,17 +188,18 @@ macro_rules! impl_tenant_store {
                 &self,
                 id: guard_core::tenants::TenantId,
                 status: guard_core::tenants::TenantStatus,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<guard_core::tenants::Tenant, guard_core::store::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                let row = crate::audit::audited!(self, audit, |tx| sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {}",
                     crate::tenants::COLUMNS
                 )))
                 .bind(status.as_str())
                 .bind(crate::tenants::now())
                 .bind(id.0)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?;
+                .map_err(crate::error::from_sqlx)?);
                 match row {
                     Some(row) => crate::tenants::from_row(&row),
                     None => Err(guard_core::store::StoreError::NotFound),
@@ -199,17 +210,18 @@ macro_rules! impl_tenant_store {
                 &self,
                 id: guard_core::tenants::TenantId,
                 settings: &guard_core::tenants::TenantSettings,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<guard_core::tenants::Tenant, guard_core::store::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                let row = crate::audit::audited!(self, audit, |tx| sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE tenants SET settings = $1, updated_at = $2 WHERE id = $3 RETURNING {}",
                     crate::tenants::COLUMNS
                 )))
                 .bind(sqlx::types::Json(settings))
                 .bind(crate::tenants::now())
                 .bind(id.0)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?;
+                .map_err(crate::error::from_sqlx)?);
                 match row {
                     Some(row) => crate::tenants::from_row(&row),
                     None => Err(guard_core::store::StoreError::NotFound),

@@ -113,9 +113,10 @@ macro_rules! impl_user_store {
             async fn create(
                 &self,
                 user: &guard_core::users::NewUser,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<guard_core::users::User, guard_core::store::StoreError> {
                 let at = crate::tenants::now();
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                let row = crate::audit::audited!(self, audit, |tx| sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO users (id, tenant_id, email, username, display_name, status, password_hash, \
                      password_change_required, roles, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {}",
@@ -131,9 +132,9 @@ macro_rules! impl_user_store {
                 .bind(user.password_change_required)
                 .bind(sqlx::types::Json(&user.roles))
                 .bind(at)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?;
+                .map_err(crate::error::from_sqlx)?);
                 crate::users::from_row(&row)
             }
 
@@ -197,6 +198,7 @@ macro_rules! impl_user_store {
                 tenant: guard_core::tenants::TenantId,
                 id: guard_core::users::UserId,
                 change: &guard_core::users::UserChange,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<guard_core::users::User, guard_core::store::StoreError> {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::users::update_sql(change)));
                 if let Some(status) = change.status {
@@ -217,31 +219,40 @@ macro_rules! impl_user_store {
                 if let Some(required) = change.password_change_required {
                     query = query.bind(required);
                 }
-                let row = query
-                    .bind(crate::tenants::now())
-                    .bind(tenant.0)
-                    .bind(id.0)
-                    .fetch_optional(&self.writer)
-                    .await
-                    .map_err(crate::error::from_sqlx)?;
-                match row {
-                    Some(row) => crate::users::from_row(&row),
-                    None => Err(guard_core::store::StoreError::NotFound),
-                }
+                let user = crate::audit::audited!(self, audit, |tx| {
+                    let row = query
+                        .bind(crate::tenants::now())
+                        .bind(tenant.0)
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                    match row {
+                        Some(row) => crate::users::from_row(&row)?,
+                        None => return Err(guard_core::store::StoreError::NotFound),
+                    }
+                });
+                Ok(user)
             }
 
             async fn delete(
                 &self,
                 tenant: guard_core::tenants::TenantId,
                 id: guard_core::users::UserId,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<bool, guard_core::store::StoreError> {
-                let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.0)
-                    .bind(id.0)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(crate::error::from_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                crate::audit::audited!(self, audit, |tx| {
+                    let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.0)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                });
+                Ok(true)
             }
 
             async fn password_hash(
@@ -262,15 +273,17 @@ macro_rules! impl_user_store {
             async fn require_password_change_all(
                 &self,
                 tenant: guard_core::tenants::TenantId,
+                audit: &guard_core::audit::AuditRecord,
             ) -> Result<u64, guard_core::store::StoreError> {
-                let done =
-                    sqlx::query("UPDATE users SET password_change_required = $1, updated_at = $2 WHERE tenant_id = $3")
-                        .bind(true)
-                        .bind(crate::tenants::now())
-                        .bind(tenant.0)
-                        .execute(&self.writer)
-                        .await
-                        .map_err(crate::error::from_sqlx)?;
+                let done = crate::audit::audited!(self, audit, |tx| sqlx::query(
+                    "UPDATE users SET password_change_required = $1, updated_at = $2 WHERE tenant_id = $3"
+                )
+                .bind(true)
+                .bind(crate::tenants::now())
+                .bind(tenant.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::error::from_sqlx)?);
                 Ok(done.rows_affected())
             }
 

@@ -112,7 +112,7 @@ impl TestAppBuilder {
         let db = guard_store::open(&config.database).await.expect("open database");
         db.migrations.up().await.expect("migrate");
         let audit = guard_api::audit_log(&config, &db).expect("audit log");
-        guard_core::tenants::TenantService::new(db.tenants.clone(), std::sync::Arc::new(audit))
+        guard_core::tenants::TenantService::new(db.tenants.clone(), audit)
             .ensure_default()
             .await
             .expect("default tenant");

@@ -1,8 +1,6 @@
 //! Password sign-in, sessions and sign-out over HTTP, on both backends.
 
-use std::sync::Arc;
-
-use guard_core::events::{Actor, LogEvents};
+use guard_core::events::Actor;
 use guard_core::passwords::{HashParams, PasswordHasher};
 use guard_core::users::{NewAccount, UserService};
 use guard_testkit::{TestApp, backend_test};
@@ -251,7 +249,7 @@ backend_test!(a_hash_with_old_parameters_is_replaced_at_the_next_login, |backend
         app.state.tenants.clone(),
         weak,
         app.state.auth.clone(),
-        Arc::new(LogEvents),
+        app.state.audit.clone(),
     );
     let account = NewAccount { email: "ada@example.com", password: Some(PASSWORD.into()), ..NewAccount::default() };
     old_users.create(Actor::Operator, "default", account).await.unwrap();

@@ -1,8 +1,6 @@
 //! Tenants through `guard tenant …` and the tenant service, on both backends.
 
-use std::sync::Arc;
-
-use guard_core::events::{Actor, LogEvents};
+use guard_core::events::Actor;
 use guard_core::tenants::{TenantService, TenantStatus};
 use guard_testkit::{GuardCommand, TestApp, backend_test};
 use serde_json::Value;
@@ -74,7 +72,7 @@ backend_test!(tenant_lists_page_with_a_cursor, |backend| {
 
 backend_test!(the_default_tenant_is_created_once_even_by_concurrent_starts, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let service = TenantService::new(app.state.db.tenants.clone(), Arc::new(LogEvents));
+    let service = TenantService::new(app.state.db.tenants.clone(), app.state.audit.clone());
     let starts: Vec<_> = (0..5)
         .map(|_| {
             let service = service.clone();

@@ -17,8 +17,8 @@ mod when;
 
 pub use chain::{AuditKeys, content_bytes, link};
 pub use model::{
-    AuditFilter, AuditPage, AuditRecord, ChainState, Checkpoint, Cursor, Order, PLATFORM, REQUEST, RequestContext,
-    InvalidParam, QueryParams, ResultFilter, type_pattern,
+    AuditFilter, AuditPage, AuditRecord, ChainState, Checkpoint, Cursor, InvalidParam, Order, PLATFORM, QueryParams,
+    REQUEST, RequestContext, ResultFilter, type_pattern,
 };
 pub use service::{AuditLog, Broken, ChainReport, MAX_PAGE, VerifyReport};
 pub use store::AuditStore;

@@ -294,7 +294,8 @@ impl QueryParams {
             .result
             .as_deref()
             .map(|r| {
-                ResultFilter::parse(r).ok_or_else(|| bad("result", format!("{r:?} is not one of success, failure, denied, error")))
+                ResultFilter::parse(r)
+                    .ok_or_else(|| bad("result", format!("{r:?} is not one of success, failure, denied, error")))
             })
             .transpose()?;
         let text = |name: &'static str, value: &Option<String>| -> Result<Option<String>, InvalidParam> {

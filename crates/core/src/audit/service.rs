@@ -218,12 +218,15 @@ impl AuditLog {
             report.broken = Some(Broken {
                 seq: Some(bad.seq),
                 id: None,
-                reason: format!("the checkpoint at seq {} does not carry guard's signature (key {})", bad.seq, self.keys.key_id()),
+                reason: format!(
+                    "the checkpoint at seq {} does not carry guard's signature (key {})",
+                    bad.seq,
+                    self.keys.key_id()
+                ),
             });
             return Ok(report);
         }
-        if chain.anchor_seq > 0
-            && !checkpoints.iter().any(|c| c.seq == chain.anchor_seq && c.hash == chain.anchor_hash)
+        if chain.anchor_seq > 0 && !checkpoints.iter().any(|c| c.seq == chain.anchor_seq && c.hash == chain.anchor_hash)
         {
             report.broken = Some(Broken {
                 seq: Some(chain.anchor_seq),
@@ -270,7 +273,9 @@ impl AuditLog {
                 }
                 let hash = link(&previous, seq, &content);
                 if record.hash.as_deref() != Some(hash.as_slice()) {
-                    report.broken = Some(fail("the record's hash does not follow from its predecessor's: the chain was altered here".into()));
+                    report.broken = Some(fail(
+                        "the record's hash does not follow from its predecessor's: the chain was altered here".into(),
+                    ));
                     return Ok(report);
                 }
                 while let Some(checkpoint) = checkpoints.next_if(|c| c.seq <= seq) {
@@ -278,7 +283,10 @@ impl AuditLog {
                         report.broken = Some(Broken {
                             seq: Some(checkpoint.seq),
                             id: Some(record.id),
-                            reason: format!("the signed checkpoint at seq {} disagrees with the records", checkpoint.seq),
+                            reason: format!(
+                                "the signed checkpoint at seq {} disagrees with the records",
+                                checkpoint.seq
+                            ),
                         });
                         return Ok(report);
                     }
@@ -307,7 +315,10 @@ impl AuditLog {
             report.broken = Some(Broken {
                 seq: Some(checkpoint.seq),
                 id: None,
-                reason: format!("a signed checkpoint names seq {} but the records end at seq {last}: records were removed from the end", checkpoint.seq),
+                reason: format!(
+                    "a signed checkpoint names seq {} but the records end at seq {last}: records were removed from the end",
+                    checkpoint.seq
+                ),
             });
             return Ok(report);
         }

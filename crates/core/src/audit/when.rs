@@ -25,12 +25,15 @@ pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
         "w" | "week" | "weeks" => 604_800,
         _ => return Err(unreadable(text)),
     };
-    let seconds = number.checked_mul(unit_seconds).filter(|s| *s <= 100 * 365 * 86_400).ok_or_else(|| unreadable(text))?;
+    let seconds =
+        number.checked_mul(unit_seconds).filter(|s| *s <= 100 * 365 * 86_400).ok_or_else(|| unreadable(text))?;
     Ok(now - Duration::seconds(seconds))
 }
 
 fn unreadable(text: &str) -> String {
-    format!("{text:?} is not a time: give RFC 3339 (2026-11-30T08:00:00Z), \"now\", or a span before now (\"24 hours ago\", \"7d\", \"90m\")")
+    format!(
+        "{text:?} is not a time: give RFC 3339 (2026-11-30T08:00:00Z), \"now\", or a span before now (\"24 hours ago\", \"7d\", \"90m\")"
+    )
 }
 
 #[cfg(test)]
@@ -46,7 +49,7 @@ mod tests {
         assert_eq!(parse_time("1 week ago", now).unwrap(), now - Duration::weeks(1));
         assert_eq!(parse_time("now", now).unwrap(), now);
         let at = parse_time("2026-11-30T08:00:00Z", now).unwrap();
-        assert_eq!(at.unix_timestamp(), 1_795_939_200);
+        assert_eq!(at.unix_timestamp(), 1_796_025_600);
         for bad in ["yesterday", "24 parsecs ago", "", "-5d", "2026-13-01T00:00:00Z", "99999999999999d"] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
         }

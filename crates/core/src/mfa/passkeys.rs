@@ -17,7 +17,7 @@ use super::service::{MfaError, MfaService, VerifiedLogin, counted};
 use super::store::{Ceremony, CeremonyPurpose, ChallengePurpose, StoredPasskey};
 use super::{CHALLENGE_LIFETIME, CHALLENGE_MAX_ATTEMPTS, totp};
 use crate::email::Template;
-use crate::events::{Actor, Event, Outcome};
+use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::sessions::service::{may_use_session, now};
 use crate::sessions::{ClientInfo, LoginSuccess, SessionToken};
 use crate::store::StoreError;
@@ -245,15 +245,17 @@ impl MfaService {
             created_at: now(),
             last_used_at: None,
         };
-        let codes_stored = match self.store.add_passkey(&stored, &hashes).await {
+        let record = self.events.record(
+            &self
+                .event("mfa.webauthn.registered", Actor::User(user.id.0), tenant, user.id)
+                .details(json!({ "credential": stored.id, "name": stored.name })),
+        );
+        let codes_stored = match self.store.add_passkey(&stored, &hashes, &record).await {
             Err(StoreError::Conflict(_)) => return Err(MfaError::CredentialRegistered),
             other => other?,
         };
         counted("webauthn", true);
-        self.events.emit(
-            self.event("mfa.webauthn.registered", Actor::User(user.id.0), tenant, user.id)
-                .details(json!({ "credential": stored.id, "name": stored.name })),
-        ).await;
+        self.events.committed(&record);
         // A passkey signs in without a password: its owner hears of every new one.
         let time = now().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
         let values = [
@@ -289,16 +291,15 @@ impl MfaService {
         if last && tenant.settings.mfa_required {
             return Err(MfaError::Required);
         }
-        if !self.store.remove_passkey(tenant.id, user.id, id).await? {
+        let record = self.events.record(
+            &self
+                .event("mfa.webauthn.removed", Actor::User(user.id.0), tenant, user.id)
+                .details(json!({ "credential": id })),
+        );
+        if !self.store.remove_passkey(tenant.id, user.id, id, &record).await? {
             return Err(MfaError::NoSuchPasskey);
         }
-        if last {
-            self.store.replace_recovery_codes(tenant.id, user.id, &[]).await?;
-        }
-        self.events.emit(
-            self.event("mfa.webauthn.removed", Actor::User(user.id.0), tenant, user.id)
-                .details(json!({ "credential": id })),
-        ).await;
+        self.events.committed(&record);
         Ok(())
     }
 
@@ -498,5 +499,4 @@ impl MfaService {
         self.events.emit(event.details(json!({ "reason": reason, "method": "passkey" }))).await;
         MfaError::WebauthnRejected("the passkey is not registered here or cannot sign in".into())
     }
-
 }

@@ -120,7 +120,7 @@ pub struct MfaService {
     pub(super) auth: AuthService,
     master: MasterKey,
     pub(super) outbox: OutboxSender,
-    pub(super) events: Arc<dyn EventSink>,
+    pub(super) events: crate::audit::AuditLog,
     /// GUARD_PUBLIC_URL: the default WebAuthn relying party.
     pub(super) public_url: Arc<str>,
 }
@@ -154,7 +154,7 @@ impl MfaService {
         auth: AuthService,
         master: MasterKey,
         outbox: OutboxSender,
-        events: Arc<dyn EventSink>,
+        events: crate::audit::AuditLog,
         public_url: &str,
     ) -> MfaService {
         MfaService { store, users, auth, master, outbox, events, public_url: public_url.into() }
@@ -210,15 +210,16 @@ impl MfaService {
             return Err(MfaError::NoPendingEnrollment);
         };
         let (codes, hashes) = totp::new_recovery_codes().map_err(MfaError::Internal)?;
+        let record = self.events.record(&self.event("mfa.totp.enrolled", Actor::User(user.id.0), tenant, user.id));
         let confirmed = match self.check_code(tenant, user.id, &factor.sealed_secret, code)? {
-            Some(step) => self.store.confirm_totp(tenant.id, user.id, step, now(), &hashes).await?,
+            Some(step) => self.store.confirm_totp(tenant.id, user.id, step, now(), &hashes, &record).await?,
             None => false,
         };
         counted("totp", confirmed);
         if !confirmed {
             return Err(MfaError::InvalidCode);
         }
-        self.events.emit(self.event("mfa.totp.enrolled", Actor::User(user.id.0), tenant, user.id)).await;
+        self.events.committed(&record);
         Ok(codes)
     }
 
@@ -279,10 +280,12 @@ impl MfaService {
 
     async fn recovery_code_used(&self, tenant: &Tenant, user: &User) -> Result<(), MfaError> {
         let left = self.store.recovery_codes_left(tenant.id, user.id).await?.to_string();
-        self.events.emit(
-            self.event("mfa.recovery_code.used", Actor::User(user.id.0), tenant, user.id)
-                .details(json!({ "remaining": left })),
-        ).await;
+        self.events
+            .emit(
+                self.event("mfa.recovery_code.used", Actor::User(user.id.0), tenant, user.id)
+                    .details(json!({ "remaining": left })),
+            )
+            .await;
         let time = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
         let values = [
             ("email", user.email.as_str()),
@@ -301,8 +304,9 @@ impl MfaService {
             return Err(MfaError::Required);
         }
         self.prove(tenant, user, code).await?;
-        self.store.remove_totp(tenant.id, user.id).await?;
-        self.events.emit(self.event("mfa.totp.removed", Actor::User(user.id.0), tenant, user.id)).await;
+        let record = self.events.record(&self.event("mfa.totp.removed", Actor::User(user.id.0), tenant, user.id));
+        self.store.remove_totp(tenant.id, user.id, &record).await?;
+        self.events.committed(&record);
         Ok(())
     }
 
@@ -312,8 +316,10 @@ impl MfaService {
             return Err(MfaError::NotEnrolled);
         }
         let (codes, hashes) = totp::new_recovery_codes().map_err(MfaError::Internal)?;
-        self.store.replace_recovery_codes(tenant.id, user.id, &hashes).await?;
-        self.events.emit(self.event("mfa.recovery_codes.regenerated", Actor::User(user.id.0), tenant, user.id)).await;
+        let kind = "mfa.recovery_codes.regenerated";
+        let record = self.events.record(&self.event(kind, Actor::User(user.id.0), tenant, user.id));
+        self.store.replace_recovery_codes(tenant.id, user.id, &hashes, &record).await?;
+        self.events.committed(&record);
         Ok(codes)
     }
 
@@ -417,8 +423,10 @@ impl MfaService {
         if self.users.get(tenant.id, user).await?.is_none() {
             return Err(MfaError::Store(StoreError::NotFound));
         }
-        let removed = self.store.remove_factors(tenant.id, user).await?;
-        self.events.emit(self.event("mfa.reset", actor, tenant, user).details(json!({ "removed": removed }))).await;
+        // Recorded whether or not there was anything to remove.
+        let record = self.events.record(&self.event("mfa.reset", actor, tenant, user));
+        let removed = self.store.remove_factors(tenant.id, user, &record).await?;
+        self.events.committed(&record);
         Ok(removed)
     }
 }

@@ -165,6 +165,7 @@ pub trait MfaStore: Send + Sync {
         step: i64,
         at: OffsetDateTime,
         recovery_codes: &[TokenHash],
+        audit: &crate::audit::AuditRecord,
     ) -> Result<bool, StoreError>;
     /// Records a code of time step `step` as used; false when that step, or a later
     /// one, was used already (a replay).
@@ -175,6 +176,7 @@ pub trait MfaStore: Send + Sync {
         tenant: TenantId,
         user: UserId,
         codes: &[TokenHash],
+        audit: &crate::audit::AuditRecord,
     ) -> Result<(), StoreError>;
     /// Spends a recovery code; false when it is not one of the user's unused codes.
     async fn use_recovery_code(
@@ -188,10 +190,20 @@ pub trait MfaStore: Send + Sync {
     async fn recovery_codes_left(&self, tenant: TenantId, user: UserId) -> Result<u64, StoreError>;
     /// Removes the user's TOTP factor, WebAuthn credentials and recovery codes, their
     /// open challenges and ceremonies and enrolment deadline; false when there was no factor.
-    async fn remove_factors(&self, tenant: TenantId, user: UserId) -> Result<bool, StoreError>;
+    async fn remove_factors(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<bool, StoreError>;
     /// Removes the user's TOTP factor, and their recovery codes unless a WebAuthn
     /// credential remains; false when there was no TOTP factor.
-    async fn remove_totp(&self, tenant: TenantId, user: UserId) -> Result<bool, StoreError>;
+    async fn remove_totp(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<bool, StoreError>;
     async fn create_challenge(&self, challenge: &NewChallenge) -> Result<(), StoreError>;
     /// Counts a try on the challenge and returns it; `None` when it does not exist
     /// in this tenant or has no tries left.
@@ -240,7 +252,12 @@ pub trait MfaStore: Send + Sync {
     /// Stores a new credential, and, when given and the user has no unused ones yet,
     /// their recovery codes (their first factor), in one transaction; whether the
     /// codes were stored. `Conflict` when the credential id is registered already.
-    async fn add_passkey(&self, passkey: &StoredPasskey, recovery_codes: &[TokenHash]) -> Result<bool, StoreError>;
+    async fn add_passkey(
+        &self,
+        passkey: &StoredPasskey,
+        recovery_codes: &[TokenHash],
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<bool, StoreError>;
     /// Records a use of a credential, with its updated record when it changed.
     async fn passkey_used(
         &self,
@@ -252,7 +269,13 @@ pub trait MfaStore: Send + Sync {
     /// Renames one of the user's credentials; false when it is not theirs.
     async fn rename_passkey(&self, tenant: TenantId, user: UserId, id: Uuid, name: &str) -> Result<bool, StoreError>;
     /// Removes one of the user's credentials; false when it is not theirs.
-    async fn remove_passkey(&self, tenant: TenantId, user: UserId, id: Uuid) -> Result<bool, StoreError>;
+    async fn remove_passkey(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        id: Uuid,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<bool, StoreError>;
     async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError>;
     /// Removes and returns the ceremony (one use); `None` when it does not exist in
     /// this tenant.

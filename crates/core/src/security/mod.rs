@@ -64,9 +64,9 @@ pub trait SecurityStore: Send + Sync {
     /// The block of `ip` in force at `now_unix`.
     async fn ip_block(&self, ip: &str, now_unix: i64) -> Result<Option<IpBlock>, StoreError>;
     /// Blocks (or extends the block of) an address.
-    async fn block_ip(&self, block: &IpBlock) -> Result<(), StoreError>;
+    async fn block_ip(&self, block: &IpBlock, audit: &crate::audit::AuditRecord) -> Result<(), StoreError>;
     /// Lifts a block; false when the address was not blocked.
-    async fn unblock_ip(&self, ip: &str) -> Result<bool, StoreError>;
+    async fn unblock_ip(&self, ip: &str, audit: &crate::audit::AuditRecord) -> Result<bool, StoreError>;
     /// Blocks in force at `now_unix`, newest first.
     async fn ip_blocks(&self, now_unix: i64) -> Result<Vec<IpBlock>, StoreError>;
     /// Failed sign-ins from `ip`, in any tenant, since `since_unix`.
@@ -105,7 +105,7 @@ pub trait SecurityStore: Send + Sync {
 pub struct BruteForce {
     config: BruteForceConfig,
     store: Arc<dyn SecurityStore>,
-    events: Arc<dyn EventSink>,
+    events: crate::audit::AuditLog,
 }
 
 fn unix_now() -> i64 {
@@ -117,7 +117,7 @@ fn seconds(n: i64) -> Duration {
 }
 
 impl BruteForce {
-    pub fn new(config: BruteForceConfig, store: Arc<dyn SecurityStore>, events: Arc<dyn EventSink>) -> BruteForce {
+    pub fn new(config: BruteForceConfig, store: Arc<dyn SecurityStore>, events: crate::audit::AuditLog) -> BruteForce {
         BruteForce { config, store, events }
     }
 
@@ -164,7 +164,9 @@ impl BruteForce {
         if state.failures == threshold {
             let mut event = Event::success("security.account.locked", Actor::System).tenant(tenant.0);
             event.outcome = Outcome::Denied;
-            self.events.emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until }))).await;
+            self.events
+                .emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until })))
+                .await;
         }
         let Some(ip) = ip else { return Ok(()) };
         let failures = self.store.ip_failures_since(ip, now - 60).await?;
@@ -177,12 +179,17 @@ impl BruteForce {
                 blocked_at: at,
                 blocked_until: at + self.config.ip_block_duration,
             };
-            self.store.block_ip(&block).await?;
-            let mut event = Event::success("security.ip.blocked", Actor::System).tenant(tenant.0).target(ip.to_owned());
-            event.outcome = Outcome::Denied;
-            self.events.emit(
-                event.details(json!({ "failures_last_minute": failures, "duration_seconds": self.config.ip_block_duration.as_secs() })),
-            ).await;
+            let event = Event::success("security.ip.blocked", Actor::System)
+                .tenant(tenant.0)
+                .target(ip.to_owned())
+                .outcome(Outcome::Denied)
+                .details(json!({
+                    "failures_last_minute": failures,
+                    "duration_seconds": self.config.ip_block_duration.as_secs(),
+                }));
+            let record = self.events.record(&event);
+            self.store.block_ip(&block, &record).await?;
+            self.events.committed(&record);
         }
         Ok(())
     }
@@ -210,9 +217,10 @@ impl BruteForce {
 
     /// Lifts the block of `ip`, recorded as done by `actor`.
     pub async fn unblock(&self, actor: Actor, ip: &str) -> Result<bool, StoreError> {
-        let lifted = self.store.unblock_ip(ip).await?;
+        let record = self.events.record(&Event::success("security.ip.unblocked", actor).target(ip.to_owned()));
+        let lifted = self.store.unblock_ip(ip, &record).await?;
         if lifted {
-            self.events.emit(Event::success("security.ip.unblocked", actor).target(ip.to_owned())).await;
+            self.events.committed(&record);
         }
         Ok(lifted)
     }
@@ -220,11 +228,13 @@ impl BruteForce {
     /// Unlocks an account (by its email): its failures are forgotten.
     pub async fn unlock(&self, actor: Actor, tenant: TenantId, email: &str) -> Result<bool, StoreError> {
         let cleared = self.store.clear_account(tenant, &crate::risk::account_hash(email)).await?;
-        self.events.emit(
-            Event::success("security.account.unlocked", actor)
-                .tenant(tenant.0)
-                .details(json!({ "had_failures": cleared })),
-        ).await;
+        self.events
+            .emit(
+                Event::success("security.account.unlocked", actor)
+                    .tenant(tenant.0)
+                    .details(json!({ "had_failures": cleared })),
+            )
+            .await;
         Ok(cleared)
     }
 }

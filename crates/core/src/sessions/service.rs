@@ -119,7 +119,7 @@ pub struct AuthParts {
     pub cache: Arc<dyn SessionCache>,
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
-    pub events: Arc<dyn EventSink>,
+    pub events: crate::audit::AuditLog,
     pub mfa: Arc<dyn MfaStore>,
     pub risk: Arc<RiskService>,
     /// Sends the one-time codes of stepped-up sign-ins.
@@ -135,7 +135,7 @@ pub struct AuthService {
     cache: Arc<dyn SessionCache>,
     tokens: TokenService,
     hasher: PasswordHasher,
-    events: Arc<dyn EventSink>,
+    events: crate::audit::AuditLog,
     rotations: Arc<RotationQueue>,
     mfa: Arc<dyn MfaStore>,
     risk: Arc<RiskService>,
@@ -188,7 +188,13 @@ impl AuthService {
         &self.tokens
     }
 
-    async fn failed(&self, tenant: &Tenant, reason: &'static str, target: Option<String>, client: &ClientInfo) -> AuthError {
+    async fn failed(
+        &self,
+        tenant: &Tenant,
+        reason: &'static str,
+        target: Option<String>,
+        client: &ClientInfo,
+    ) -> AuthError {
         metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
         let mut event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0);
         event.outcome = Outcome::Failure;
@@ -304,7 +310,11 @@ impl AuthService {
         }
         if let Some(hash) = rehash {
             let change = UserChange { password_hash: Some(hash), ..UserChange::default() };
-            self.users.update(tenant.id, user.id, &change).await.map_err(store)?;
+            let event =
+                Event::success("user.password_rehashed", Actor::System).tenant(tenant.id.0).target(user.id.to_string());
+            let record = self.events.record(&event);
+            self.users.update(tenant.id, user.id, &change, &record).await.map_err(store)?;
+            self.events.committed(&record);
         }
         let (purpose, methods): (_, &'static [&'static str]) = match (has_totp, has_webauthn) {
             (true, true) => (ChallengePurpose::Verify, &["totp", "webauthn", "recovery_code"]),
@@ -328,11 +338,11 @@ impl AuthService {
             email_code_hash: email_code,
         };
         self.mfa.create_challenge(&new).await.map_err(store)?;
-        self.events.emit(
-            Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
+        self.events
+            .emit(Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
                 json!({ "purpose": purpose.as_str(), "methods": methods, "risk": client.risk, "step_up": step_up }),
-            ),
-        ).await;
+            ))
+            .await;
         Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }))
     }
 
@@ -379,11 +389,16 @@ impl AuthService {
             idle_expires_at,
             client,
         };
-        self.sessions
-            .create(&NewSession { session: session.clone(), token_hash: token.hash(), refresh_hash: refresh.hash() })
-            .await
-            .map_err(AuthError::Store)?;
         let rehashed = rehash.is_some();
+        let record = self.events.record(
+            &Event::success("auth.login.success", Actor::User(user.id.0))
+                .tenant(tenant.id.0)
+                .target(session.id.to_string())
+                .details(json!({ "amr": methods, "rehashed": rehashed, "risk": session.client.risk, "ip": session.client.ip })),
+        );
+        let new = NewSession { session: session.clone(), token_hash: token.hash(), refresh_hash: refresh.hash() };
+        self.sessions.create(&new, &record).await.map_err(AuthError::Store)?;
+        self.events.committed(&record);
         self.users.record_login(tenant.id, user.id, at, rehash).await.map_err(AuthError::Store)?;
         let client = &session.client;
         if let Err(e) = self.risk.remember(tenant, user.id, client.ip.as_deref(), client.device.as_deref(), at).await {
@@ -394,12 +409,6 @@ impl AuthService {
         let account = risk::account_hash(user.email.as_str());
         self.brute_force.succeeded(tenant.id, &account).await.map_err(AuthError::Store)?;
         let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
-        self.events.emit(
-            Event::success("auth.login.success", Actor::User(user.id.0))
-                .tenant(tenant.id.0)
-                .target(session.id.to_string())
-                .details(json!({ "amr": methods, "rehashed": rehashed, "risk": client.risk, "ip": client.ip })),
-        ).await;
         let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
         Ok(LoginSuccess { session, token, tokens, user, mfa_enrollment_due_at: None })
     }
@@ -501,12 +510,19 @@ impl AuthService {
             RefreshOutcome::Rotated(id) => id,
             RefreshOutcome::Unknown => return Err(invalid("invalid_refresh_token")),
             RefreshOutcome::Reused(id) => {
-                if let Some(revoked) = self.sessions.revoke(tenant.id, None, id).await.map_err(AuthError::Store)? {
-                    self.cache.forget(&[revoked.id]).await;
+                let event = Event::success("auth.refresh.reuse_detected", Actor::System)
+                    .tenant(tenant.id.0)
+                    .outcome(Outcome::Denied)
+                    .target(id.to_string());
+                let record = self.events.record(&event.clone().details(json!({ "action": "session_revoked" })));
+                match self.sessions.revoke(tenant.id, None, id, &record).await.map_err(AuthError::Store)? {
+                    Some(revoked) => {
+                        self.events.committed(&record);
+                        self.cache.forget(&[revoked.id]).await;
+                    }
+                    // The session had already ended: the reuse is still worth recording.
+                    None => self.events.emit(event.details(json!({ "action": "none" }))).await,
                 }
-                let mut event = Event::success("auth.refresh.reuse_detected", Actor::System).tenant(tenant.id.0);
-                event.outcome = Outcome::Denied;
-                self.events.emit(event.target(id.to_string()).details(json!({ "action": "session_revoked" }))).await;
                 return Err(invalid("refresh_token_reused"));
             }
         };
@@ -527,43 +543,40 @@ impl AuthService {
 
     /// Ends one of the caller's sessions; false when `id` is not one of theirs.
     pub async fn revoke(&self, who: &Authenticated, id: SessionId) -> Result<bool, AuthError> {
-        let revoked =
-            self.sessions.revoke(who.session.tenant, Some(who.user.id), id).await.map_err(AuthError::Store)?;
-        let Some(revoked) = revoked else { return Ok(false) };
-        self.cache.forget(&[revoked.id]).await;
-        self.events.emit(
-            Event::success("auth.session.revoked", Actor::User(who.user.id.0))
+        let record = self.events.record(
+            &Event::success("auth.session.revoked", Actor::User(who.user.id.0))
                 .tenant(who.session.tenant.0)
                 .target(id.to_string()),
-        ).await;
+        );
+        let revoked =
+            self.sessions.revoke(who.session.tenant, Some(who.user.id), id, &record).await.map_err(AuthError::Store)?;
+        let Some(revoked) = revoked else { return Ok(false) };
+        self.events.committed(&record);
+        self.cache.forget(&[revoked.id]).await;
         Ok(true)
     }
 
     /// Ends the caller's current session.
     pub async fn logout(&self, who: &Authenticated) -> Result<(), AuthError> {
+        let record = self.events.record(
+            &Event::success("auth.logout", Actor::User(who.user.id.0))
+                .tenant(who.session.tenant.0)
+                .target(who.session.id.to_string()),
+        );
         let revoked = self
             .sessions
-            .revoke(who.session.tenant, Some(who.user.id), who.session.id)
+            .revoke(who.session.tenant, Some(who.user.id), who.session.id, &record)
             .await
             .map_err(AuthError::Store)?;
         self.cache.forget(&[who.session.id]).await;
         if revoked.is_some() {
-            self.events.emit(
-                Event::success("auth.logout", Actor::User(who.user.id.0))
-                    .tenant(who.session.tenant.0)
-                    .target(who.session.id.to_string()),
-            ).await;
+            self.events.committed(&record);
         }
         Ok(())
     }
 
     /// Ends every live session in `scope` (with their refresh and access tokens).
     pub async fn revoke_all(&self, actor: Actor, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError> {
-        let revoked = self.sessions.revoke_all(scope).await?;
-        let ids: Vec<SessionId> = revoked.iter().map(|r| r.id).collect();
-        for chunk in ids.chunks(1000) {
-            self.cache.forget(chunk).await;
-        }
         let mut event = Event::success("auth.session.revoked_all", actor);
         if let Some(tenant) = scope.tenant {
             event = event.tenant(tenant.0);
@@ -571,7 +584,13 @@ impl AuthService {
         if let Some(user) = scope.user {
             event = event.target(user.to_string());
         }
-        self.events.emit(event.details(json!({ "sessions": revoked.len() }))).await;
+        let record = self.events.record(&event.details(json!({ "except": scope.except })));
+        let revoked = self.sessions.revoke_all(scope, &record).await?;
+        self.events.committed(&record);
+        let ids: Vec<SessionId> = revoked.iter().map(|r| r.id).collect();
+        for chunk in ids.chunks(1000) {
+            self.cache.forget(chunk).await;
+        }
         Ok(revoked)
     }
 

@@ -13,7 +13,7 @@ use crate::users::UserId;
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Stores a new session with the first refresh token of its family.
-    async fn create(&self, session: &NewSession) -> Result<(), StoreError>;
+    async fn create(&self, session: &NewSession, audit: &crate::audit::AuditRecord) -> Result<(), StoreError>;
     /// The unrevoked session whose token has this hash.
     async fn find(&self, token: &TokenHash) -> Result<Option<Session>, StoreError>;
     /// The unrevoked session with this id in this tenant.
@@ -35,9 +35,14 @@ pub trait SessionStore: Send + Sync {
         tenant: TenantId,
         user: Option<UserId>,
         id: SessionId,
+        audit: &crate::audit::AuditRecord,
     ) -> Result<Option<RevokedSession>, StoreError>;
     /// Revokes every live session in `scope`.
-    async fn revoke_all(&self, scope: SessionScope) -> Result<Vec<RevokedSession>, StoreError>;
+    async fn revoke_all(
+        &self,
+        scope: SessionScope,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<Vec<RevokedSession>, StoreError>;
     /// Spends each rotation's presented refresh token and, when it was live, stores
     /// its successor in the same family; one outcome per rotation, in order. All
     /// rotations are one statement: a token named twice is spent once, the other

@@ -362,8 +362,9 @@ mod tests {
             risk_mfa_threshold: Some(0),
             risk_deny_threshold: Some(101),
             rate_limits: [("login".into(), "many".into()), ("logins".into(), "10/1m".into())].into(),
+            audit_retention_days: Some(0),
         };
-        assert_eq!(bad.problems().len(), 16, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 17, "{:?}", bad.problems());
         let passkeys = TenantSettings {
             webauthn_rp_id: Some("example.com".into()),
             webauthn_origins: vec!["https://example.com".into(), "https://login.example.com:8443".into()],

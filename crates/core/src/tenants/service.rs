@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::model::{NewTenant, Tenant, TenantId, TenantName, TenantSettings, TenantSlug, TenantStatus};
 use super::store::{TenantPage, TenantStore};
-use crate::events::{Actor, Event, EventSink};
+use crate::events::{Actor, Event};
 use crate::store::StoreError;
 
 /// Why a tenant operation was refused.
@@ -31,12 +31,12 @@ pub enum TenantError {
 #[derive(Clone)]
 pub struct TenantService {
     store: Arc<dyn TenantStore>,
-    events: Arc<dyn EventSink>,
+    events: crate::audit::AuditLog,
 }
 
 impl TenantService {
     /// A service over `store`, reporting to `events`.
-    pub fn new(store: Arc<dyn TenantStore>, events: Arc<dyn EventSink>) -> TenantService {
+    pub fn new(store: Arc<dyn TenantStore>, events: crate::audit::AuditLog) -> TenantService {
         TenantService { store, events }
     }
 
@@ -49,13 +49,14 @@ impl TenantService {
             settings: TenantSettings::default(),
         };
         let id = TenantId::generate();
-        if self.store.create_if_absent(id, &new).await.map_err(TenantError::Store)? {
-            self.events.emit(
-                Event::success("tenant.created", Actor::System)
-                    .tenant(id.0)
-                    .target(TenantSlug::DEFAULT)
-                    .details(json!({ "bootstrap": true })),
-            ).await;
+        let record = self.events.record(
+            &Event::success("tenant.created", Actor::System)
+                .tenant(id.0)
+                .target(TenantSlug::DEFAULT)
+                .details(json!({ "bootstrap": true })),
+        );
+        if self.store.create_if_absent(id, &new, &record).await.map_err(TenantError::Store)? {
+            self.events.committed(&record);
         }
         Ok(())
     }
@@ -69,17 +70,19 @@ impl TenantService {
         }
         .map_err(TenantError::Invalid)?;
         let new = NewTenant { slug, name, settings: TenantSettings::default() };
-        let tenant = match self.store.create(TenantId::generate(), &new).await {
+        let id = TenantId::generate();
+        let record = self.events.record(
+            &Event::success("tenant.created", actor)
+                .tenant(id.0)
+                .target(new.slug.as_str())
+                .details(json!({ "name": new.name.as_str() })),
+        );
+        let tenant = match self.store.create(id, &new, &record).await {
             Ok(t) => t,
             Err(StoreError::Conflict(_)) => return Err(TenantError::SlugTaken(new.slug.to_string())),
             Err(e) => return Err(TenantError::Store(e)),
         };
-        self.events.emit(
-            Event::success("tenant.created", actor)
-                .tenant(tenant.id.0)
-                .target(tenant.slug.as_str())
-                .details(json!({ "name": tenant.name.as_str() })),
-        ).await;
+        self.events.committed(&record);
         Ok(tenant)
     }
 
@@ -123,13 +126,14 @@ impl TenantService {
         if !problems.is_empty() {
             return Err(TenantError::Invalid(problems.join("; ")));
         }
-        let tenant = self.store.set_settings(tenant.id, &settings).await.map_err(TenantError::Store)?;
-        self.events.emit(
-            Event::success("tenant.settings_updated", actor)
+        let record = self.events.record(
+            &Event::success("tenant.settings_updated", actor)
                 .tenant(tenant.id.0)
                 .target(tenant.slug.as_str())
                 .details(serde_json::json!({ "changed": changes.keys().collect::<Vec<_>>() })),
-        ).await;
+        );
+        let tenant = self.store.set_settings(tenant.id, &settings, &record).await.map_err(TenantError::Store)?;
+        self.events.committed(&record);
         Ok(tenant)
     }
 
@@ -142,8 +146,12 @@ impl TenantService {
         if tenant.status == TenantStatus::Disabled {
             return Ok(tenant);
         }
-        let tenant = self.store.set_status(tenant.id, TenantStatus::Disabled).await.map_err(TenantError::Store)?;
-        self.events.emit(Event::success("tenant.disabled", actor).tenant(tenant.id.0).target(tenant.slug.as_str())).await;
+        let record = self
+            .events
+            .record(&Event::success("tenant.disabled", actor).tenant(tenant.id.0).target(tenant.slug.as_str()));
+        let tenant =
+            self.store.set_status(tenant.id, TenantStatus::Disabled, &record).await.map_err(TenantError::Store)?;
+        self.events.committed(&record);
         Ok(tenant)
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::model::{DisplayName, Email, NewUser, User, UserId, UserStatus, Username};
 use super::store::{UserChange, UserFilter, UserPage, UserStore};
-use crate::events::{Actor, Event, EventSink};
+use crate::events::{Actor, Event};
 use crate::passwords::{PasswordContext, PasswordHasher, PasswordPolicy};
 use crate::sessions::{AuthService, SessionScope};
 use crate::store::StoreError;
@@ -62,7 +62,7 @@ pub struct UserService {
     tenants: TenantService,
     hasher: PasswordHasher,
     auth: AuthService,
-    events: Arc<dyn EventSink>,
+    events: crate::audit::AuditLog,
 }
 
 /// What an administrator may change about a user; `None` leaves it.
@@ -88,7 +88,7 @@ impl UserService {
         tenants: TenantService,
         hasher: PasswordHasher,
         auth: AuthService,
-        events: Arc<dyn EventSink>,
+        events: crate::audit::AuditLog,
     ) -> UserService {
         UserService { users, tenants, hasher, auth, events }
     }
@@ -137,17 +137,18 @@ impl UserService {
             password_change_required: generated,
             roles,
         };
-        let user = match self.users.create(&new).await {
+        let record = self.events.record(
+            &Event::success("user.created", actor)
+                .tenant(tenant.id.0)
+                .target(new.id.to_string())
+                .details(json!({ "generated_password": generated })),
+        );
+        let user = match self.users.create(&new, &record).await {
             Ok(user) => user,
             Err(StoreError::Conflict(_)) => return Err(UserError::Taken),
             Err(e) => return Err(UserError::Store(e)),
         };
-        self.events.emit(
-            Event::success("user.created", actor)
-                .tenant(tenant.id.0)
-                .target(user.id.to_string())
-                .details(json!({ "generated_password": generated })),
-        ).await;
+        self.events.committed(&record);
         Ok(CreatedUser { user, generated_password: generated.then_some(password) })
     }
 
@@ -205,28 +206,29 @@ impl UserService {
             password_hash: None,
             password_change_required: update.password_change_required,
         };
-        let updated = match self.users.update(user.tenant, user.id, &change).await {
+        let kind = if change.status == Some(UserStatus::Disabled) { "user.disabled" } else { "user.updated" };
+        let record = self.events.record(
+            &Event::success(kind, actor.clone()).tenant(user.tenant.0).target(user.id.to_string()).details(json!({
+                "status": change.status.map(UserStatus::as_str),
+                "roles": change.roles,
+                "password_change_required": change.password_change_required,
+            })),
+        );
+        let updated = match self.users.update(user.tenant, user.id, &change, &record).await {
             Ok(u) => u,
             Err(StoreError::Conflict(_)) => return Err(UserError::Taken),
             Err(StoreError::NotFound) => return Err(UserError::NotFound(reference.to_owned())),
             Err(e) => return Err(UserError::Store(e)),
         };
+        self.events.committed(&record);
         let ends_sessions = matches!(change.status, Some(UserStatus::Disabled | UserStatus::Locked))
             || change.password_change_required == Some(true);
         if ends_sessions {
             let scope = SessionScope { tenant: Some(user.tenant), user: Some(user.id), except: None };
-            self.auth.revoke_all(actor.clone(), scope).await.map_err(UserError::Store)?;
+            self.auth.revoke_all(actor, scope).await.map_err(UserError::Store)?;
         } else {
             self.auth.forget_user(&updated).await.map_err(UserError::Store)?;
         }
-        let kind = if change.status == Some(UserStatus::Disabled) { "user.disabled" } else { "user.updated" };
-        self.events.emit(Event::success(kind, actor).tenant(user.tenant.0).target(user.id.to_string()).details(
-            json!({
-                "status": change.status.map(UserStatus::as_str),
-                "roles": change.roles,
-                "password_change_required": change.password_change_required,
-            }),
-        )).await;
         Ok(updated)
     }
 
@@ -234,14 +236,15 @@ impl UserService {
     /// ending all their sessions now; returns how many users.
     pub async fn force_password_change_all(&self, actor: Actor, tenant: &str) -> Result<u64, UserError> {
         let tenant = self.tenants.find(tenant).await?;
-        let count = self.users.require_password_change_all(tenant.id).await.map_err(UserError::Store)?;
-        let scope = SessionScope { tenant: Some(tenant.id), user: None, except: None };
-        self.auth.revoke_all(actor.clone(), scope).await.map_err(UserError::Store)?;
-        self.events.emit(
-            Event::success("user.password_change_required", actor)
+        let record = self.events.record(
+            &Event::success("user.password_change_required", actor.clone())
                 .tenant(tenant.id.0)
-                .details(json!({ "users": count, "all": true })),
-        ).await;
+                .details(json!({ "all": true })),
+        );
+        let count = self.users.require_password_change_all(tenant.id, &record).await.map_err(UserError::Store)?;
+        self.events.committed(&record);
+        let scope = SessionScope { tenant: Some(tenant.id), user: None, except: None };
+        self.auth.revoke_all(actor, scope).await.map_err(UserError::Store)?;
         Ok(count)
     }
 
@@ -255,10 +258,13 @@ impl UserService {
         let user = self.find(tenant, reference).await?;
         // Cached sessions would outlive the rows the deletion cascades to.
         self.auth.forget_user(&user).await.map_err(UserError::Store)?;
-        if !self.users.delete(user.tenant, user.id).await.map_err(UserError::Store)? {
+        let record = self
+            .events
+            .record(&Event::success("user.deleted", actor).tenant(user.tenant.0).target(user.id.to_string()));
+        if !self.users.delete(user.tenant, user.id, &record).await.map_err(UserError::Store)? {
             return Err(UserError::NotFound(reference.to_owned()));
         }
-        self.events.emit(Event::success("user.deleted", actor).tenant(user.tenant.0).target(user.id.to_string())).await;
+        self.events.committed(&record);
         Ok(user)
     }
 }

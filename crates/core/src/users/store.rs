@@ -45,7 +45,7 @@ pub struct UserPage {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Stores a new user; `Conflict` when the email or user name is taken in the tenant.
-    async fn create(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn create(&self, user: &NewUser, audit: &crate::audit::AuditRecord) -> Result<User, StoreError>;
     /// The user with this id in this tenant.
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError>;
     /// The user with this email in this tenant.
@@ -60,13 +60,24 @@ pub trait UserStore: Send + Sync {
     ) -> Result<UserPage, StoreError>;
     /// Applies `change`; `NotFound` when the user is not in this tenant, `Conflict`
     /// when a new user name is taken.
-    async fn update(&self, tenant: TenantId, id: UserId, change: &UserChange) -> Result<User, StoreError>;
+    async fn update(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        change: &UserChange,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<User, StoreError>;
     /// The user's password hash, if any.
     async fn password_hash(&self, tenant: TenantId, id: UserId) -> Result<Option<String>, StoreError>;
     /// Makes every user of the tenant choose a new password at next sign-in.
-    async fn require_password_change_all(&self, tenant: TenantId) -> Result<u64, StoreError>;
+    async fn require_password_change_all(
+        &self,
+        tenant: TenantId,
+        audit: &crate::audit::AuditRecord,
+    ) -> Result<u64, StoreError>;
     /// Removes the user; false when the user is not in this tenant.
-    async fn delete(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
+    async fn delete(&self, tenant: TenantId, id: UserId, audit: &crate::audit::AuditRecord)
+    -> Result<bool, StoreError>;
     /// The user with this email and their password hash, for sign-in.
     async fn credentials(&self, tenant: TenantId, email: &Email) -> Result<Option<(User, Option<String>)>, StoreError>;
     /// Records a successful sign-in at `at`, replacing the password hash when given
