@@ -205,14 +205,14 @@ backend_test!(forwarded_addresses_count_only_from_trusted_proxies, |backend| {
 });
 
 /// A platform administrator's session (an administrator of the default tenant).
-async fn admin_session(app: &TestApp) -> String {
+pub(crate) async fn admin_session(app: &TestApp) -> String {
     new_user(app, "default", "root@example.com", &[guard_core::users::ADMIN_ROLE]).await;
     let response = login_from(app, "127.0.0.1", "root@example.com", None).await;
     assert_eq!(response.status(), 200);
     response.json::<Value>().await.unwrap()["session_token"].as_str().unwrap().to_owned()
 }
 
-fn guard_on(app: &TestApp) -> guard_testkit::GuardCommand {
+pub(crate) fn guard_on(app: &TestApp) -> guard_testkit::GuardCommand {
     guard_testkit::GuardCommand::new(crate::support::GUARD)
         .env("DATABASE_URL", app.database_url.clone())
         .env("GUARD_MASTER_KEY", guard_testkit::TEST_MASTER_KEY)

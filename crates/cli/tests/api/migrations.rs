@@ -20,6 +20,20 @@ pub(crate) async fn execute(backend: Backend, url: &str, sql: &'static str) -> R
     }
 }
 
+/// Runs `script` (several statements) on the database at `url`.
+pub(crate) async fn execute_script(backend: Backend, url: &str, script: &'static str) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::raw_sql(script).execute(&mut conn).await.map(|_| ())
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::raw_sql(script).execute(&mut conn).await.map(|_| ())
+        }
+    }
+}
+
 fn stdout(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),

@@ -2,7 +2,6 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::events::{Event, Outcome};
@@ -75,12 +74,27 @@ impl AuditRecord {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at_us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// RFC 3339 in UTC with microseconds always written, so that times sort as text.
+    pub fn time_text(&self) -> String {
+        let t = self.time();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        )
+    }
+
     /// The wire form.
     pub fn to_json(&self) -> Value {
         let details: Value = serde_json::from_str(&self.details).unwrap_or(Value::String(self.details.clone()));
         json!({
             "id": self.id,
-            "time": self.time().format(&Rfc3339).unwrap_or_default(),
+            "time": self.time_text(),
             "tenant": (self.tenant != PLATFORM).then_some(self.tenant),
             "type": self.kind,
             "actor": self.actor,
