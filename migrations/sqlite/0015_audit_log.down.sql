@@ -1,3 +1,4 @@
+DROP TABLE audit_deliveries;
 DROP TABLE audit_checkpoints;
 DROP TABLE audit_chains;
 DROP TABLE audit_events;

@@ -40,3 +40,10 @@ CREATE TABLE audit_checkpoints (
     signature BLOB NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
+-- How far each chain has been delivered to each sink (continuous delivery to a SIEM).
+CREATE TABLE audit_deliveries (
+    sink          TEXT NOT NULL,
+    tenant_id     BLOB NOT NULL,
+    delivered_seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, tenant_id)
+);

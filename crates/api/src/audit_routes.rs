@@ -33,8 +33,8 @@ fn invalid(e: InvalidParam) -> ApiError {
     ApiError::new(ErrorCode::InvalidParameter).detail(e.to_string()).extension("parameter", json!(e.name))
 }
 
-fn filter(caller: &Caller, params: &QueryParams, order: Order, limit: u32) -> Result<AuditFilter, ApiError> {
-    params.filter(Some(caller.tenant.id.0), order, limit, MAX_PAGE, OffsetDateTime::now_utc()).map_err(invalid)
+fn filter(caller: &Caller, params: &QueryParams, order: Order, limit: u32) -> Result<AuditFilter, InvalidParam> {
+    params.filter(Some(caller.tenant.id.0), order, limit, MAX_PAGE, OffsetDateTime::now_utc())
 }
 
 /// The event recording that `caller` read the log.
@@ -56,7 +56,7 @@ async fn query(
     TenantAdmin(caller): TenantAdmin,
     AppQuery(params): AppQuery<QueryParams>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let filter = filter(&caller, &params, Order::NewestFirst, 100)?;
+    let filter = filter(&caller, &params, Order::NewestFirst, 100).map_err(invalid)?;
     let page = state.audit.query(&filter).await?;
     record_access(&state, &caller, "audit.events.read", described(&params)).await;
     Ok(AppJson(json!({
@@ -78,7 +78,7 @@ async fn export(
             reason: "an export has no limit: narrow it with since and until".into(),
         }));
     }
-    let first = filter(&caller, &params, Order::OldestFirst, EXPORT_PAGE)?;
+    let first = filter(&caller, &params, Order::OldestFirst, EXPORT_PAGE).map_err(invalid)?;
     // The first page is read before answering, so that a database failure is a
     // problem document rather than a cut stream.
     let page = state.audit.query(&first).await?;

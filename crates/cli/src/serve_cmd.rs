@@ -111,6 +111,12 @@ async fn start_background(
     }
     // Records other replicas write are sealed within AUDIT_POLL; this process's at once.
     tasks.push(tokio::spawn(state.audit.clone().run_sealer(AUDIT_POLL, stop.clone())));
+    if let Some(sink) = &state.config.audit.delivery {
+        let deliverer =
+            guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone()).map_err(Failure::Config)?;
+        tracing::info!(sink = %sink.name(), "audit events are delivered to a sink");
+        tasks.push(tokio::spawn(deliverer.run(stop.clone())));
+    }
     let (tenants, audit, retention) = (state.tenants.clone(), state.audit.clone(), state.config.audit.retention);
     let mut retention_stop = stop.clone();
     tasks.push(tokio::spawn(async move {

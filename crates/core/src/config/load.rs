@@ -377,6 +377,11 @@ impl Builder<'_> {
         let audit_retention = self.get("audit.retention", |t| parse::duration(t).filter(|d| d.as_secs() >= 86_400));
         let checkpoint_interval =
             self.get("audit.checkpoint_interval", |t| parse::duration(t).filter(|d| d.as_secs() >= 1));
+        let delivery_token = self.optional("audit.delivery_token", |t| (!t.is_empty()).then(|| Secret::new(t)));
+        let delivery = match delivery_token {
+            Ok(token) => self.optional("audit.delivery_url", |t| crate::audit::Sink::parse(t, token.clone()).ok()),
+            Err(()) => Err(()),
+        };
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -486,7 +491,11 @@ impl Builder<'_> {
                 api: api_rule?,
                 on_shared_failure: on_shared_failure?,
             },
-            audit: super::AuditConfig { retention: audit_retention?, checkpoint_interval: checkpoint_interval? },
+            audit: super::AuditConfig {
+                retention: audit_retention?,
+                checkpoint_interval: checkpoint_interval?,
+                delivery: delivery.ok()?,
+            },
             brute_force: crate::security::BruteForceConfig {
                 enabled: brute_enabled?,
                 ip_block_threshold: ip_block_threshold?,

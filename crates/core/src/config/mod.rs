@@ -38,6 +38,8 @@ pub struct AuditConfig {
     pub retention: Duration,
     /// Longest time between checkpoints of a growing chain.
     pub checkpoint_interval: Duration,
+    /// Where sealed events are delivered, if anywhere.
+    pub delivery: Option<crate::audit::Sink>,
 }
 
 /// Secrets at rest and token signing.

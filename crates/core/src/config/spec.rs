@@ -335,6 +335,14 @@ pub const SETTINGS: &[Setting] = &[
         "a duration of at least 1s, such as 1m",
         "At most this long between signed checkpoints of a growing audit chain.",
     ),
+    secret(
+        "audit.delivery_url",
+        "AUDIT_DELIVERY_URL",
+        None,
+        "syslog+tcp://HOST:PORT, or an https:// URL (http:// only to a loopback address)",
+        "Sends every sealed audit event there, at least once (RFC 5424 syslog over TCP, or JSON POSTed to a webhook).",
+    ),
+    secret("audit.delivery_token", "AUDIT_DELIVERY_TOKEN", None, "any text", "Bearer token for the audit webhook."),
     s("rate_limit.enabled", "RATE_LIMIT_ENABLED", Some("true"), "true or false", "Whether rate limits are enforced."),
     s(
         "rate_limit.login",

@@ -1,0 +1,296 @@
+//! Audit log benchmark, against a real database (SQLite file or PostgreSQL):
+//!
+//!   audit_bench URL ingest SECONDS CONCURRENCY   # events appended one per transaction
+//!                                                # by CONCURRENCY writers while the sealer
+//!                                                # runs; then how long sealing trails
+//!   audit_bench URL verify COUNT                 # COUNT events appended, sealed, verified
+//!   audit_bench URL query COUNT                  # COUNT events stored (made in SQL when
+//!                                                # missing), then the first page of a
+//!                                                # one-day window, timed
+//!
+//! Every section uses guard's own code paths (the store, the sealer, the verifier,
+//! the query); only the bulk load of the query section is plain SQL.
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use guard_core::audit::{AuditFilter, AuditLog, AuditRecord, Cursor, Order, ResultFilter};
+use guard_core::events::{Actor, Event, Outcome};
+use guard_store::Database;
+use sqlx::Connection;
+use uuid::Uuid;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// base64 of "bench-master-key-32-bytes-long!!": a benchmark's key, never a real one.
+const BENCH_MASTER_KEY: &str = "YmVuY2gtbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nISE=";
+
+fn percentiles(mut samples: Vec<Duration>) -> String {
+    if samples.is_empty() {
+        return "n=0".into();
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "n={} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
+        samples.len(),
+        ms(at(0.50)),
+        ms(at(0.95)),
+        ms(at(0.99)),
+        samples.last().map_or(0.0, |d| ms(*d))
+    )
+}
+
+async fn open(url: &str) -> Res<(guard_core::Config, Database, AuditLog)> {
+    let env = [
+        ("DATABASE_URL".to_owned(), url.to_owned()),
+        ("GUARD_MASTER_KEY".to_owned(), BENCH_MASTER_KEY.to_owned()),
+        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+    ];
+    let config = guard_core::config::ConfigLoader::isolated(env.into_iter().collect()).load()?.config;
+    let db = guard_store::open(&config.database).await?;
+    db.migrations.up().await?;
+    let audit = guard_api::audit_log(&config, &db)?;
+    Ok((config, db, audit))
+}
+
+fn tenant(n: u64) -> Uuid {
+    Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0000 | (u128::from(n) + 1))
+}
+
+async fn ingest(url: &str, seconds: u64, concurrency: usize) -> Res<()> {
+    let (_, db, audit) = open(url).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sealer = tokio::spawn(audit.clone().run_sealer(Duration::from_secs(1), stopped));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let writers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (db, audit) = (db.clone(), audit.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0u64;
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let event = Event::success("auth.login.success", Actor::User(Uuid::now_v7()))
+                        .tenant(tenant(w as u64 % 4))
+                        .target(format!("session-{w}-{n}"))
+                        .details(serde_json::json!({ "amr": ["pwd"], "risk": { "score": 0 } }));
+                    let record = audit.record(&event);
+                    let at = Instant::now();
+                    match db.audit.append(std::slice::from_ref(&record)).await {
+                        Ok(()) => audit.committed(&record),
+                        Err(_) => failures += 1,
+                    }
+                    latencies.push(at.elapsed());
+                    n += 1;
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for writer in writers {
+        let (l, f) = writer.await?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    let written = latencies.len() as u64 - failures;
+    println!(
+        "ingest: {written} events in {:.1}s = {:.0} events/s, {concurrency} writers, {failures} failed; append {}",
+        elapsed.as_secs_f64(),
+        written as f64 / elapsed.as_secs_f64(),
+        percentiles(latencies)
+    );
+    let drain = Instant::now();
+    while !db.audit.unsealed_chains().await?.is_empty() {
+        if drain.elapsed() > Duration::from_secs(300) {
+            return Err("sealing did not finish within 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "sealing: everything sealed {:.2}s after the writers stopped ({:.0} events/s over the whole run)",
+        drain.elapsed().as_secs_f64(),
+        written as f64 / started.elapsed().as_secs_f64()
+    );
+    let _ = stop.send(true);
+    sealer.await?;
+    Ok(())
+}
+
+async fn verify(url: &str, count: usize) -> Res<()> {
+    let (_, db, audit) = open(url).await?;
+    let chain = Uuid::now_v7();
+    let started = Instant::now();
+    for start in (0..count).step_by(1000) {
+        let batch: Vec<AuditRecord> = (start..(start + 1000).min(count))
+            .map(|i| {
+                let event =
+                    Event::success("user.updated", Actor::Operator).tenant(chain).target(format!("user-{i}")).details(
+                        serde_json::json!({ "status": null, "roles": ["admin"], "password_change_required": null }),
+                    );
+                audit.record(&event)
+            })
+            .collect();
+        db.audit.append(&batch).await?;
+    }
+    println!(
+        "append: {count} events in batches of 1000: {:.1}s = {:.0} events/s",
+        started.elapsed().as_secs_f64(),
+        count as f64 / started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let sealed = audit.seal(true).await?;
+    println!(
+        "seal: {sealed} events in {:.1}s = {:.0} events/s",
+        started.elapsed().as_secs_f64(),
+        sealed as f64 / started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let report = audit.verify(Some(chain)).await?;
+    let elapsed = started.elapsed();
+    if !report.intact {
+        return Err(format!("verification failed: {report:?}").into());
+    }
+    println!(
+        "verify: {} records in {:.2}s = {:.0} records/s (MAC, hash link and position of each; checkpoints)",
+        report.records,
+        elapsed.as_secs_f64(),
+        report.records as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Event types of the generated load, and the tenants it is spread over.
+const TYPES: [&str; 8] = [
+    "auth.login.success",
+    "auth.login.failure",
+    "auth.logout",
+    "user.updated",
+    "auth.session.revoked",
+    "mfa.verify.failure",
+    "audit.events.read",
+    "tenant.settings_updated",
+];
+const TENANTS: u64 = 10;
+const SPAN_DAYS: i64 = 100;
+
+/// Adds events `from..to` straight in SQL: `TENANTS` tenants, one event every
+/// `step_us` back from `now_us`, every fifth a failure and every twentieth an error.
+async fn generate(url: &str, from: i64, to: i64, now_us: i64, step_us: i64) -> Res<()> {
+    let types = TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+    if url.starts_with("sqlite:") {
+        let cases: String = TYPES.iter().enumerate().map(|(n, t)| format!(" WHEN {n} THEN '{t}'")).collect();
+        let sql = format!(
+            "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to} - 1) \
+             INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, \
+             user_agent, request_id, details, mac, hash) \
+             SELECT unhex(printf('%016x%016x', {now_us} - i * {step_us}, i)), \
+             unhex(printf('00000000000070008000%012x', i % {TENANTS} + 1)), i / {TENANTS} + 1, {now_us} - i * {step_us}, \
+             CASE i % 8{cases} END, 'user:' || (i % 5000), 'target-' || i, \
+             CASE WHEN i % 20 = 0 THEN 'error' WHEN i % 5 = 0 THEN 'failure' ELSE 'success' END, \
+             '10.0.' || (i % 250) || '.' || (i % 199), 'Mozilla/5.0 (bench)', 'req-' || i, \
+             '{{\"amr\":[\"pwd\"],\"n\":' || i || '}}', zeroblob(32), zeroblob(32) FROM n"
+        );
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+    } else {
+        let sql = format!(
+            "INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, \
+             user_agent, request_id, details, mac, hash) \
+             SELECT (lpad(to_hex(at), 16, '0') || lpad(to_hex(i), 16, '0'))::uuid, \
+             ('00000000-0000-7000-8000-' || lpad(to_hex(i % {TENANTS} + 1), 12, '0'))::uuid, i / {TENANTS} + 1, at, \
+             (ARRAY[{types}])[i % 8 + 1], 'user:' || (i % 5000), 'target-' || i, \
+             CASE WHEN i % 20 = 0 THEN 'error' WHEN i % 5 = 0 THEN 'failure' ELSE 'success' END, \
+             '10.0.' || (i % 250) || '.' || (i % 199), 'Mozilla/5.0 (bench)', 'req-' || i, \
+             '{{\"amr\":[\"pwd\"],\"n\":' || i || '}}', '\\x00'::bytea, '\\x00'::bytea \
+             FROM (SELECT i, {now_us} - i * {step_us} AS at FROM generate_series({from}::bigint, {to}::bigint - 1) i) s"
+        );
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+    }
+    Ok(())
+}
+
+async fn query(url: &str, count: i64) -> Res<()> {
+    let (_, db, audit) = open(url).await?;
+    let stored: i64 = if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&mut conn).await?
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&mut conn).await?
+    };
+    let now_us = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000;
+    let step_us = SPAN_DAYS * 86_400_000_000 / count.max(1);
+    if stored < count {
+        let started = Instant::now();
+        let chunk = 1_000_000;
+        let mut from = stored;
+        while from < count {
+            let to = (from + chunk).min(count);
+            generate(url, from, to, now_us, step_us).await?;
+            eprintln!("  stored {to} of {count} ({:.0}s)", started.elapsed().as_secs_f64());
+            from = to;
+        }
+        let analyze = "ANALYZE";
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::raw_sql(analyze).execute(&mut conn).await?;
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::raw_sql(analyze).execute(&mut conn).await?;
+        }
+        println!(
+            "load: {} events in {:.0}s ({} tenants, {SPAN_DAYS} days, every index in place)",
+            count - stored,
+            started.elapsed().as_secs_f64(),
+            TENANTS
+        );
+    }
+    let since_us = Some(time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000 - 86_400_000_000);
+    let day = AuditFilter { tenant: Some(tenant(3)), since_us, limit: 100, ..AuditFilter::default() };
+    let first = audit.query(&day).await?;
+    let cursor: Option<Cursor> = first.next;
+    let cases: Vec<(&str, AuditFilter)> = vec![
+        ("one tenant, one day, newest first", day.clone()),
+        ("one tenant, one day, second page (cursor)", AuditFilter { after: cursor, ..day.clone() }),
+        ("one tenant, one day, type auth.*", AuditFilter { kind_like: Some("auth.%".into()), ..day.clone() }),
+        (
+            "one tenant, one day, result=error",
+            AuditFilter { result: Some(ResultFilter(Outcome::Error)), ..day.clone() },
+        ),
+        ("every tenant (operator), one day", AuditFilter { tenant: None, ..day.clone() }),
+        ("one tenant, one day, oldest first (export)", AuditFilter { order: Order::OldestFirst, ..day.clone() }),
+    ];
+    println!("stored: {} events; each case 50 times, 100 a page", stored.max(count));
+    for (label, filter) in cases {
+        let mut samples = Vec::with_capacity(50);
+        let mut returned = 0;
+        for _ in 0..50 {
+            let at = Instant::now();
+            returned = audit.query(&filter).await?.records.len();
+            samples.push(at.elapsed());
+        }
+        println!("  {label:<46} {returned:>3} records  {}", percentiles(samples));
+    }
+    db.pool.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |n: usize| args.get(n).cloned().ok_or("usage: audit_bench URL ingest|verify|query …");
+    let url = arg(0)?;
+    match arg(1)?.as_str() {
+        "ingest" => ingest(&url, arg(2)?.parse()?, arg(3)?.parse()?).await,
+        "verify" => verify(&url, arg(2)?.parse()?).await,
+        "query" => query(&url, arg(2)?.parse()?).await,
+        other => Err(format!("unknown section {other}").into()),
+    }
+}
