@@ -53,6 +53,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
     let in_flight = InFlight::enter();
     let timeout = state.config.server.request_timeout;
     let audit_context = audit_context(&state, &request, &request_id);
+    let failure_context = audit_context.clone();
     let handled = REQUEST_ID.scope(
         request_id.clone(),
         guard_core::audit::REQUEST
@@ -88,6 +89,17 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
 
+    if response.status().is_server_error() {
+        // A failed operation is reviewed daily: on record with the request's context.
+        let event = guard_core::events::Event::success("api.request.failed", guard_core::events::Actor::System)
+            .outcome(guard_core::events::Outcome::Error)
+            .target(format!("{} {}", method, route))
+            .details(serde_json::json!({ "status": response.status().as_u16() }));
+        let audit = state.audit.clone();
+        guard_core::audit::REQUEST
+            .scope(failure_context, async move { guard_core::events::EventSink::emit(&audit, event).await })
+            .await;
+    }
     let elapsed = started.elapsed();
     let status_label = status_label(response.status().as_u16());
     metrics::counter!("guard_http_requests_total", "method" => method, "route" => route.clone(), "status" => status_label)

@@ -72,7 +72,7 @@ impl Services {
         };
         let tenants = TenantService::new(db.tenants.clone(), events.clone());
         let templates = Templates::load(config.smtp.templates_dir.as_deref())?;
-        let outbox = OutboxSender::new(db.email.clone(), templates);
+        let outbox = OutboxSender::new(db.email.clone(), templates, audit.clone());
         let auth = AuthService::new(AuthParts {
             users: db.users.clone(),
             sessions: db.sessions.clone(),

@@ -1,8 +1,10 @@
 //! Audit log benchmark, against a real database (SQLite file or PostgreSQL):
 //!
-//!   audit_bench URL ingest SECONDS CONCURRENCY   # events appended one per transaction
-//!                                                # by CONCURRENCY writers while the sealer
-//!                                                # runs; then how long sealing trails
+//!   audit_bench URL ingest SECONDS CONCURRENCY [RATE]
+//!                                                # events emitted by CONCURRENCY tasks
+//!                                                # (at RATE a second in all, or flat out)
+//!                                                # while the sealer runs; then how long
+//!                                                # sealing trails
 //!   audit_bench URL verify COUNT                 # COUNT events appended, sealed, verified
 //!   audit_bench URL query COUNT                  # COUNT events stored (made in SQL when
 //!                                                # missing), then the first page of a
@@ -15,7 +17,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use guard_core::audit::{AuditFilter, AuditLog, AuditRecord, Cursor, Order, ResultFilter};
-use guard_core::events::{Actor, Event, Outcome};
+use guard_core::events::{Actor, Event, EventSink, Outcome};
 use guard_store::Database;
 use sqlx::Connection;
 use uuid::Uuid;
@@ -59,50 +61,53 @@ fn tenant(n: u64) -> Uuid {
     Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0000 | (u128::from(n) + 1))
 }
 
-async fn ingest(url: &str, seconds: u64, concurrency: usize) -> Res<()> {
+async fn ingest(url: &str, seconds: u64, concurrency: usize, rate: u64) -> Res<()> {
     let (_, db, audit) = open(url).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let sealer = tokio::spawn(audit.clone().run_sealer(Duration::from_secs(1), stopped));
+    let before: i64 = db.audit.chains(None).await?.iter().map(|c| c.last_seq).sum();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let writers: Vec<_> = (0..concurrency)
         .map(|w| {
-            let (db, audit) = (db.clone(), audit.clone());
+            let audit = audit.clone();
             tokio::spawn(async move {
+                // At `rate` events a second in all (0: as fast as they go).
+                let mut pace = (rate > 0).then(|| {
+                    let mut every = tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / rate as f64));
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    every
+                });
                 let mut latencies = Vec::new();
-                let mut failures = 0u64;
                 let mut n = 0u64;
                 while Instant::now() < deadline {
+                    if let Some(pace) = pace.as_mut() {
+                        pace.tick().await;
+                    }
                     let event = Event::success("auth.login.success", Actor::User(Uuid::now_v7()))
                         .tenant(tenant(w as u64 % 4))
                         .target(format!("session-{w}-{n}"))
                         .details(serde_json::json!({ "amr": ["pwd"], "risk": { "score": 0 } }));
-                    let record = audit.record(&event);
                     let at = Instant::now();
-                    match db.audit.append(std::slice::from_ref(&record)).await {
-                        Ok(()) => audit.committed(&record),
-                        Err(_) => failures += 1,
-                    }
+                    audit.emit(event).await;
                     latencies.push(at.elapsed());
                     n += 1;
                 }
-                (latencies, failures)
+                latencies
             })
         })
         .collect();
     let mut latencies = Vec::new();
-    let mut failures = 0;
     for writer in writers {
-        let (l, f) = writer.await?;
-        latencies.extend(l);
-        failures += f;
+        latencies.extend(writer.await?);
     }
     let elapsed = started.elapsed();
-    let written = latencies.len() as u64 - failures;
+    let emitted = latencies.len() as u64;
     println!(
-        "ingest: {written} events in {:.1}s = {:.0} events/s, {concurrency} writers, {failures} failed; append {}",
+        "ingest: {emitted} events in {:.1}s = {:.0} events/s ({concurrency} emitters, {}), each emit waiting for its commit: {}",
         elapsed.as_secs_f64(),
-        written as f64 / elapsed.as_secs_f64(),
+        emitted as f64 / elapsed.as_secs_f64(),
+        if rate > 0 { format!("paced at {rate}/s") } else { "unpaced".to_owned() },
         percentiles(latencies)
     );
     let drain = Instant::now();
@@ -110,13 +115,17 @@ async fn ingest(url: &str, seconds: u64, concurrency: usize) -> Res<()> {
         if drain.elapsed() > Duration::from_secs(300) {
             return Err("sealing did not finish within 5 minutes".into());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let sealed = db.audit.chains(None).await?.iter().map(|c| c.last_seq).sum::<i64>() - before;
     println!(
-        "sealing: everything sealed {:.2}s after the writers stopped ({:.0} events/s over the whole run)",
+        "sealing: {sealed} sealed, all of them {:.2}s after the emitters stopped ({:.0} events/s stored and sealed over the whole run)",
         drain.elapsed().as_secs_f64(),
-        written as f64 / started.elapsed().as_secs_f64()
+        sealed as f64 / started.elapsed().as_secs_f64()
     );
+    if sealed != emitted as i64 {
+        return Err(format!("{emitted} emitted but {sealed} sealed").into());
+    }
     let _ = stop.send(true);
     sealer.await?;
     Ok(())
@@ -149,6 +158,20 @@ async fn verify(url: &str, count: usize) -> Res<()> {
         "seal: {sealed} events in {:.1}s = {:.0} events/s",
         started.elapsed().as_secs_f64(),
         sealed as f64 / started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let mut after = 0;
+    loop {
+        let page = db.audit.sealed_after(chain, after, 5000).await?;
+        match page.last().and_then(|r| r.seq) {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    println!(
+        "read alone: {after} records in {:.2}s = {:.0} records/s (one reader, pages of 5000)",
+        started.elapsed().as_secs_f64(),
+        after as f64 / started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
     let report = audit.verify(Some(chain)).await?;
@@ -191,8 +214,8 @@ async fn generate(url: &str, from: i64, to: i64, now_us: i64, step_us: i64) -> R
              user_agent, request_id, details, mac, hash) \
              SELECT unhex(printf('%016x%016x', {now_us} - i * {step_us}, i)), \
              unhex(printf('00000000000070008000%012x', i % {TENANTS} + 1)), i / {TENANTS} + 1, {now_us} - i * {step_us}, \
-             CASE i % 8{cases} END, 'user:' || (i % 5000), 'target-' || i, \
-             CASE WHEN i % 20 = 0 THEN 'error' WHEN i % 5 = 0 THEN 'failure' ELSE 'success' END, \
+             CASE (i / {TENANTS}) % 8{cases} END, 'user:' || (i % 5000), 'target-' || i, \
+             CASE WHEN (i / {TENANTS}) % 20 = 0 THEN 'error' WHEN (i / {TENANTS}) % 5 = 1 THEN 'failure' ELSE 'success' END, \
              '10.0.' || (i % 250) || '.' || (i % 199), 'Mozilla/5.0 (bench)', 'req-' || i, \
              '{{\"amr\":[\"pwd\"],\"n\":' || i || '}}', zeroblob(32), zeroblob(32) FROM n"
         );
@@ -204,8 +227,8 @@ async fn generate(url: &str, from: i64, to: i64, now_us: i64, step_us: i64) -> R
              user_agent, request_id, details, mac, hash) \
              SELECT (lpad(to_hex(at), 16, '0') || lpad(to_hex(i), 16, '0'))::uuid, \
              ('00000000-0000-7000-8000-' || lpad(to_hex(i % {TENANTS} + 1), 12, '0'))::uuid, i / {TENANTS} + 1, at, \
-             (ARRAY[{types}])[i % 8 + 1], 'user:' || (i % 5000), 'target-' || i, \
-             CASE WHEN i % 20 = 0 THEN 'error' WHEN i % 5 = 0 THEN 'failure' ELSE 'success' END, \
+             (ARRAY[{types}])[(i / {TENANTS}) % 8 + 1], 'user:' || (i % 5000), 'target-' || i, \
+             CASE WHEN (i / {TENANTS}) % 20 = 0 THEN 'error' WHEN (i / {TENANTS}) % 5 = 1 THEN 'failure' ELSE 'success' END, \
              '10.0.' || (i % 250) || '.' || (i % 199), 'Mozilla/5.0 (bench)', 'req-' || i, \
              '{{\"amr\":[\"pwd\"],\"n\":' || i || '}}', '\\x00'::bytea, '\\x00'::bytea \
              FROM (SELECT i, {now_us} - i * {step_us} AS at FROM generate_series({from}::bigint, {to}::bigint - 1) i) s"
@@ -288,7 +311,7 @@ async fn main() -> Res<()> {
     let arg = |n: usize| args.get(n).cloned().ok_or("usage: audit_bench URL ingest|verify|query …");
     let url = arg(0)?;
     match arg(1)?.as_str() {
-        "ingest" => ingest(&url, arg(2)?.parse()?, arg(3)?.parse()?).await,
+        "ingest" => ingest(&url, arg(2)?.parse()?, arg(3)?.parse()?, args.get(4).map_or(Ok(0), |r| r.parse())?).await,
         "verify" => verify(&url, arg(2)?.parse()?).await,
         "query" => query(&url, arg(2)?.parse()?).await,
         other => Err(format!("unknown section {other}").into()),

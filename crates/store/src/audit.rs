@@ -33,6 +33,20 @@ pub(crate) fn from_row(row: Row) -> AuditRecord {
     AuditRecord { id, tenant, seq, at_us, kind, actor, target, result, ip, user_agent, request_id, details, mac, hash }
 }
 
+/// Records linked by one UPDATE while sealing.
+pub(crate) const SEAL_ROWS_PER_STATEMENT: usize = 500;
+
+/// The UPDATE giving `rows` records their place: parameters id, seq, hash per row.
+/// VALUES columns are column1… on both backends.
+pub(crate) fn seal_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows).map(|r| format!("(${}, ${}, ${})", 3 * r + 1, 3 * r + 2, 3 * r + 3)).collect();
+    format!(
+        "UPDATE audit_events SET seq = v.column2, hash = v.column3 FROM (VALUES {}) AS v \
+         WHERE audit_events.id = v.column1",
+        values.join(", ")
+    )
+}
+
 /// A query parameter, bound in order.
 pub(crate) enum Param {
     Int(i64),
@@ -78,7 +92,12 @@ pub(crate) fn query_sql(filter: &AuditFilter) -> (String, Vec<Param>) {
         params.push(Param::Int(after.at_us));
         params.push(Param::Id(after.id));
         let n = params.len();
-        sql.push_str(&format!(" AND (at_us {compare} ${} OR (at_us = ${} AND id {compare} ${n}))", n - 2, n - 1));
+        // The bound on at_us alone lets the index range start at the cursor.
+        sql.push_str(&format!(
+            " AND at_us {compare}= ${} AND (at_us {compare} ${} OR id {compare} ${n})",
+            n - 2,
+            n - 1
+        ));
     }
     params.push(Param::Int(i64::from(filter.limit) + 1));
     sql.push_str(&format!(" ORDER BY at_us {direction}, id {direction} LIMIT ${}", params.len()));
@@ -123,6 +142,10 @@ macro_rules! impl_audit_store {
                 &self,
                 records: &[guard_core::audit::AuditRecord],
             ) -> Result<(), guard_core::store::StoreError> {
+                if let [record] = records {
+                    // One statement commits by itself: no BEGIN and COMMIT round trips.
+                    return crate::audit::insert_audit_record!(&self.writer, record);
+                }
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 for record in records {
                     crate::audit::insert_audit_record!(&mut *tx, record)?;
@@ -180,17 +203,21 @@ macro_rules! impl_audit_store {
                     return Ok(None);
                 }
                 let count = rows.len() as u64;
+                let mut links = Vec::with_capacity(rows.len());
                 for row in rows {
                     let record = crate::audit::from_row(row);
                     seq += 1;
                     hash = guard_core::audit::link(&hash, seq, &guard_core::audit::content_bytes(&record));
-                    sqlx::query("UPDATE audit_events SET seq = $1, hash = $2 WHERE id = $3")
-                        .bind(seq)
-                        .bind(&hash)
-                        .bind(record.id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(fail)?;
+                    links.push((record.id, seq, hash.clone()));
+                }
+                // A few statements of many rows each rather than one per record: the
+                // sealer shares the (SQLite) writer with every request.
+                for chunk in links.chunks(crate::audit::SEAL_ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
+                    for (id, seq, hash) in chunk {
+                        query = query.bind(*id).bind(*seq).bind(hash);
+                    }
+                    query.execute(&mut *tx).await.map_err(fail)?;
                 }
                 sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
                     .bind(tenant)

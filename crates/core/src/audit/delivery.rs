@@ -37,7 +37,7 @@ impl Sink {
         let host = parsed.host_str().ok_or("no host")?.to_owned();
         match parsed.scheme() {
             "syslog+tcp" => {
-                let port = parsed.port().ok_or("a syslog URL needs a port, such as syslog+tcp://siem:6514")?;
+                let port = parsed.port().ok_or("a syslog URL needs a port, such as syslog+tcp://siem:514")?;
                 Ok(Sink::Syslog { address: format!("{host}:{port}") })
             }
             "https" => Ok(Sink::Webhook { url: url.to_owned(), token }),
@@ -132,10 +132,21 @@ impl Deliverer {
     pub async fn pass(&self) -> Result<u64, String> {
         let store = self.log.store();
         let text = |e: crate::store::StoreError| e.to_string();
+        let positions = store.delivered(&self.name).await.map_err(text)?;
         if !store.take_lease(LEASE_NAME, &self.holder, LEASE).await.map_err(text)? {
+            // Another replica delivers; this one still reports how far behind it is.
+            let mut oldest_waiting: Option<i64> = None;
+            for chain in store.chains(None).await.map_err(text)? {
+                let position = positions.iter().find(|(t, _)| *t == chain.tenant).map_or(0, |(_, s)| *s);
+                if let Some(next) =
+                    store.sealed_after(chain.tenant, position.max(chain.anchor_seq), 1).await.map_err(text)?.first()
+                {
+                    oldest_waiting = Some(oldest_waiting.map_or(next.at_us, |o| o.min(next.at_us)));
+                }
+            }
+            self.record_lag(oldest_waiting);
             return Ok(0);
         }
-        let positions = store.delivered(&self.name).await.map_err(text)?;
         let mut sent = 0;
         let mut oldest_waiting: Option<i64> = None;
         for chain in store.chains(None).await.map_err(text)? {

@@ -9,6 +9,7 @@
 //! place in the chain shortly after they commit, so concurrent writers on several
 //! replicas never contend for the chain head inside a request.
 
+mod batch;
 mod chain;
 mod delivery;
 mod model;

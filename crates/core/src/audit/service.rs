@@ -19,7 +19,9 @@ use crate::store::StoreError;
 /// Records sealed per transaction.
 const SEAL_BATCH: u32 = 2000;
 /// Records read per page while verifying.
-const VERIFY_PAGE: u32 = 10_000;
+const VERIFY_PAGE: u32 = 5_000;
+/// Pages being read while one is checked.
+const VERIFY_READ_AHEAD: i64 = 3;
 /// Most records a query page may hold.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -30,6 +32,7 @@ pub struct AuditLog {
     keys: Arc<AuditKeys>,
     wake: Arc<Notify>,
     checkpoint_every: Duration,
+    group_commit: Arc<super::batch::GroupCommit>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -78,7 +81,13 @@ impl AuditLog {
     /// The audit log over `store`, signing a checkpoint of each chain that has grown at
     /// most every `checkpoint_every`.
     pub fn new(store: Arc<dyn AuditStore>, keys: AuditKeys, checkpoint_every: Duration) -> AuditLog {
-        AuditLog { store, keys: Arc::new(keys), wake: Arc::new(Notify::new()), checkpoint_every }
+        AuditLog {
+            store,
+            keys: Arc::new(keys),
+            wake: Arc::new(Notify::new()),
+            checkpoint_every,
+            group_commit: Arc::default(),
+        }
     }
 
     /// The store, for delivery.
@@ -153,12 +162,15 @@ impl AuditLog {
             let checkpoint = self.keys.sign(head.tenant, head.last_seq, &head.last_hash, now);
             self.store.add_checkpoint(&checkpoint).await?;
             // The log is a second witness: a copy outside the database.
+            // Everything needed to check the signature with `guard audit key`'s key.
             tracing::info!(
                 target: "guard::audit",
                 tenant = %head.tenant,
                 seq = head.last_seq,
                 hash = %hex(&head.last_hash),
+                at_us = checkpoint.at_us,
                 key_id = %checkpoint.key_id,
+                signature = %hex(&checkpoint.signature),
                 "audit checkpoint signed"
             );
         }
@@ -168,8 +180,15 @@ impl AuditLog {
     /// Seals what the process writes (woken by each write) and what other processes
     /// write (polled), until `stop` turns true.
     pub async fn run_sealer(self, poll: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // Every interval each grown chain's head is signed, even when the chain then
+        // stays quiet: its newest records do not wait for the next write.
+        let mut last_forced = tokio::time::Instant::now();
         loop {
-            if let Err(e) = self.seal(false).await {
+            let force = last_forced.elapsed() >= self.checkpoint_every;
+            if force {
+                last_forced = tokio::time::Instant::now();
+            }
+            if let Err(e) = self.seal(force).await {
                 tracing::warn!(error = %e, "cannot seal audit records");
             }
             if *stop.borrow() {
@@ -182,7 +201,7 @@ impl AuditLog {
                 }
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {
-                    let _ = self.seal(false).await;
+                    let _ = self.seal(true).await;
                     return;
                 }
             }
@@ -246,18 +265,23 @@ impl AuditLog {
         let mut checkpoints = checkpoints.into_iter().filter(|c| c.seq > chain.anchor_seq).peekable();
         let mut previous = chain.anchor_hash.clone();
         let mut expected = chain.anchor_seq + 1;
-        let store = self.store.clone();
-        let after = chain.anchor_seq;
-        let mut next = tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await });
+        // Pages are read ahead, several at once: positions are gapless in an intact
+        // chain, so page k starts after anchor + k pages. A gap shows up as a break
+        // in the page holding it, before any overlap with the next could matter.
+        let fetch = |k: i64| {
+            let store = self.store.clone();
+            let after = chain.anchor_seq + k * i64::from(VERIFY_PAGE);
+            tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await })
+        };
+        let mut ahead: std::collections::VecDeque<_> = (0..VERIFY_READ_AHEAD).map(fetch).collect();
+        let mut next_page = VERIFY_READ_AHEAD;
         loop {
-            let page = next.await.map_err(|e| StoreError::Internal(format!("verification reader: {e}")))??;
+            let Some(reading) = ahead.pop_front() else { break };
+            let page = reading.await.map_err(|e| StoreError::Internal(format!("verification reader: {e}")))??;
             let full = page.len() == VERIFY_PAGE as usize;
-            if full && let Some(last) = page.last() {
-                let store = self.store.clone();
-                let after = last.seq.unwrap_or(i64::MAX);
-                next = tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await });
-            } else {
-                next = tokio::spawn(async { Ok(Vec::new()) });
+            if full {
+                ahead.push_back(fetch(next_page));
+                next_page += 1;
             }
             for record in &page {
                 let seq = record.seq.unwrap_or(-1);
@@ -387,7 +411,7 @@ pub(crate) fn now_us() -> i64 {
 impl EventSink for AuditLog {
     async fn emit(&self, event: Event) {
         let record = self.record(&event);
-        match self.store.append(std::slice::from_ref(&record)).await {
+        match self.group_commit.append(&self.store, record.clone()).await {
             Ok(()) => self.committed(&record),
             Err(e) => {
                 metrics::counter!("guard_audit_write_failures_total").increment(1);

@@ -39,12 +39,13 @@ pub struct OutboxSender {
     store: Arc<dyn EmailStore>,
     templates: Arc<Templates>,
     wake: Arc<Notify>,
+    audit: crate::audit::AuditLog,
 }
 
 impl OutboxSender {
-    /// An outbox writing to `store`.
-    pub fn new(store: Arc<dyn EmailStore>, templates: Templates) -> OutboxSender {
-        OutboxSender { store, templates: Arc::new(templates), wake: Arc::default() }
+    /// An outbox writing to `store`; messages given up on are recorded in `audit`.
+    pub fn new(store: Arc<dyn EmailStore>, templates: Templates, audit: crate::audit::AuditLog) -> OutboxSender {
+        OutboxSender { store, templates: Arc::new(templates), wake: Arc::default(), audit }
     }
 
     /// Queues `template` for `recipient` with `values` filled in.
@@ -125,6 +126,17 @@ impl OutboxSender {
             };
             metrics::counter!("guard_email_sends_total", "template" => message.template.clone(), "result" => label)
                 .increment(1);
+            if label == "failed" {
+                use crate::events::EventSink as _;
+                let mut event = crate::events::Event::success("email.delivery.failed", crate::events::Actor::System)
+                    .outcome(crate::events::Outcome::Error)
+                    .target(message.id.to_string())
+                    .details(serde_json::json!({ "template": message.template, "attempts": message.attempts }));
+                if let Some(tenant) = message.tenant {
+                    event = event.tenant(tenant.0);
+                }
+                self.audit.emit(event).await;
+            }
             if let Err(e) = outcome {
                 tracing::warn!(id = %message.id, error = %e, "cannot record the email's delivery state");
             }
