@@ -32,6 +32,25 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<PgStore, StoreError> {
     Ok(SqlStore::new(pool, None, config.max_idle_conns, Backend::Postgres))
 }
 
+impl PgStore {
+    /// A chain's sealed records after `after_seq`, in order.
+    pub(crate) async fn sealed_page(
+        &self,
+        tenant: uuid::Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<guard_core::audit::AuditRecord>, StoreError> {
+        let rows: Vec<crate::audit::Row> = sqlx::query_as(crate::audit::SEALED_PAGE)
+            .bind(tenant)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(crate::error::from_sqlx)?;
+        Ok(rows.into_iter().map(crate::audit::from_row).collect())
+    }
+}
+
 impl_tenant_store!(PgStore);
 impl_user_store!(PgStore);
 impl_session_store!(PgStore);

@@ -52,6 +52,25 @@ pub(crate) async fn open(config: &DatabaseConfig) -> Result<SqliteStore, StoreEr
     Ok(SqlStore::new(pool_options.connect_lazy_with(options), Some(writer), config.max_idle_conns, Backend::Sqlite))
 }
 
+impl SqliteStore {
+    /// A chain's sealed records after `after_seq`, in order (one JSON page).
+    pub(crate) async fn sealed_page(
+        &self,
+        tenant: uuid::Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<guard_core::audit::AuditRecord>, StoreError> {
+        let page: String = sqlx::query_scalar(crate::audit::SEALED_PAGE_JSON)
+            .bind(tenant)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(crate::error::from_sqlx)?;
+        crate::audit::from_json_page(&page)
+    }
+}
+
 impl_tenant_store!(SqliteStore);
 impl_user_store!(SqliteStore);
 impl_session_store!(SqliteStore);
