@@ -7,7 +7,7 @@ use uuid::Uuid;
 pub(crate) const COLUMNS: &str = "id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, \
      request_id, details, mac, hash";
 
-pub(crate) const INSERT: &str = "INSERT INTO audit_events (id, tenant_id, at_us, event_type, actor, target, result, \
+pub(crate) const INSERT: &str = "INSERT INTO audit_queue (id, tenant_id, at_us, event_type, actor, target, result, \
      ip, user_agent, request_id, details, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// A row with [`COLUMNS`].
@@ -113,18 +113,68 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     bytes.chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
-/// Records linked by one UPDATE while sealing.
-pub(crate) const SEAL_ROWS_PER_STATEMENT: usize = 500;
+/// Records moved by one INSERT while sealing.
+pub(crate) const SEAL_ROWS_PER_STATEMENT: usize = 100;
 
-/// The UPDATE giving `rows` records their place: parameters id, seq, hash per row.
-/// VALUES columns are column1… on both backends.
+/// The INSERT of `rows` sealed records into audit_events: every column, in [`COLUMNS`]
+/// order, for each row.
 pub(crate) fn seal_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows).map(|r| format!("(${}, ${}, ${})", 3 * r + 1, 3 * r + 2, 3 * r + 3)).collect();
-    format!(
-        "UPDATE audit_events SET seq = v.column2, hash = v.column3 FROM (VALUES {}) AS v \
-         WHERE audit_events.id = v.column1",
-        values.join(", ")
-    )
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=14).map(|c| format!("${}", 14 * r + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!("INSERT INTO audit_events ({COLUMNS}) VALUES {}", values.join(", "))
+}
+
+/// The DELETE of `rows` sealed records from the queue, by position.
+pub(crate) fn dequeue_sql(rows: usize) -> String {
+    let params: Vec<String> = (1..=rows).map(|n| format!("${n}")).collect();
+    format!("DELETE FROM audit_queue WHERE pos IN ({})", params.join(", "))
+}
+
+/// The queue's columns: [`COLUMNS`] without seq and hash, with the position first.
+pub(crate) const QUEUE_COLUMNS: &str =
+    "pos, id, tenant_id, at_us, event_type, actor, target, result, ip, user_agent, request_id, details, mac";
+
+/// A queued row with [`QUEUE_COLUMNS`].
+pub(crate) type QueueRow = (
+    i64,
+    Uuid,
+    Uuid,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Vec<u8>,
+);
+
+/// The position and unsealed record of a queued row.
+pub(crate) fn from_queue_row(row: QueueRow) -> (i64, AuditRecord) {
+    let (pos, id, tenant, at_us, kind, actor, target, result, ip, user_agent, request_id, details, mac) = row;
+    let record = AuditRecord {
+        id,
+        tenant,
+        seq: None,
+        at_us,
+        kind,
+        actor,
+        target,
+        result,
+        ip,
+        user_agent,
+        request_id,
+        details,
+        mac,
+        hash: None,
+    };
+    (pos, record)
 }
 
 /// A query parameter, bound in order.
@@ -235,7 +285,7 @@ macro_rules! impl_audit_store {
 
             async fn unsealed_chains(&self) -> Result<Vec<uuid::Uuid>, guard_core::store::StoreError> {
                 let rows: Vec<(uuid::Uuid,)> =
-                    sqlx::query_as("SELECT DISTINCT tenant_id FROM audit_events WHERE seq IS NULL")
+                    sqlx::query_as("SELECT DISTINCT tenant_id FROM audit_queue")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(crate::error::from_sqlx)?;
@@ -244,71 +294,109 @@ macro_rules! impl_audit_store {
 
             async fn seal(
                 &self,
-                tenant: uuid::Uuid,
                 limit: u32,
-            ) -> Result<Option<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> {
+            ) -> Result<Vec<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> {
                 let fail = crate::error::from_sqlx;
                 let mut tx = self.writer.begin().await.map_err(fail)?;
-                // A write first: on SQLite it takes the write lock before anything is
-                // read; on PostgreSQL the UPDATE holds the head row until commit, so
-                // sealers on several replicas take turns.
+                // The sealer lock, taken by a write before anything is read: on SQLite
+                // the write lock, on PostgreSQL this row until commit. A second sealer
+                // waits, then reads a queue without what the first one moved.
+                let now = time::OffsetDateTime::now_utc();
                 sqlx::query(
-                    "INSERT INTO audit_chains (tenant_id, last_seq, last_hash, anchor_seq, anchor_hash) \
-                     VALUES ($1, 0, $2, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                    "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ('audit-sealer', '-', $1, $1) \
+                     ON CONFLICT (name) DO UPDATE SET acquired_at = excluded.acquired_at",
                 )
-                .bind(tenant)
-                .bind(vec![0u8; 32])
+                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(fail)?;
-                let (mut seq, mut hash, anchor_seq, anchor_hash): (i64, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
-                    "UPDATE audit_chains SET last_seq = last_seq WHERE tenant_id = $1 \
-                     RETURNING last_seq, last_hash, anchor_seq, anchor_hash",
-                )
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(fail)?;
-                let rows: Vec<crate::audit::Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM audit_events WHERE tenant_id = $1 AND seq IS NULL ORDER BY id LIMIT $2",
-                    crate::audit::COLUMNS
+                let rows: Vec<crate::audit::QueueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_queue ORDER BY pos LIMIT $1",
+                    crate::audit::QUEUE_COLUMNS
                 )))
-                .bind(tenant)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(fail)?;
                 if rows.is_empty() {
                     tx.rollback().await.map_err(fail)?;
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
-                let count = rows.len() as u64;
-                let mut links = Vec::with_capacity(rows.len());
+                let mut by_chain: std::collections::BTreeMap<uuid::Uuid, Vec<(i64, guard_core::audit::AuditRecord)>> =
+                    std::collections::BTreeMap::new();
                 for row in rows {
-                    let record = crate::audit::from_row(row);
-                    seq += 1;
-                    hash = guard_core::audit::link(&hash, seq, &guard_core::audit::content_bytes(&record));
-                    links.push((record.id, seq, hash.clone()));
+                    let (pos, record) = crate::audit::from_queue_row(row);
+                    by_chain.entry(record.tenant).or_default().push((pos, record));
                 }
-                // A few statements of many rows each rather than one per record: the
-                // sealer shares the (SQLite) writer with every request.
-                for chunk in links.chunks(crate::audit::SEAL_ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
-                    for (id, seq, hash) in chunk {
-                        query = query.bind(*id).bind(*seq).bind(hash);
-                    }
-                    query.execute(&mut *tx).await.map_err(fail)?;
-                }
-                sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
+                let mut heads = Vec::with_capacity(by_chain.len());
+                for (tenant, queued) in by_chain {
+                    sqlx::query(
+                        "INSERT INTO audit_chains (tenant_id, last_seq, last_hash, anchor_seq, anchor_hash) \
+                         VALUES ($1, 0, $2, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                    )
                     .bind(tenant)
-                    .bind(seq)
-                    .bind(&hash)
+                    .bind(vec![0u8; 32])
                     .execute(&mut *tx)
                     .await
                     .map_err(fail)?;
+                    let (mut seq, mut hash, anchor_seq, anchor_hash): (i64, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
+                        "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chains WHERE tenant_id = $1",
+                    )
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                    let count = queued.len() as u64;
+                    let mut sealed = Vec::with_capacity(queued.len());
+                    for (pos, mut record) in queued {
+                        seq += 1;
+                        hash = guard_core::audit::link(&hash, seq, &guard_core::audit::content_bytes(&record));
+                        record.seq = Some(seq);
+                        record.hash = Some(hash.clone());
+                        sealed.push((pos, record));
+                    }
+                    // Many rows a statement: the sealer shares the (SQLite) writer with
+                    // every request. Positions are deleted one by one, never by range: on
+                    // PostgreSQL a lower position may commit after a higher one.
+                    for chunk in sealed.chunks(crate::audit::SEAL_ROWS_PER_STATEMENT) {
+                        let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
+                        for (_, r) in chunk {
+                            insert = insert
+                                .bind(r.id)
+                                .bind(r.tenant)
+                                .bind(r.seq)
+                                .bind(r.at_us)
+                                .bind(&r.kind)
+                                .bind(&r.actor)
+                                .bind(&r.target)
+                                .bind(&r.result)
+                                .bind(&r.ip)
+                                .bind(&r.user_agent)
+                                .bind(&r.request_id)
+                                .bind(&r.details)
+                                .bind(&r.mac)
+                                .bind(&r.hash);
+                        }
+                        insert.execute(&mut *tx).await.map_err(fail)?;
+                        let mut dequeue = sqlx::query(sqlx::AssertSqlSafe(crate::audit::dequeue_sql(chunk.len())));
+                        for (pos, _) in chunk {
+                            dequeue = dequeue.bind(*pos);
+                        }
+                        dequeue.execute(&mut *tx).await.map_err(fail)?;
+                    }
+                    sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .bind(seq)
+                        .bind(&hash)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                    let head =
+                        guard_core::audit::ChainState { tenant, last_seq: seq, last_hash: hash, anchor_seq, anchor_hash };
+                    heads.push((head, count));
+                }
                 tx.commit().await.map_err(fail)?;
-                let head = guard_core::audit::ChainState { tenant, last_seq: seq, last_hash: hash, anchor_seq, anchor_hash };
-                Ok(Some((head, count)))
+                Ok(heads)
             }
 
             async fn chains(
@@ -349,16 +437,16 @@ macro_rules! impl_audit_store {
                 tenant: uuid::Uuid,
                 limit: u32,
             ) -> Result<Vec<guard_core::audit::AuditRecord>, guard_core::store::StoreError> {
-                let rows: Vec<crate::audit::Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM audit_events WHERE tenant_id = $1 AND seq IS NULL ORDER BY id LIMIT $2",
-                    crate::audit::COLUMNS
+                let rows: Vec<crate::audit::QueueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_queue WHERE tenant_id = $1 ORDER BY pos LIMIT $2",
+                    crate::audit::QUEUE_COLUMNS
                 )))
                 .bind(tenant)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(crate::error::from_sqlx)?;
-                Ok(rows.into_iter().map(crate::audit::from_row).collect())
+                Ok(rows.into_iter().map(|row| crate::audit::from_queue_row(row).1).collect())
             }
 
             async fn checkpoints(

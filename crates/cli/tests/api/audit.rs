@@ -114,9 +114,9 @@ backend_test!(altered_inserted_deleted_and_truncated_records_are_named_by_verify
     tamper(&app, backend, restored, vec![Bind::Id(altered)]).await;
     assert!(app.state.audit.verify(Some(altered)).await.unwrap().intact, "restoring the field restores the chain");
 
-    // Inserted: a made-up event, left for guard to seal as if it were its own.
+    // Inserted: a made-up event, queued for guard to seal as if it were its own.
     let forged = Uuid::now_v7();
-    let insert = "INSERT INTO audit_events (id, tenant_id, at_us, event_type, actor, result, details, mac) \
+    let insert = "INSERT INTO audit_queue (id, tenant_id, at_us, event_type, actor, result, details, mac) \
                   VALUES ($1, $2, 1, 'user.deleted', 'operator', 'success', '{}', $3)";
     let binds = vec![Bind::Id(forged), Bind::Id(inserted), Bind::Bytes(vec![7u8; 32])];
     assert_eq!(tamper(&app, backend, insert, binds).await, 1);
@@ -144,7 +144,7 @@ backend_test!(altered_inserted_deleted_and_truncated_records_are_named_by_verify
     assert_eq!(tamper(&app, backend, &rewrite, vec![Bind::Id(truncated), Bind::Bytes(head)]).await, 1);
     let at = broken(&app, truncated).await;
     assert!(at.reason.contains("removed from the end"), "{at:?}");
-    assert_eq!(at.seq, Some(last), "{at:?}");
+    assert!(at.seq.is_some_and(|s| s > last - 2), "names a lost position: {at:?}");
 });
 
 backend_test!(events_from_many_concurrent_requests_on_two_replicas_keep_one_valid_chain, |backend| {
@@ -237,7 +237,13 @@ backend_test!(query_filters_and_exports_agree_over_100000_events, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let token = admin_session(&app).await;
     let tenant = app.state.tenants.find("default").await.unwrap().id.0;
+    let started = std::time::Instant::now();
     let records = many_events(&app, tenant, 100_000).await;
+    eprintln!("appended 100,000 events in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    app.state.audit.seal(false).await.unwrap();
+    assert!(app.state.db.audit.unsealed_chains().await.unwrap().is_empty());
+    eprintln!("sealed 100,000 events in {:?}", started.elapsed());
     let day_us = 86_400_000_000;
     let now_us = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000;
     let generated = |r: &&AuditRecord| r.target.as_deref().is_some_and(|t| t.starts_with('t'));
@@ -345,11 +351,11 @@ backend_test!(a_change_and_its_event_commit_together_or_not_at_all, |backend| {
     let token = admin_session(&app).await;
     let refuse = match backend {
         Backend::Sqlite => {
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_queue BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
         }
         Backend::Postgres => {
             "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$ \
-             LANGUAGE plpgsql; CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW \
+             LANGUAGE plpgsql; CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_queue FOR EACH ROW \
              EXECUTE FUNCTION refuse_audit()"
         }
     };
@@ -362,7 +368,7 @@ backend_test!(a_change_and_its_event_commit_together_or_not_at_all, |backend| {
     assert!(app.state.db.users.get_by_email(tenant.id, &email).await.unwrap().is_none(), "no change without its event");
     let allow = match backend {
         Backend::Sqlite => "DROP TRIGGER refuse_audit",
-        Backend::Postgres => "DROP TRIGGER refuse_audit ON audit_events",
+        Backend::Postgres => "DROP TRIGGER refuse_audit ON audit_queue",
     };
     crate::migrations::execute_script(backend, &app.database_url, allow).await.unwrap();
     assert_eq!(send(&app, "POST", "default", "/v1/users", Some(&token), body.clone()).await.status(), 201);

@@ -130,15 +130,19 @@ impl AuditLog {
     /// each grown chain when the last is older than the interval, or always with `force`.
     pub async fn seal(&self, force_checkpoint: bool) -> Result<u64, StoreError> {
         let mut sealed = 0;
-        for tenant in self.store.unsealed_chains().await? {
-            let mut head = None;
-            while let Some((new_head, count)) = self.store.seal(tenant, SEAL_BATCH).await? {
+        let mut heads: std::collections::BTreeMap<Uuid, ChainState> = std::collections::BTreeMap::new();
+        loop {
+            let batch = self.store.seal(SEAL_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (head, count) in batch {
                 sealed += count;
-                head = Some(new_head);
+                heads.insert(head.tenant, head);
             }
-            if let Some(head) = head {
-                self.checkpoint_if_due(&head, force_checkpoint).await?;
-            }
+        }
+        for head in heads.values() {
+            self.checkpoint_if_due(head, force_checkpoint).await?;
         }
         if force_checkpoint {
             for head in self.store.chains(None).await? {
@@ -365,8 +369,10 @@ impl AuditLog {
         Ok(report)
     }
 
-    /// One page of the records `filter` selects.
+    /// One page of the records `filter` selects, after sealing what is queued, so
+    /// that a query sees every event committed before it.
     pub async fn query(&self, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
+        self.seal(false).await?;
         let mut records = self.store.query(filter).await?;
         let next = if records.len() > filter.limit as usize {
             records.truncate(filter.limit as usize);

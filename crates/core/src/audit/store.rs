@@ -16,10 +16,11 @@ pub trait AuditStore: Send + Sync {
     /// The chains that have unsealed records.
     async fn unsealed_chains(&self) -> Result<Vec<Uuid>, StoreError>;
 
-    /// Links up to `limit` unsealed records of `tenant` into its chain, in one
-    /// transaction holding the chain head; returns the new head and how many records
-    /// were sealed, or `None` when there was nothing to seal.
-    async fn seal(&self, tenant: Uuid, limit: u32) -> Result<Option<(ChainState, u64)>, StoreError>;
+    /// Links up to `limit` queued records, oldest first, into their tenants' chains
+    /// and moves them to the log, in one transaction that holds the sealer lock (one
+    /// sealer at a time across replicas); returns each touched chain's new head and
+    /// how many of its records were sealed (nothing when the queue was empty).
+    async fn seal(&self, limit: u32) -> Result<Vec<(ChainState, u64)>, StoreError>;
 
     /// Every chain's head and anchor, or one tenant's.
     async fn chains(&self, tenant: Option<Uuid>) -> Result<Vec<ChainState>, StoreError>;
