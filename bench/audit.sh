@@ -39,15 +39,15 @@ fi
 cargo build --release --quiet --bin guard --example empty_axum --example audit_bench
 cp "$BIN/guard" "$work/guard-audited"
 
-fresh_database() { # prints a database URL
+fresh_database() { # sets url to an empty database (not in a subshell: database must stick)
   if [ "$BACKEND" = postgres ]; then
-    [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database" >/dev/null
+    [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
     database="guard_audit_bench_$$"
     psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE $database" >/dev/null
-    echo "postgres://postgres@127.0.0.1/$database?sslmode=disable"
+    url="postgres://postgres@127.0.0.1/$database?sslmode=disable"
   else
     rm -rf "$work/data"
-    echo "sqlite://$work/data/guard.db"
+    url="sqlite://$work/data/guard.db"
   fi
 }
 
@@ -76,7 +76,7 @@ LUA
   key="$(openssl rand -base64 32)"
   for round in 1 2; do
     for build in unaudited audited; do
-      url="$(fresh_database)"
+      fresh_database
       (cd "$work" && exec env -i GUARD_LISTEN="127.0.0.1:$PORT" LOG_LEVEL=error DATABASE_URL="$url" \
         GUARD_MASTER_KEY="$key" RATE_LIMIT_ENABLED=false BRUTE_FORCE_PROTECTION=false \
         GUARD_BOOTSTRAP_ADMIN_EMAIL=bench@example.com GUARD_BOOTSTRAP_ADMIN_PASSWORD='bench passphrase 42' \
@@ -117,19 +117,19 @@ PY
   done
 fi
 
-url="$(fresh_database)"
+fresh_database
 if want ingest; then
   echo "ingest through AuditLog::emit (group commit), the sealer running:"
   "$BIN/examples/audit_bench" "$url" ingest 30 64 5000
   "$BIN/examples/audit_bench" "$url" ingest 10 64
 fi
 if want verify; then
-  url="$(fresh_database)"
+  fresh_database
   echo "append, seal and verify one chain:"
   "$BIN/examples/audit_bench" "$url" verify "$VERIFY_EVENTS"
 fi
 if want query; then
-  url="$(fresh_database)"
+  fresh_database
   echo "first pages with $EVENTS events stored:"
   "$BIN/examples/audit_bench" "$url" query "$EVENTS" 2>/dev/null
 fi

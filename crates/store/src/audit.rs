@@ -158,10 +158,18 @@ pub(crate) fn seal_sql(rows: usize) -> String {
     format!("INSERT INTO audit_events ({COLUMNS}) VALUES {}", values.join(", "))
 }
 
-/// The DELETE of `rows` sealed records from the queue, by position.
-pub(crate) fn dequeue_sql(rows: usize) -> String {
-    let params: Vec<String> = (1..=rows).map(|n| format!("${n}")).collect();
-    format!("DELETE FROM audit_queue WHERE pos IN ({})", params.join(", "))
+/// Runs of consecutive positions in ascending `positions`: each run holds only
+/// positions sealed here, so deleting it by range cannot take a record queued below
+/// another's and committed later (PostgreSQL), which would fall in a gap.
+pub(crate) fn runs(positions: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for pos in positions {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == pos => *last = pos,
+            _ => runs.push((pos, pos)),
+        }
+    }
+    runs
 }
 
 /// The queue's columns: [`COLUMNS`] without seq and hash, with the position first.
@@ -387,8 +395,7 @@ macro_rules! impl_audit_store {
                         sealed.push((pos, record));
                     }
                     // Several rows a statement: the sealer shares the (SQLite) writer
-                    // with every request. Positions are deleted one by one, never by range: on
-                    // PostgreSQL a lower position may commit after a higher one.
+                    // with every request.
                     for chunk in crate::audit::seal_chunks(&sealed) {
                         let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
                         for (_, r) in chunk {
@@ -409,11 +416,14 @@ macro_rules! impl_audit_store {
                                 .bind(&r.hash);
                         }
                         insert.execute(&mut *tx).await.map_err(fail)?;
-                        let mut dequeue = sqlx::query(sqlx::AssertSqlSafe(crate::audit::dequeue_sql(chunk.len())));
-                        for (pos, _) in chunk {
-                            dequeue = dequeue.bind(*pos);
-                        }
-                        dequeue.execute(&mut *tx).await.map_err(fail)?;
+                    }
+                    for (first, last) in crate::audit::runs(sealed.iter().map(|(pos, _)| *pos)) {
+                        sqlx::query("DELETE FROM audit_queue WHERE pos >= $1 AND pos <= $2")
+                            .bind(first)
+                            .bind(last)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(fail)?;
                     }
                     sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
                         .bind(tenant)
@@ -671,3 +681,39 @@ macro_rules! audited {
     }};
 }
 pub(crate) use audited;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_hold_only_consecutive_positions() {
+        assert_eq!(runs([3, 4, 5, 9, 10, 12].into_iter()), vec![(3, 5), (9, 10), (12, 12)]);
+        assert!(runs(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn sealing_statements_stay_small_by_count_and_by_size() {
+        let record = |details: usize| AuditRecord {
+            id: Uuid::now_v7(),
+            tenant: Uuid::nil(),
+            seq: Some(1),
+            at_us: 0,
+            kind: "user.updated".into(),
+            actor: "operator".into(),
+            target: None,
+            result: "success".into(),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            details: "x".repeat(details),
+            mac: vec![0; 32],
+            hash: Some(vec![0; 32]),
+        };
+        let small: Vec<(i64, AuditRecord)> = (0..45).map(|n| (n, record(10))).collect();
+        let sizes: Vec<usize> = seal_chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![20, 20, 5]);
+        let large: Vec<(i64, AuditRecord)> = (0..4).map(|n| (n, record(4000))).collect();
+        assert!(seal_chunks(&large).iter().all(|c| c.len() == 1), "each past the byte budget alone");
+    }
+}

@@ -16,6 +16,8 @@ use super::store::AuditStore;
 use crate::events::{Event, EventSink};
 use crate::store::StoreError;
 
+/// How long the sealer lets writes gather after being woken.
+const SEAL_GATHER: Duration = Duration::from_millis(200);
 /// Records sealed per transaction.
 const SEAL_BATCH: u32 = 2000;
 /// Records read per page while verifying.
@@ -33,6 +35,9 @@ pub struct AuditLog {
     wake: Arc<Notify>,
     checkpoint_every: Duration,
     group_commit: Arc<super::batch::GroupCommit>,
+    /// When this process last saw each chain checkpointed, to skip asking the
+    /// database on every sealing pass.
+    checkpointed: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, (i64, i64)>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -87,6 +92,7 @@ impl AuditLog {
             wake: Arc::new(Notify::new()),
             checkpoint_every,
             group_commit: Arc::default(),
+            checkpointed: Arc::default(),
         }
     }
 
@@ -133,12 +139,15 @@ impl AuditLog {
         let mut heads: std::collections::BTreeMap<Uuid, ChainState> = std::collections::BTreeMap::new();
         loop {
             let batch = self.store.seal(SEAL_BATCH).await?;
-            if batch.is_empty() {
-                break;
-            }
+            let mut this_pass = 0;
             for (head, count) in batch {
-                sealed += count;
+                this_pass += count;
                 heads.insert(head.tenant, head);
+            }
+            sealed += this_pass;
+            // A short batch emptied the queue: no second transaction to find that out.
+            if this_pass < u64::from(SEAL_BATCH) {
+                break;
             }
         }
         for head in heads.values() {
@@ -157,14 +166,28 @@ impl AuditLog {
             return Ok(());
         }
         let now = now_us();
-        let due = match self.store.last_checkpoint(head.tenant).await? {
+        let interval = self.checkpoint_every.as_micros() as i64;
+        let known = self.checkpointed.lock().ok().and_then(|seen| seen.get(&head.tenant).copied());
+        if let Some((seq, at_us)) = known
+            && (seq >= head.last_seq || (!force && now - at_us < interval))
+        {
+            return Ok(());
+        }
+        let last = self.store.last_checkpoint(head.tenant).await?;
+        if let (Some(last), Ok(mut seen)) = (&last, self.checkpointed.lock()) {
+            seen.insert(head.tenant, (last.seq, last.at_us));
+        }
+        let due = match last {
             None => true,
             Some(last) if last.seq >= head.last_seq => false,
-            Some(last) => force || now - last.at_us >= self.checkpoint_every.as_micros() as i64,
+            Some(last) => force || now - last.at_us >= interval,
         };
         if due {
             let checkpoint = self.keys.sign(head.tenant, head.last_seq, &head.last_hash, now);
             self.store.add_checkpoint(&checkpoint).await?;
+            if let Ok(mut seen) = self.checkpointed.lock() {
+                seen.insert(head.tenant, (checkpoint.seq, checkpoint.at_us));
+            }
             // The log is a second witness: a copy outside the database.
             // Everything needed to check the signature with `guard audit key`'s key.
             tracing::info!(
@@ -200,8 +223,9 @@ impl AuditLog {
             }
             tokio::select! {
                 _ = self.wake.notified() => {
-                    // Let a burst of writes gather into one sealing pass.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Let the writes of a busy moment gather into one sealing pass:
+                    // each pass costs the (SQLite) writer a transaction.
+                    tokio::time::sleep(SEAL_GATHER).await;
                 }
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {
