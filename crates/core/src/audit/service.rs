@@ -137,7 +137,9 @@ impl AuditLog {
     pub async fn seal(&self, force_checkpoint: bool) -> Result<u64, StoreError> {
         let mut sealed = 0;
         let mut heads: std::collections::BTreeMap<Uuid, ChainState> = std::collections::BTreeMap::new();
-        loop {
+        // A read first: an empty queue costs no write transaction (on SQLite, the lock).
+        let mut queued = !self.store.unsealed_chains().await?.is_empty();
+        while queued {
             let batch = self.store.seal(SEAL_BATCH).await?;
             let mut this_pass = 0;
             for (head, count) in batch {
@@ -146,9 +148,7 @@ impl AuditLog {
             }
             sealed += this_pass;
             // A short batch emptied the queue: no second transaction to find that out.
-            if this_pass < u64::from(SEAL_BATCH) {
-                break;
-            }
+            queued = this_pass == u64::from(SEAL_BATCH);
         }
         for head in heads.values() {
             self.checkpoint_if_due(head, force_checkpoint).await?;
