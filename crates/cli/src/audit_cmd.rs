@@ -148,12 +148,20 @@ async fn record_access(audit: &AuditLog, kind: &'static str, tenant: Option<Uuid
     audit.emit(event).await;
 }
 
+/// Most events `guard audit query` prints; more belong in `guard audit export`.
+const QUERY_MAX: u32 = 100_000;
+
 async fn query(
     all: &guard_api::Services,
     selection: &Selection,
     limit: u32,
     format: ListFormat,
 ) -> Result<(), Failure> {
+    if !(1..=QUERY_MAX).contains(&limit) {
+        return Err(Failure::Config(format!(
+            "--limit: {limit} is not from 1 to {QUERY_MAX} (guard audit export writes any number)"
+        )));
+    }
     let mut filter = filter(all, selection, Order::NewestFirst).await?;
     let mut records: Vec<AuditRecord> = Vec::new();
     while records.len() < limit as usize {

@@ -333,6 +333,7 @@ macro_rules! impl_audit_store {
             async fn seal(
                 &self,
                 limit: u32,
+                keys: &guard_core::audit::AuditKeys,
             ) -> Result<Vec<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> {
                 let fail = crate::error::from_sqlx;
                 let mut tx = self.writer.begin().await.map_err(fail)?;
@@ -389,7 +390,7 @@ macro_rules! impl_audit_store {
                     let mut sealed = Vec::with_capacity(queued.len());
                     for (pos, mut record) in queued {
                         seq += 1;
-                        hash = guard_core::audit::link(&hash, seq, &guard_core::audit::content_bytes(&record));
+                        hash = keys.link(&hash, seq, &guard_core::audit::content_bytes(&record));
                         record.seq = Some(seq);
                         record.hash = Some(hash.clone());
                         sealed.push((pos, record));

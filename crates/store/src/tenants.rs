@@ -199,11 +199,10 @@ macro_rules! impl_tenant_store {
                 .bind(id.0)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?);
-                match row {
-                    Some(row) => crate::tenants::from_row(&row),
-                    None => Err(guard_core::store::StoreError::NotFound),
-                }
+                .map_err(crate::error::from_sqlx)?
+                // No tenant, no change: the transaction and its event roll back.
+                .ok_or(guard_core::store::StoreError::NotFound)?);
+                crate::tenants::from_row(&row)
             }
 
             async fn set_settings(
@@ -221,11 +220,10 @@ macro_rules! impl_tenant_store {
                 .bind(id.0)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(crate::error::from_sqlx)?);
-                match row {
-                    Some(row) => crate::tenants::from_row(&row),
-                    None => Err(guard_core::store::StoreError::NotFound),
-                }
+                .map_err(crate::error::from_sqlx)?
+                // No tenant, no change: the transaction and its event roll back.
+                .ok_or(guard_core::store::StoreError::NotFound)?);
+                crate::tenants::from_row(&row)
             }
         }
     };

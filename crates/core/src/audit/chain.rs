@@ -1,7 +1,7 @@
 //! The cryptography of the audit log: each record's MAC, the hash chain linking
 //! records, and the Ed25519 checkpoints signing chain heads.
 
-use aws_lc_rs::digest::{Context, SHA256};
+use aws_lc_rs::digest::SHA256;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use crate::keys::{MasterKey, MasterKeyError};
 /// record, the other signs checkpoints.
 pub struct AuditKeys {
     mac: hmac::Key,
+    chain: hmac::Key,
     signer: Ed25519KeyPair,
     key_id: String,
 }
@@ -27,12 +28,13 @@ impl AuditKeys {
     /// The audit keys of `master`.
     pub fn derive(master: &MasterKey) -> Result<AuditKeys, MasterKeyError> {
         let mac = hmac::Key::new(hmac::HMAC_SHA256, &master.derive("guard audit record mac v1")?);
+        let chain = hmac::Key::new(hmac::HMAC_SHA256, &master.derive("guard audit chain link v1")?);
         let seed = master.derive("guard audit checkpoint signing v1")?;
         let signer = Ed25519KeyPair::from_seed_unchecked(&seed)
             .map_err(|_| MasterKeyError::Random("cannot make the audit signing key".into()))?;
         let digest = aws_lc_rs::digest::digest(&SHA256, signer.public_key().as_ref());
         let key_id = hex(&digest.as_ref()[..8]);
-        Ok(AuditKeys { mac, signer, key_id })
+        Ok(AuditKeys { mac, chain, signer, key_id })
     }
 
     /// The checkpoint signing key's id: the first 8 bytes of the SHA-256 of its public key.
@@ -108,14 +110,17 @@ fn put(out: &mut Vec<u8>, field: Option<&String>) {
     }
 }
 
-/// The hash of the record at `seq` with `content` following `previous` (32 zero
-/// bytes before the first record).
-pub fn link(previous: &[u8], seq: i64, content: &[u8]) -> Vec<u8> {
-    let mut context = Context::new(&SHA256);
-    context.update(previous);
-    context.update(&seq.to_be_bytes());
-    context.update(content);
-    context.finish().as_ref().to_vec()
+impl AuditKeys {
+    /// The link of the record at `seq` with `content` following `previous` (32 zero
+    /// bytes before the first record): HMAC-SHA256 under a key of its own, so that
+    /// renumbering the records after a deleted one needs the master key too.
+    pub fn link(&self, previous: &[u8], seq: i64, content: &[u8]) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&self.chain);
+        context.update(previous);
+        context.update(&seq.to_be_bytes());
+        context.update(content);
+        context.sign().as_ref().to_vec()
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +169,7 @@ mod tests {
         let master = MasterKey::generate().unwrap();
         let keys = AuditKeys::derive(&master).unwrap();
         let tenant = Uuid::now_v7();
-        let hash = link(&[0; 32], 1, b"content");
+        let hash = keys.link(&[0; 32], 1, b"content");
         let checkpoint = keys.sign(tenant, 1, &hash, 42);
         assert!(keys.signed(&checkpoint));
         assert!(AuditKeys::derive(&master).unwrap().signed(&checkpoint), "derivation is stable");
@@ -173,6 +178,7 @@ mod tests {
         assert!(!keys.signed(&moved));
         let other = AuditKeys::derive(&MasterKey::generate().unwrap()).unwrap();
         assert!(!other.signed(&checkpoint));
-        assert_ne!(link(&[0; 32], 2, b"content"), hash, "the position is part of the hash");
+        assert_ne!(keys.link(&[0; 32], 2, b"content"), hash, "the position is part of the hash");
+        assert_ne!(other.link(&[0; 32], 1, b"content"), hash, "and the key");
     }
 }

@@ -17,7 +17,7 @@ mod service;
 mod store;
 mod when;
 
-pub use chain::{AuditKeys, content_bytes, link};
+pub use chain::{AuditKeys, content_bytes};
 pub use delivery::{Deliverer, Sink};
 pub use model::{
     AuditFilter, AuditPage, AuditRecord, ChainState, Checkpoint, Cursor, InvalidParam, Order, PLATFORM, QueryParams,

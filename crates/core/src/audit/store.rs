@@ -20,7 +20,7 @@ pub trait AuditStore: Send + Sync {
     /// and moves them to the log, in one transaction that holds the sealer lock (one
     /// sealer at a time across replicas); returns each touched chain's new head and
     /// how many of its records were sealed (nothing when the queue was empty).
-    async fn seal(&self, limit: u32) -> Result<Vec<(ChainState, u64)>, StoreError>;
+    async fn seal(&self, limit: u32, keys: &super::AuditKeys) -> Result<Vec<(ChainState, u64)>, StoreError>;
 
     /// Every chain's head and anchor, or one tenant's.
     async fn chains(&self, tenant: Option<Uuid>) -> Result<Vec<ChainState>, StoreError>;
