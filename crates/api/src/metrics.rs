@@ -99,6 +99,19 @@ fn describe() {
     metrics::describe_gauge!("guard_blocked_ips", "Addresses blocked after failed sign-ins, now.");
     metrics::describe_gauge!("guard_users", "Users, by tenant.");
     metrics::describe_gauge!("guard_mfa_enrolled_users", "Users with an active second factor, by tenant.");
+    metrics::describe_counter!("guard_audit_events_total", "Audit events stored, by type and result.");
+    metrics::describe_counter!(
+        "guard_audit_write_failures_total",
+        "Audit events that could not be stored (events that record no change of their own)."
+    );
+    metrics::describe_counter!("guard_audit_verify_failures_total", "Audit verifications that found a break.");
+    metrics::describe_counter!("guard_audit_pruned_total", "Audit events deleted past their retention.");
+    metrics::describe_counter!("guard_audit_delivered_total", "Audit events sent to the delivery sink.");
+    metrics::describe_counter!("guard_audit_delivery_failures_total", "Failed attempts to deliver audit events.");
+    metrics::describe_gauge!(
+        "guard_audit_delivery_lag_seconds",
+        "Age of the oldest sealed audit event not yet delivered; 0 when delivery is caught up."
+    );
     metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");
 }
 
