@@ -320,30 +320,43 @@ impl AuditLog {
         // Pages are read ahead, several at once: positions are gapless in an intact
         // chain, so page k starts after anchor + k pages. A gap shows up as a break
         // in the page holding it, before any overlap with the next could matter.
-        let fetch = |k: i64| {
+        let fetch = |after: i64| {
             let store = self.store.clone();
-            let after = chain.anchor_seq + k * i64::from(VERIFY_PAGE);
             tokio::spawn(async move { store.sealed_after(tenant, after, VERIFY_PAGE).await })
         };
-        let mut ahead: std::collections::VecDeque<_> = (0..VERIFY_READ_AHEAD).map(fetch).collect();
+        let page_start = |k: i64| chain.anchor_seq + k * i64::from(VERIFY_PAGE);
+        let mut ahead: std::collections::VecDeque<_> = (0..VERIFY_READ_AHEAD).map(|k| fetch(page_start(k))).collect();
         let mut next_page = VERIFY_READ_AHEAD;
+        // The head as last read: the sealer may move it while the chain is read.
+        let mut head = chain.clone();
         loop {
             let Some(reading) = ahead.pop_front() else { break };
             let page = reading.await.map_err(|e| StoreError::Internal(format!("verification reader: {e}")))??;
             let full = page.len() == VERIFY_PAGE as usize;
             if full {
-                ahead.push_back(fetch(next_page));
+                ahead.push_back(fetch(page_start(next_page)));
                 next_page += 1;
+            } else {
+                // The end as of this read: pages read ahead past it are stale.
+                ahead.clear();
             }
-            let mut past_head = false;
             for record in &page {
                 let seq = record.seq.unwrap_or(-1);
-                // Sealed after the head was read: the next verification covers it.
-                if seq > chain.last_seq && seq == expected {
-                    past_head = true;
-                    break;
-                }
                 let fail = |reason: String| Broken { seq: Some(seq), id: Some(record.id), reason };
+                if seq > head.last_seq {
+                    // Sealed since the head was read, or put there by hand: the head
+                    // says which.
+                    if let Some(now) = self.store.chains(Some(tenant)).await?.into_iter().next() {
+                        head = now;
+                    }
+                    if seq > head.last_seq {
+                        report.broken = Some(fail(format!(
+                            "a record at seq {seq} lies beyond the chain head (seq {}): it was inserted",
+                            head.last_seq
+                        )));
+                        return Ok(report);
+                    }
+                }
                 if seq != expected {
                     let reason = if seq > expected {
                         format!("records at seq {expected}..{} are missing (deleted); the chain resumes here", seq - 1)
@@ -382,10 +395,12 @@ impl AuditLog {
                 expected += 1;
                 report.records += 1;
             }
-            if !full || past_head {
-                break;
+            // A head that moved on while the last pages were read: read on to it.
+            if ahead.is_empty() && !full && expected - 1 < head.last_seq && !page.is_empty() {
+                ahead.push_back(fetch(expected - 1));
             }
         }
+        let chain = &head;
         let last = expected - 1;
         if last != chain.last_seq || (last > chain.anchor_seq && previous != chain.last_hash) {
             report.broken = Some(Broken {
