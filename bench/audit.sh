@@ -54,17 +54,6 @@ fresh_database() { # sets url to an empty database (not in a subshell: database 
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; load generator on loopback, sharing the cores"
 
 if want http; then
-  cat > "$work/p95.lua" <<'LUA'
-function done(summary, latency, requests)
-  io.write(string.format("p95 %.2fms\n", latency:percentile(95) / 1000))
-end
-LUA
-  report() { # label wrk-output
-    printf '%-60s %9s req/s   p50 %-8s p95 %-9s p99 %-9s non-2xx %s\n' "$1" \
-      "$(awk '/^Requests\/sec/ {print $2}' "$2")" "$(awk '$1 == "50%" {print $2}' "$2")" \
-      "$(awk '$1 == "p95" {print $2}' "$2")" "$(awk '$1 == "99%" {print $2}' "$2")" \
-      "$(awk '/Non-2xx/ {print $5}' "$2" | tr -d '\n')"
-  }
   "$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & baseline=$!
   pids+=("$baseline")
   wait_http "http://127.0.0.1:$BASELINE_PORT/health"

@@ -29,18 +29,6 @@ G="http://127.0.0.1:$PORT"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-# wrk prints p50/p75/p90/p99; every script also prints p95 when wrk is done.
-cat > "$work/p95.lua" <<'LUA'
-function done(summary, latency, requests)
-  io.write(string.format("p95 %.2fms\n", latency:percentile(95) / 1000))
-end
-LUA
-report() { # label wrk-output
-  printf '%-52s %9s req/s   p50 %-8s p95 %-9s p99 %-9s non-2xx %s\n' "$1" \
-    "$(awk '/^Requests\/sec/ {print $2}' "$2")" "$(awk '$1 == "50%" {print $2}' "$2")" \
-    "$(awk '$1 == "p95" {print $2}' "$2")" "$(awk '$1 == "99%" {print $2}' "$2")" \
-    "$(awk '/Non-2xx/ {print $5}' "$2" | tr -d '\n')"
-}
 run() { # label connections threads url [script]
   local out="$work/out.wrk" script="$work/run.lua"
   cat "${5:-/dev/null}" "$work/p95.lua" > "$script"

@@ -11,3 +11,17 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+
+# wrk prints p50/p75/p90/p99; this script, appended to a wrk script, adds p95.
+cat > "$work/p95.lua" <<'LUA'
+function done(summary, latency, requests)
+  io.write(string.format("p95 %.2fms\n", latency:percentile(95) / 1000))
+end
+LUA
+# One line from a wrk output file: label, req/s, p50, p95, p99, non-2xx.
+report() { # label wrk-output
+  printf '%-60s %9s req/s   p50 %-8s p95 %-9s p99 %-9s non-2xx %s\n' "$1" \
+    "$(awk '/^Requests\/sec/ {print $2}' "$2")" "$(awk '$1 == "50%" {print $2}' "$2")" \
+    "$(awk '$1 == "p95" {print $2}' "$2")" "$(awk '$1 == "99%" {print $2}' "$2")" \
+    "$(awk '/Non-2xx/ {print $5}' "$2" | tr -d '\n')"
+}
