@@ -52,7 +52,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
 
     let in_flight = InFlight::enter();
     let timeout = state.config.server.request_timeout;
-    let audit_context = audit_context(&state, &request, &request_id);
+    let audit_context = std::sync::Arc::new(audit_context(&state, &request, &request_id));
     let failure_context = audit_context.clone();
     let handled = REQUEST_ID.scope(
         request_id.clone(),
@@ -95,10 +95,13 @@ pub(crate) async fn request_context(State(state): State<AppState>, request: Requ
             .outcome(guard_core::events::Outcome::Error)
             .target(format!("{} {}", method, route))
             .details(serde_json::json!({ "status": response.status().as_u16() }));
+        // In the background: when the database is what failed, the answer must not
+        // wait for the event's write to time out too.
         let audit = state.audit.clone();
-        guard_core::audit::REQUEST
-            .scope(failure_context, async move { guard_core::events::EventSink::emit(&audit, event).await })
-            .await;
+        tokio::spawn(
+            guard_core::audit::REQUEST
+                .scope(failure_context, async move { guard_core::events::EventSink::emit(&audit, event).await }),
+        );
     }
     let elapsed = started.elapsed();
     let status_label = status_label(response.status().as_u16());

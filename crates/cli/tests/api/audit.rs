@@ -623,3 +623,26 @@ backend_test!(events_are_posted_to_a_webhook_and_retried_until_it_accepts, |back
     }
     assert!(received.lock().unwrap().0 >= 3, "refused twice, then accepted");
 });
+
+backend_test!(an_internal_error_is_recorded_for_the_daily_review_without_its_internal_text, |backend| {
+    let Some(app) = TestApp::builder(backend).routes(crate::support::test_routes()).spawn().await else { return };
+    let response = app.http.get(app.url("/test/internal")).header("x-request-id", "failing-1").send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    let filter = guard_core::audit::AuditFilter {
+        kind_like: Some("api.request.failed".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    // Written in the background, so that the answer never waits for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let event = loop {
+        if let Some(event) = app.state.audit.query(&filter).await.unwrap().records.pop() {
+            break event;
+        }
+        assert!(std::time::Instant::now() < deadline, "no api.request.failed event");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((event.result.as_str(), event.request_id.as_deref()), ("error", Some("failing-1")));
+    assert_eq!(event.target.as_deref(), Some("GET /test/internal"));
+    assert!(!event.details.contains("db-7") && !event.details.contains("password"), "{}", event.details);
+});

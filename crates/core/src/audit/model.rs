@@ -19,7 +19,7 @@ pub struct RequestContext {
 
 tokio::task_local! {
     /// The request being served, for the events it causes.
-    pub static REQUEST: RequestContext;
+    pub static REQUEST: std::sync::Arc<RequestContext>;
 }
 
 /// One stored event. `seq` and `hash` are set when the record is sealed into its
@@ -49,7 +49,7 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The unsealed, un-MACed record of `event`, with the current request's context.
     pub(crate) fn from_event(event: &Event) -> AuditRecord {
-        let context = REQUEST.try_with(Clone::clone).unwrap_or_default();
+        let context = REQUEST.try_with(|c| RequestContext::clone(c)).unwrap_or_default();
         let now = OffsetDateTime::now_utc();
         AuditRecord {
             id: Uuid::now_v7(),
