@@ -187,16 +187,8 @@ async fn query(
         ListFormat::Table => {
             say!("{:<20}  {:<34}  {:<7}  {:<42}  {:<38}  IP", "TIME (UTC)", "TYPE", "RESULT", "ACTOR", "TARGET");
             for r in &records {
-                let time = r.time();
-                let time = format!(
-                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                    time.year(),
-                    u8::from(time.month()),
-                    time.day(),
-                    time.hour(),
-                    time.minute(),
-                    time.second()
-                );
+                // To the second, for a terminal: 2026-11-30 08:00:00.
+                let time = r.time_text().get(..19).unwrap_or_default().replacen('T', " ", 1);
                 say!(
                     "{:<20}  {:<34}  {:<7}  {:<42}  {:<38}  {}",
                     time,
