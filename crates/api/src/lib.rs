@@ -8,6 +8,7 @@
 mod admin_routes;
 mod audit_routes;
 mod auth_routes;
+mod authz_routes;
 mod context;
 pub mod error;
 pub mod extract;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .merge(passkey_routes::routes())
         .merge(security_routes::routes())
         .merge(audit_routes::routes())
+        .merge(authz_routes::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

@@ -19,6 +19,10 @@ use crate::state::BuildInfo;
 /// answers live, and up to 10 s for slow password hashing under load.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Decisions take microseconds; the request buckets would put all of them in one.
+const AUTHORIZATION_BUCKETS: &[f64] =
+    &[0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1];
+
 /// Handle to the process's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -41,6 +45,10 @@ impl Metrics {
             return Ok(m.clone());
         }
         let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("guard_authorization_duration_seconds".into()),
+                AUTHORIZATION_BUCKETS,
+            )?
             .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
             .install_recorder()?;
         let process = Arc::new(metrics_process::Collector::default());
@@ -111,6 +119,26 @@ fn describe() {
     metrics::describe_gauge!(
         "guard_audit_delivery_lag_seconds",
         "Age of the oldest sealed audit event not yet delivered; 0 when delivery is caught up."
+    );
+    metrics::describe_counter!(
+        "guard_policy_evaluations_total",
+        "Authorization decisions answered for applications, by decision (allow, deny)."
+    );
+    metrics::describe_histogram!(
+        "guard_authorization_duration_seconds",
+        "Time to answer one authorization decision (cached ones included)."
+    );
+    metrics::describe_counter!(
+        "guard_authorization_cache_hits_total",
+        "Authorization decisions answered from the cache."
+    );
+    metrics::describe_counter!(
+        "guard_authorization_cache_misses_total",
+        "Authorization decisions evaluated because the cache did not have them."
+    );
+    metrics::describe_gauge!(
+        "guard_authorization_cache_hit_ratio",
+        "Share of authorization decisions answered from the cache since the process started."
     );
     metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");
 }

@@ -30,6 +30,7 @@ pub struct Services {
     pub outbox: OutboxSender,
     pub mfa: MfaService,
     pub audit: AuditLog,
+    pub authz: guard_core::authz::Authz,
 }
 
 /// The master key the configuration names: GUARD_MASTER_KEY, or the key file (made on
@@ -48,6 +49,16 @@ pub fn master_key(config: &Config) -> Result<MasterKey, String> {
 pub fn audit_log(config: &Config, db: &Database) -> Result<AuditLog, String> {
     let keys = AuditKeys::derive(&master_key(config)?).map_err(|e| e.to_string())?;
     Ok(AuditLog::new(db.audit.clone(), keys, config.audit.checkpoint_interval))
+}
+
+/// The decision engine's settings from the configuration.
+pub fn authz_settings(config: &Config) -> guard_core::authz::AuthzSettings {
+    guard_core::authz::AuthzSettings {
+        eval_timeout: config.authz.eval_timeout,
+        cache_size: config.authz.cache_size,
+        audit_allowed_sample: config.authz.audit_allowed_sample,
+        ..Default::default()
+    }
 }
 
 impl Services {
@@ -85,7 +96,9 @@ impl Services {
             outbox: outbox.clone(),
             brute_force: BruteForce::new(config.brute_force, db.security.clone(), events.clone()),
         });
-        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone());
+        let users = UserService::new(db.users.clone(), tenants.clone(), hasher.clone(), auth.clone(), events.clone())
+            .with_tenant_roles(db.authz.clone());
+        let authz = guard_core::authz::Authz::new(db.authz.clone(), audit.clone(), authz_settings(config));
         let accounts = AccountService::new(
             db.users.clone(),
             db.email.clone(),
@@ -104,7 +117,7 @@ impl Services {
             events,
             &config.server.public_url,
         );
-        Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa, audit })
+        Ok(Services { tenants, users, auth, accounts, keys, outbox, mfa, audit, authz })
     }
 }
 

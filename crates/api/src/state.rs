@@ -80,6 +80,7 @@ pub struct AppStateInner {
     pub keys: KeyService,
     pub mfa: guard_core::mfa::MfaService,
     pub audit: guard_core::audit::AuditLog,
+    pub authz: guard_core::authz::Authz,
     pub limiter: Arc<guard_core::ratelimit::RateLimiter>,
 }
 
@@ -93,7 +94,7 @@ impl AppState {
         metrics: Metrics,
         started: Instant,
     ) -> Result<AppState, String> {
-        let Services { tenants, users, auth, accounts, keys, outbox: _, mfa, audit } =
+        let Services { tenants, users, auth, accounts, keys, outbox: _, mfa, audit, authz } =
             Services::new(&config, &db, redis.as_ref())?;
         let tenant_cache = TenantCache::new(config.cache.settings_ttl);
         let shared = redis
@@ -116,6 +117,7 @@ impl AppState {
             keys,
             mfa,
             audit,
+            authz,
             limiter,
         })))
     }

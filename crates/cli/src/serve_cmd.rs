@@ -111,6 +111,7 @@ async fn start_background(
     }
     // Records other replicas write are sealed within AUDIT_POLL; this process's at once.
     tasks.push(tokio::spawn(state.audit.clone().run_sealer(AUDIT_POLL, stop.clone())));
+    tasks.push(tokio::spawn(state.authz.clone().run_refresher(state.config.authz.refresh_interval, stop.clone())));
     if let Some(sink) = &state.config.audit.delivery {
         let deliverer =
             guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone()).map_err(Failure::Config)?;
@@ -134,6 +135,7 @@ async fn start_background(
     }));
     let auth = state.auth.clone();
     let mfa = state.mfa.clone();
+    let authz = state.authz.clone();
     let mut stop = stop;
     tasks.push(tokio::spawn(async move {
         loop {
@@ -155,6 +157,7 @@ async fn start_background(
                 Ok(blocks) => metrics::gauge!("guard_blocked_ips").set(blocks.len() as f64),
                 Err(e) => tracing::debug!(error = %e, "cannot count blocked addresses"),
             }
+            metrics::gauge!("guard_authorization_cache_hit_ratio").set(authz.cache_hit_ratio().unwrap_or(0.0));
             // Expired challenges, ceremonies, blocks and old sign-in attempts: small
             // deletes every 15 s keep the tables to what can still matter.
             if let Err(e) = auth.brute_force().prune().await {

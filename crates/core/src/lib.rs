@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod authz;
 pub mod config;
 pub mod email;
 pub mod events;

@@ -88,11 +88,19 @@ pub enum ErrorCode {
     IpBlocked,
     /// The account is locked after too many failed sign-ins, for a while.
     AccountLocked,
+    /// A Cedar policy or schema was refused (syntax, or validation against the
+    /// schema); `errors` lists each issue with its policy and position. Nothing changed.
+    InvalidPolicy,
+    /// An entity was refused (shape, or the schema); `errors` names each. Nothing changed.
+    InvalidEntity,
+    /// An authorization request was refused (entity reference, context, or the
+    /// schema); `errors` says why. Nothing was decided.
+    InvalidAuthorizationRequest,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidParameter,
@@ -131,6 +139,9 @@ impl ErrorCode {
         ErrorCode::RateLimiterUnavailable,
         ErrorCode::IpBlocked,
         ErrorCode::AccountLocked,
+        ErrorCode::InvalidPolicy,
+        ErrorCode::InvalidEntity,
+        ErrorCode::InvalidAuthorizationRequest,
     ];
 
     /// The wire form of the code.
@@ -174,6 +185,9 @@ impl ErrorCode {
             ErrorCode::RateLimiterUnavailable => "rate_limiter_unavailable",
             ErrorCode::IpBlocked => "ip_blocked",
             ErrorCode::AccountLocked => "account_locked",
+            ErrorCode::InvalidPolicy => "invalid_policy",
+            ErrorCode::InvalidEntity => "invalid_entity",
+            ErrorCode::InvalidAuthorizationRequest => "invalid_authorization_request",
         }
     }
 
@@ -204,6 +218,7 @@ impl ErrorCode {
             | ErrorCode::LoginDenied
             | ErrorCode::IpBlocked => 403,
             ErrorCode::AccountLocked => 423,
+            ErrorCode::InvalidPolicy | ErrorCode::InvalidEntity | ErrorCode::InvalidAuthorizationRequest => 422,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -261,6 +276,9 @@ impl ErrorCode {
             ErrorCode::RateLimiterUnavailable => "Rate limiter unavailable",
             ErrorCode::IpBlocked => "Address blocked",
             ErrorCode::AccountLocked => "Account locked",
+            ErrorCode::InvalidPolicy => "Invalid policy",
+            ErrorCode::InvalidEntity => "Invalid entity",
+            ErrorCode::InvalidAuthorizationRequest => "Invalid authorization request",
         }
     }
 

@@ -5,6 +5,7 @@
 //! bundle of `Arc<dyn …>` stores the rest of guard is written against.
 
 mod audit;
+mod authz;
 mod email;
 mod error;
 mod keys;
@@ -26,6 +27,7 @@ mod users;
 use std::sync::Arc;
 
 use guard_core::audit::AuditStore;
+use guard_core::authz::AuthzStore;
 use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::email::EmailStore;
 use guard_core::keys::KeyStore;
@@ -55,6 +57,7 @@ pub struct Database {
     pub risk: Arc<dyn RiskStore>,
     pub security: Arc<dyn SecurityStore>,
     pub audit: Arc<dyn AuditStore>,
+    pub authz: Arc<dyn AuthzStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -83,6 +86,7 @@ where
         + RiskStore
         + SecurityStore
         + AuditStore
+        + AuthzStore
         + 'static,
 {
     Database {
@@ -96,6 +100,7 @@ where
         mfa: store.clone(),
         risk: store.clone(),
         security: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        authz: store,
     }
 }

@@ -8,6 +8,7 @@ use sqlx::Postgres;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::audit::impl_audit_store;
+use crate::authz::impl_authz_store;
 use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
@@ -57,6 +58,7 @@ impl_session_store!(PgStore);
 impl_key_store!(PgStore);
 impl_risk_store!(PgStore);
 impl_security_store!(PgStore);
+impl_authz_store!(PgStore);
 impl_mfa_store!(PgStore, sqlx::Postgres);
 impl_audit_store!(PgStore, sqlx::Postgres);
 impl_email_store!(PgStore, " FOR UPDATE SKIP LOCKED");

@@ -8,6 +8,7 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::audit::impl_audit_store;
+use crate::authz::impl_authz_store;
 use crate::email::impl_email_store;
 use crate::keys::impl_key_store;
 use crate::mfa::impl_mfa_store;
@@ -77,6 +78,7 @@ impl_session_store!(SqliteStore);
 impl_key_store!(SqliteStore);
 impl_risk_store!(SqliteStore);
 impl_security_store!(SqliteStore);
+impl_authz_store!(SqliteStore);
 impl_mfa_store!(SqliteStore, sqlx::Sqlite);
 impl_audit_store!(SqliteStore, sqlx::Sqlite);
 impl_email_store!(SqliteStore, "");

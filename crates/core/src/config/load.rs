@@ -382,6 +382,12 @@ impl Builder<'_> {
             Ok(token) => self.optional("audit.delivery_url", |t| crate::audit::Sink::parse(t, token.clone()).ok()),
             Err(()) => Err(()),
         };
+        let eval_timeout = self.get("authz.eval_timeout_ms", |t| parse::integer_in(t, 1, 10_000));
+        let cache_size = self.get("authz.cache_size", |t| parse::integer_in(t, 0, 10_000_000));
+        let refresh_interval =
+            self.get("authz.refresh_interval", |t| parse::duration(t).filter(|d| d.as_millis() >= 100));
+        let allowed_sample = self
+            .get("authz.audit_allowed_sample", |t| t.trim().parse::<f64>().ok().filter(|v| (0.0..=1.0).contains(v)));
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -495,6 +501,12 @@ impl Builder<'_> {
                 retention: audit_retention?,
                 checkpoint_interval: checkpoint_interval?,
                 delivery: delivery.ok()?,
+            },
+            authz: super::AuthzConfig {
+                eval_timeout: std::time::Duration::from_millis(u64::from(eval_timeout?)),
+                cache_size: usize::try_from(cache_size?).unwrap_or(usize::MAX),
+                refresh_interval: refresh_interval?,
+                audit_allowed_sample: allowed_sample?,
             },
             brute_force: crate::security::BruteForceConfig {
                 enabled: brute_enabled?,

@@ -29,6 +29,16 @@ pub struct Config {
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub brute_force: crate::security::BruteForceConfig,
     pub audit: AuditConfig,
+    pub authz: AuthzConfig,
+}
+
+/// Authorization decisions.
+#[derive(Debug, Clone)]
+pub struct AuthzConfig {
+    pub eval_timeout: Duration,
+    pub cache_size: usize,
+    pub refresh_interval: Duration,
+    pub audit_allowed_sample: f64,
 }
 
 /// The audit log.

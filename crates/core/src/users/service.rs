@@ -63,6 +63,7 @@ pub struct UserService {
     hasher: PasswordHasher,
     auth: AuthService,
     events: crate::audit::AuditLog,
+    roles: Option<Arc<dyn crate::authz::AuthzStore>>,
 }
 
 /// What an administrator may change about a user; `None` leaves it.
@@ -74,9 +75,6 @@ pub struct UserUpdate {
     pub roles: Option<Vec<String>>,
     pub password_change_required: Option<bool>,
 }
-
-/// Roles guard knows; others are refused so a typo cannot silently grant nothing.
-const KNOWN_ROLES: &[&str] = &[super::model::ADMIN_ROLE];
 
 /// Length of passwords guard generates: about 115 bits.
 const GENERATED_PASSWORD_LENGTH: usize = 20;
@@ -90,7 +88,34 @@ impl UserService {
         auth: AuthService,
         events: crate::audit::AuditLog,
     ) -> UserService {
-        UserService { users, tenants, hasher, auth, events }
+        UserService { users, tenants, hasher, auth, events, roles: None }
+    }
+
+    /// Accepts the tenants' own roles (from `roles`) besides the built-in ones.
+    pub fn with_tenant_roles(mut self, roles: Arc<dyn crate::authz::AuthzStore>) -> UserService {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// Refuses roles that are neither built in nor defined by the tenant, so that a
+    /// typo cannot silently grant nothing.
+    async fn check_roles(&self, tenant: &Tenant, roles: &[String]) -> Result<(), UserError> {
+        let builtin = |r: &str| crate::authz::builtin::BUILTIN_ROLES.iter().any(|(name, _)| *name == r);
+        let mut known: Vec<String> =
+            crate::authz::builtin::BUILTIN_ROLES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        if roles.iter().all(|r| builtin(r)) {
+            return Ok(());
+        }
+        if let Some(store) = &self.roles {
+            known.extend(store.roles(tenant.id).await.map_err(UserError::Store)?.into_iter().map(|r| r.name));
+        }
+        match roles.iter().find(|r| !known.contains(r)) {
+            Some(unknown) => Err(UserError::Invalid(format!(
+                "{unknown:?} is not a role of this tenant; roles: {}",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn active_tenant(&self, reference: &str) -> Result<Tenant, UserError> {
@@ -105,8 +130,8 @@ impl UserService {
     /// generates one, returns it once, and the user must replace it at first sign-in.
     pub async fn create(&self, actor: Actor, tenant: &str, account: NewAccount<'_>) -> Result<CreatedUser, UserError> {
         let NewAccount { email, username, display_name, password, roles } = account;
-        check_roles(&roles)?;
         let tenant = self.active_tenant(tenant).await?;
+        self.check_roles(&tenant, &roles).await?;
         let email = Email::parse(email).map_err(UserError::Invalid)?;
         let username = username.map(Username::parse).transpose().map_err(UserError::Invalid)?;
         let display_name = display_name.map(DisplayName::parse).transpose().map_err(UserError::Invalid)?;
@@ -196,7 +221,8 @@ impl UserService {
     ) -> Result<User, UserError> {
         let user = self.find(tenant, reference).await?;
         if let Some(roles) = &update.roles {
-            check_roles(roles)?;
+            let tenant = self.tenants.find(tenant).await?;
+            self.check_roles(&tenant, roles).await?;
         }
         let change = UserChange {
             status: update.status,
@@ -266,15 +292,6 @@ impl UserService {
         }
         self.events.committed(&record);
         Ok(user)
-    }
-}
-
-fn check_roles(roles: &[String]) -> Result<(), UserError> {
-    match roles.iter().find(|r| !KNOWN_ROLES.contains(&r.as_str())) {
-        Some(unknown) => {
-            Err(UserError::Invalid(format!("{unknown:?} is not a role guard knows; roles: {}", KNOWN_ROLES.join(", "))))
-        }
-        None => Ok(()),
     }
 }
 

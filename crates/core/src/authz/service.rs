@@ -1,0 +1,719 @@
+//! The authorization service: per-tenant engines kept current across processes, the
+//! decision cache, versioned policy changes, entities, groups and roles.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use cedar_policy::Entities;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::builtin::{self, BUILTIN_ROLES};
+use super::compile::{self, issue_from};
+use super::engine::{Decision, DecisionInput, TenantEngine, UserEntry, user_type};
+use super::model::{AuthzError, Group, Issue, PolicySnapshot, PolicyVersion, Role, check_name, check_policy_id};
+use super::stats::{StatsRegistry, StatsReport};
+use super::store::{AuthzStore, PolicyHead, StoredEntity};
+use crate::audit::AuditLog;
+use crate::events::{Actor, Event, EventSink, Outcome};
+use crate::store::StoreError;
+use crate::tenants::TenantId;
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 100;
+/// Most entities in one upsert.
+pub const MAX_UPSERT: usize = 1000;
+
+/// How decisions are made and kept.
+#[derive(Debug, Clone)]
+pub struct AuthzSettings {
+    /// A decision whose evaluation takes longer is a deny (EVAL_TIMEOUT_MS).
+    pub eval_timeout: Duration,
+    /// Decisions kept in the cache, over all tenants; 0 disables it (CACHE_SIZE).
+    pub cache_size: usize,
+    /// Users kept per tenant engine.
+    pub user_cache_size: usize,
+    /// Share of allowed decisions recorded as audit events (0 to 1).
+    pub audit_allowed_sample: f64,
+}
+
+impl Default for AuthzSettings {
+    fn default() -> Self {
+        AuthzSettings {
+            eval_timeout: Duration::from_millis(100),
+            cache_size: 10_000,
+            user_cache_size: 10_000,
+            audit_allowed_sample: 0.0,
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn AuthzStore>,
+    events: AuditLog,
+    settings: AuthzSettings,
+    engines: RwLock<HashMap<TenantId, Arc<TenantEngine>>>,
+    loading: tokio::sync::Mutex<()>,
+    cache: Option<quick_cache::sync::Cache<String, Arc<Decision>>>,
+    stats: StatsRegistry,
+}
+
+/// The authorization service; cheap to clone.
+#[derive(Clone)]
+pub struct Authz {
+    inner: Arc<Inner>,
+}
+
+fn now_us() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn actor_label(actor: &Actor) -> String {
+    actor.label()
+}
+
+impl Authz {
+    pub fn new(store: Arc<dyn AuthzStore>, events: AuditLog, settings: AuthzSettings) -> Authz {
+        let cache = (settings.cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.cache_size));
+        Authz {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                settings,
+                engines: RwLock::default(),
+                loading: tokio::sync::Mutex::new(()),
+                cache,
+                stats: StatsRegistry::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn AuthzStore> {
+        &self.inner.store
+    }
+
+    fn loaded(&self, tenant: TenantId) -> Option<Arc<TenantEngine>> {
+        self.inner.engines.read().unwrap_or_else(PoisonError::into_inner).get(&tenant).cloned()
+    }
+
+    /// The tenant's engine, built from the database when this process has none.
+    pub async fn engine(&self, tenant: TenantId) -> Result<Arc<TenantEngine>, AuthzError> {
+        if let Some(engine) = self.loaded(tenant) {
+            return Ok(engine);
+        }
+        let _one_loader = self.inner.loading.lock().await;
+        if let Some(engine) = self.loaded(tenant) {
+            return Ok(engine);
+        }
+        let engine = Arc::new(self.build(tenant).await?);
+        self.inner.engines.write().unwrap_or_else(PoisonError::into_inner).insert(tenant, engine.clone());
+        Ok(engine)
+    }
+
+    async fn build(&self, tenant: TenantId) -> Result<TenantEngine, AuthzError> {
+        // The state is read first: a change committed while the rest is read leaves
+        // the engine with an older version number, so the next poll rebuilds it.
+        let state = self.inner.store.authz_state(tenant).await?;
+        let snapshot = self.inner.store.policy_head(tenant).await?.map(|v| v.snapshot).unwrap_or_default();
+        let compiled = match compile::compile(&snapshot) {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                // Stored versions were valid when written; a newer guard may judge
+                // differently. Deciding with nothing denies everything but admins.
+                tracing::error!(tenant = %tenant.0, %error, "the tenant's policies no longer compile; denying its decisions");
+                compile::compile(&PolicySnapshot::default())?
+            }
+        };
+        let stored = self.inner.store.entities(tenant).await?;
+        let bodies = stored.into_iter().filter_map(|e| serde_json::from_str(&e.body).ok()).collect();
+        TenantEngine::new(tenant, state, compiled, bodies, self.inner.settings.user_cache_size)
+    }
+
+    /// Drops this process's engine of `tenant`; the next decision rebuilds it.
+    pub fn invalidate(&self, tenant: TenantId) {
+        self.inner.engines.write().unwrap_or_else(PoisonError::into_inner).remove(&tenant);
+    }
+
+    /// Drops engines whose tenant changed at or after `since_us` in any process.
+    pub async fn refresh(&self, since_us: i64) -> Result<usize, StoreError> {
+        let changes = self.inner.store.authz_changes(since_us).await?;
+        let mut dropped = 0;
+        let mut engines = self.inner.engines.write().unwrap_or_else(PoisonError::into_inner);
+        for (tenant, state) in changes {
+            if engines.get(&tenant).is_some_and(|e| e.state != state) {
+                engines.remove(&tenant);
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Polls for changes made by other processes every `interval` until `stop`.
+    pub async fn run_refresher(self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // A change commits a little after it stamps its time; look back far enough.
+        let overlap = i64::try_from((interval * 4).as_micros()).unwrap_or(i64::MAX).max(5_000_000);
+        let mut since = now_us() - overlap;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            let started = now_us();
+            match self.refresh(since).await {
+                Ok(_) => since = started - overlap,
+                Err(error) => tracing::warn!(%error, "could not poll for authorization changes"),
+            }
+        }
+    }
+
+    async fn user_entry(&self, engine: &TenantEngine, user: Uuid) -> Result<Option<Arc<UserEntry>>, AuthzError> {
+        if let Some(entry) = engine.cached_user(user) {
+            return Ok(Some(entry));
+        }
+        match self.inner.store.user_facts(engine.tenant, user).await? {
+            Some(facts) => Ok(Some(engine.add_user(&facts)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Decides guard's own `action` for `user` of `tenant`. Denials are audited.
+    pub async fn permits(&self, tenant: TenantId, user: Uuid, action: &str) -> Result<Decision, AuthzError> {
+        let engine = self.engine(tenant).await?;
+        let key = format!("admin\0{}\0{:?}\0{user}\0{action}", tenant.0, engine.state);
+        if let Some(hit) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
+            self.audit_denied(tenant, Actor::User(user), &hit, &format!("{}::\"{user}\"", user_type()), action, "");
+            return Ok((*hit).clone());
+        }
+        let decision = match self.user_entry(&engine, user).await? {
+            Some(entry) => engine.decide_admin(&entry, user, action)?,
+            None => Decision { decision: "deny", reasons: Vec::new(), errors: Vec::new() },
+        };
+        let decision = Arc::new(decision);
+        if let Some(cache) = &self.inner.cache {
+            cache.insert(key, decision.clone());
+        }
+        self.audit_denied(tenant, Actor::User(user), &decision, &format!("{}::\"{user}\"", user_type()), action, "");
+        Ok((*decision).clone())
+    }
+
+    fn audit_denied(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        d: &Decision,
+        principal: &str,
+        action: &str,
+        resource: &str,
+    ) {
+        let sample = self.inner.settings.audit_allowed_sample;
+        let kind = if d.allowed() {
+            if sample <= 0.0 || (sample < 1.0 && rand_unit() >= sample) {
+                return;
+            }
+            "authz.permission.granted"
+        } else {
+            "authz.permission.denied"
+        };
+        let event = Event::success(kind, actor)
+            .tenant(tenant.0)
+            .target(format!("{principal} {action} {resource}").trim_end().to_owned())
+            .outcome(if d.allowed() { Outcome::Success } else { Outcome::Denied })
+            .details(json!({
+                "principal": principal, "action": action, "resource": resource,
+                "reasons": d.reasons, "errors": d.errors.len(),
+            }));
+        let events = self.inner.events.clone();
+        tokio::spawn(async move { events.emit(event).await });
+    }
+
+    /// Decides applications' requests in order. `caller` is the signed-in user, who
+    /// stands in for a missing principal. A malformed request fails the whole call
+    /// (nothing is decided) with the index of the request named.
+    pub async fn authorize(
+        &self,
+        tenant: TenantId,
+        caller: Option<Uuid>,
+        actor: Actor,
+        requests: &[Value],
+    ) -> Result<Vec<Decision>, AuthzError> {
+        if requests.len() > MAX_BATCH {
+            return Err(AuthzError::BadRequest(format!("at most {MAX_BATCH} requests per batch")));
+        }
+        let engine = self.engine(tenant).await?;
+        let stats = self.inner.stats.of(tenant);
+        let deadline = Instant::now() + self.inner.settings.eval_timeout;
+        let mut decisions = Vec::with_capacity(requests.len());
+        for (index, raw) in requests.iter().enumerate() {
+            let started = Instant::now();
+            let located = |mut issue: Issue| {
+                if requests.len() > 1 {
+                    issue.message = format!("request {index}: {}", issue.message);
+                }
+                AuthzError::invalid(
+                    if requests.len() > 1 {
+                        format!("request {index} is not valid")
+                    } else {
+                        "the request is not valid".into()
+                    },
+                    vec![issue],
+                )
+            };
+            let input: DecisionInput =
+                serde_json::from_value(raw.clone()).map_err(|e| located(Issue::new("request", e.to_string())))?;
+            let key = format!(
+                "app\0{}\0{:?}\0{}\0{}",
+                tenant.0,
+                engine.state,
+                if input.principal.is_none() {
+                    caller.map(|c| c.to_string()).unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                raw
+            );
+            let principal_text = input.principal.as_ref().map_or_else(
+                || caller.map(|c| format!("{}::\"{c}\"", user_type())).unwrap_or_default(),
+                |p| p.to_string(),
+            );
+            if let Some(hit) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
+                self.decided(tenant, &stats, actor.clone(), &hit, &input, &principal_text, true, started);
+                decisions.push((*hit).clone());
+                continue;
+            }
+            let prepared = engine.prepare(&input, caller).map_err(located)?;
+            let user = if prepared.principal().type_name().to_string() == user_type() {
+                match Uuid::parse_str(prepared.principal().id().unescaped()) {
+                    Ok(id) => self.user_entry(&engine, id).await?,
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            let limit = deadline.saturating_duration_since(started);
+            let decision = Arc::new(engine.decide(&prepared, user.as_deref(), limit).map_err(located)?);
+            if decision.errors.iter().all(|e| !e.policy.is_empty())
+                && let Some(cache) = &self.inner.cache
+            {
+                cache.insert(key, decision.clone());
+            }
+            self.decided(tenant, &stats, actor.clone(), &decision, &input, &principal_text, false, started);
+            decisions.push((*decision).clone());
+        }
+        Ok(decisions)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decided(
+        &self,
+        tenant: TenantId,
+        stats: &super::stats::DecisionStats,
+        actor: Actor,
+        decision: &Decision,
+        input: &DecisionInput,
+        principal: &str,
+        cached: bool,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        stats.decided(decision.allowed(), cached, elapsed);
+        metrics::counter!("guard_policy_evaluations_total", "decision" => decision.decision).increment(1);
+        metrics::histogram!("guard_authorization_duration_seconds").record(elapsed.as_secs_f64());
+        if cached {
+            metrics::counter!("guard_authorization_cache_hits_total").increment(1);
+        } else {
+            metrics::counter!("guard_authorization_cache_misses_total").increment(1);
+        }
+        self.audit_denied(tenant, actor, decision, principal, &input.action.to_string(), &input.resource.to_string());
+    }
+
+    /// This process's decision figures by tenant.
+    pub fn stats(&self) -> Vec<(TenantId, StatsReport)> {
+        self.inner.stats.reports()
+    }
+
+    /// Share of decisions answered from the cache so far, in this process.
+    pub fn cache_hit_ratio(&self) -> Option<f64> {
+        let (hits, lookups) = self.inner.stats.cache_totals();
+        (lookups > 0).then(|| hits as f64 / lookups as f64)
+    }
+
+    // ---- policies ----
+
+    /// The current version number and snapshot (version 0 and nothing at first).
+    pub async fn current(&self, tenant: TenantId) -> Result<(i64, PolicySnapshot), AuthzError> {
+        Ok(match self.inner.store.policy_head(tenant).await? {
+            Some(head) => (head.version, head.snapshot),
+            None => (0, PolicySnapshot::default()),
+        })
+    }
+
+    /// Checks a snapshot as a change would: the schema, every policy, and the stored
+    /// entities against the schema.
+    pub async fn validate(&self, tenant: TenantId, snapshot: &PolicySnapshot) -> Result<(), AuthzError> {
+        let compiled = compile::compile(snapshot)?;
+        if let Some(schema) = &compiled.schema {
+            let stored = self.inner.store.entities(tenant).await?;
+            let mut issues = Vec::new();
+            for entity in stored {
+                let body: Value = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
+                if let Err(e) = Entities::from_json_value(Value::Array(vec![body]), Some(schema)) {
+                    issues.push(
+                        issue_from("entity", &e, None)
+                            .entity(format!("{}::{:?}", entity.entity_type, entity.entity_id)),
+                    );
+                }
+            }
+            if !issues.is_empty() {
+                return Err(AuthzError::invalid("stored entities do not fit the schema", issues));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `edit` to the current snapshot and stores the result as the next
+    /// version, if it validates. `expected` refuses the change unless the current
+    /// version is that one. An edit that changes nothing writes nothing.
+    pub async fn change(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        description: &str,
+        expected: Option<i64>,
+        edit: impl Fn(&mut PolicySnapshot) -> Result<(), AuthzError>,
+    ) -> Result<PolicyVersion, AuthzError> {
+        for _ in 0..5 {
+            let head = self.inner.store.policy_head(tenant).await?;
+            let (version, current) =
+                head.as_ref().map_or((0, PolicySnapshot::default()), |h| (h.version, h.snapshot.clone()));
+            if let Some(expected) = expected
+                && expected != version
+            {
+                return Err(AuthzError::Conflict(format!(
+                    "the policies are at version {version}, not {expected}; read them again and retry"
+                )));
+            }
+            let mut next = current.clone();
+            edit(&mut next)?;
+            if next == current
+                && let Some(head) = head
+            {
+                return Ok(head);
+            }
+            self.validate(tenant, &next).await?;
+            let written = PolicyVersion {
+                tenant,
+                version: version + 1,
+                created_at: OffsetDateTime::now_utc(),
+                actor: actor_label(&actor),
+                change: description.to_owned(),
+                snapshot: next,
+            };
+            let record = self.inner.events.record(
+                &Event::success("authz.policies.changed", actor.clone())
+                    .tenant(tenant.0)
+                    .target(format!("version {}", written.version))
+                    .details(json!({ "change": description, "version": written.version, "policies": written.snapshot.policies.len() })),
+            );
+            if self.inner.store.write_policy_version(&written, &record).await? {
+                self.inner.events.committed(&record);
+                self.invalidate(tenant);
+                return Ok(written);
+            }
+        }
+        Err(AuthzError::Conflict("the policies kept changing underneath; retry".into()))
+    }
+
+    pub async fn put_policy(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        id: &str,
+        text: &str,
+    ) -> Result<PolicyVersion, AuthzError> {
+        check_policy_id(id)?;
+        let text = text.trim().to_owned();
+        self.change(tenant, actor, &format!("put policy {id}"), None, |s| {
+            s.policies.insert(id.to_owned(), text.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_policy(&self, tenant: TenantId, actor: Actor, id: &str) -> Result<PolicyVersion, AuthzError> {
+        self.change(tenant, actor, &format!("delete policy {id}"), None, |s| {
+            s.policies.remove(id).map(|_| ()).ok_or_else(|| AuthzError::NotFound(format!("no policy {id:?}")))
+        })
+        .await
+    }
+
+    /// Sets (or with `None` removes) the schema.
+    pub async fn put_schema(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        schema: Option<String>,
+    ) -> Result<PolicyVersion, AuthzError> {
+        let what = if schema.is_some() { "put schema" } else { "remove schema" };
+        self.change(tenant, actor, what, None, |s| {
+            s.schema = schema.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces every policy and the schema at once.
+    pub async fn replace(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        snapshot: PolicySnapshot,
+        expected: Option<i64>,
+        description: &str,
+    ) -> Result<PolicyVersion, AuthzError> {
+        for id in snapshot.policies.keys() {
+            check_policy_id(id)?;
+        }
+        self.change(tenant, actor, description, expected, |s| {
+            *s = snapshot.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes `version`'s policies and schema current again, as a new version.
+    pub async fn rollback(&self, tenant: TenantId, actor: Actor, version: i64) -> Result<PolicyVersion, AuthzError> {
+        let target = self.version(tenant, version).await?;
+        self.replace(tenant, actor, target.snapshot, None, &format!("rollback to version {version}")).await
+    }
+
+    pub async fn version(&self, tenant: TenantId, version: i64) -> Result<PolicyVersion, AuthzError> {
+        self.inner
+            .store
+            .policy_version(tenant, version)
+            .await?
+            .ok_or_else(|| AuthzError::NotFound(format!("no policy version {version}")))
+    }
+
+    pub async fn versions(
+        &self,
+        tenant: TenantId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<PolicyVersion>, AuthzError> {
+        Ok(self.inner.store.policy_versions(tenant, before, limit.clamp(1, 1000)).await?)
+    }
+
+    pub async fn heads(&self) -> Result<Vec<PolicyHead>, AuthzError> {
+        Ok(self.inner.store.policy_heads().await?)
+    }
+
+    // ---- entities ----
+
+    /// Creates or replaces entities (Cedar entity JSON, an array), checked against
+    /// the schema; all or nothing.
+    pub async fn upsert_entities(&self, tenant: TenantId, actor: Actor, entities: &Value) -> Result<usize, AuthzError> {
+        let Some(items) = entities.as_array() else {
+            return Err(AuthzError::BadRequest("entities: expected an array of Cedar entities".into()));
+        };
+        if items.is_empty() || items.len() > MAX_UPSERT {
+            return Err(AuthzError::BadRequest(format!("entities: send 1 to {MAX_UPSERT} entities")));
+        }
+        let engine = self.engine(tenant).await?;
+        let mut stored = Vec::with_capacity(items.len());
+        let mut issues = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match Entities::from_json_value(Value::Array(vec![item.clone()]), engine.schema.as_ref()) {
+                Ok(parsed) => {
+                    for entity in parsed.iter() {
+                        let uid = entity.uid();
+                        if uid.type_name().namespace() == builtin::NAMESPACE {
+                            issues.push(Issue::new("entity", format!("entity {index}: {uid} belongs to guard; manage users, groups and roles through their own API")).entity(uid.to_string()));
+                            continue;
+                        }
+                        let body = entity.to_json_value().map_err(|e| AuthzError::BadRequest(e.to_string()))?;
+                        stored.push(StoredEntity {
+                            entity_type: uid.type_name().to_string(),
+                            entity_id: uid.id().unescaped().to_owned(),
+                            body: body.to_string(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let mut issue = issue_from("entity", &e, None);
+                    issue.message = format!("entity {index}: {}", issue.message);
+                    issues.push(issue);
+                }
+            }
+        }
+        if !issues.is_empty() {
+            return Err(AuthzError::invalid("an entity is not valid", issues));
+        }
+        let record = self.inner.events.record(
+            &Event::success("authz.entities.upserted", actor)
+                .tenant(tenant.0)
+                .details(json!({ "count": stored.len() })),
+        );
+        self.inner.store.upsert_entities(tenant, &stored, &record).await?;
+        self.inner.events.committed(&record);
+        self.invalidate(tenant);
+        Ok(stored.len())
+    }
+
+    pub async fn delete_entity(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<(), AuthzError> {
+        let record = self.inner.events.record(
+            &Event::success("authz.entity.deleted", actor)
+                .tenant(tenant.0)
+                .target(format!("{entity_type}::{entity_id:?}")),
+        );
+        if !self.inner.store.delete_entity(tenant, entity_type, entity_id, &record).await? {
+            return Err(AuthzError::NotFound(format!("no entity {entity_type}::{entity_id:?}")));
+        }
+        self.inner.events.committed(&record);
+        self.invalidate(tenant);
+        Ok(())
+    }
+
+    // ---- groups and roles ----
+
+    pub async fn create_group(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<Group, AuthzError> {
+        check_name("group", name)?;
+        let group = Group {
+            id: Uuid::now_v7(),
+            tenant,
+            name: name.to_owned(),
+            description,
+            created_at: OffsetDateTime::now_utc(),
+            members: 0,
+        };
+        let record =
+            self.inner.events.record(&Event::success("group.created", actor).tenant(tenant.0).target(name.to_owned()));
+        self.inner.store.create_group(&group, &record).await.map_err(|e| match e {
+            StoreError::Conflict(_) => AuthzError::Conflict(format!("a group named {name:?} exists already")),
+            other => other.into(),
+        })?;
+        self.inner.events.committed(&record);
+        Ok(group)
+    }
+
+    pub async fn group(&self, tenant: TenantId, name: &str) -> Result<Group, AuthzError> {
+        self.inner.store.group(tenant, name).await?.ok_or_else(|| AuthzError::NotFound(format!("no group {name:?}")))
+    }
+
+    pub async fn delete_group(&self, tenant: TenantId, actor: Actor, name: &str) -> Result<(), AuthzError> {
+        let record =
+            self.inner.events.record(&Event::success("group.deleted", actor).tenant(tenant.0).target(name.to_owned()));
+        if !self.inner.store.delete_group(tenant, name, &record).await? {
+            return Err(AuthzError::NotFound(format!("no group {name:?}")));
+        }
+        self.inner.events.committed(&record);
+        self.invalidate(tenant);
+        Ok(())
+    }
+
+    /// Adds (`add`) or removes a user of the tenant; `false` when nothing changed.
+    pub async fn set_member(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        name: &str,
+        user: Uuid,
+        add: bool,
+    ) -> Result<bool, AuthzError> {
+        let group = self.group(tenant, name).await?;
+        if self.inner.store.user_facts(tenant, user).await?.is_none() {
+            return Err(AuthzError::NotFound("no such user in this tenant".into()));
+        }
+        let kind = if add { "group.member.added" } else { "group.member.removed" };
+        let record = self.inner.events.record(
+            &Event::success(kind, actor).tenant(tenant.0).target(name.to_owned()).details(json!({ "user": user })),
+        );
+        let changed = if add {
+            self.inner.store.add_member(group.id, user, &record).await?
+        } else {
+            self.inner.store.remove_member(group.id, user, &record).await?
+        };
+        if changed {
+            self.inner.events.committed(&record);
+            self.invalidate(tenant);
+        }
+        Ok(changed)
+    }
+
+    /// Built-in roles, then the tenant's own.
+    pub async fn roles(&self, tenant: TenantId) -> Result<Vec<Role>, AuthzError> {
+        let mut roles: Vec<Role> = BUILTIN_ROLES
+            .iter()
+            .map(|(name, description)| Role {
+                name: (*name).to_owned(),
+                description: Some((*description).to_owned()),
+                builtin: true,
+            })
+            .collect();
+        roles.extend(self.inner.store.roles(tenant).await?);
+        Ok(roles)
+    }
+
+    pub async fn create_role(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<Role, AuthzError> {
+        check_name("role", name)?;
+        if BUILTIN_ROLES.iter().any(|(n, _)| *n == name) {
+            return Err(AuthzError::Conflict(format!("{name:?} is a built-in role")));
+        }
+        let role = Role { name: name.to_owned(), description, builtin: false };
+        let record =
+            self.inner.events.record(&Event::success("role.created", actor).tenant(tenant.0).target(name.to_owned()));
+        self.inner.store.create_role(tenant, &role, &record).await.map_err(|e| match e {
+            StoreError::Conflict(_) => AuthzError::Conflict(format!("a role named {name:?} exists already")),
+            other => other.into(),
+        })?;
+        self.inner.events.committed(&record);
+        Ok(role)
+    }
+
+    pub async fn delete_role(&self, tenant: TenantId, actor: Actor, name: &str) -> Result<(), AuthzError> {
+        if BUILTIN_ROLES.iter().any(|(n, _)| *n == name) {
+            return Err(AuthzError::Conflict(format!("{name:?} is a built-in role and cannot be deleted")));
+        }
+        let record =
+            self.inner.events.record(&Event::success("role.deleted", actor).tenant(tenant.0).target(name.to_owned()));
+        let deleted = self.inner.store.delete_role(tenant, name, &record).await.map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                AuthzError::Conflict(format!("users hold the role {name:?}; take it from them first"))
+            }
+            other => other.into(),
+        })?;
+        if !deleted {
+            return Err(AuthzError::NotFound(format!("no role {name:?}")));
+        }
+        self.inner.events.committed(&record);
+        Ok(())
+    }
+}
+
+/// A uniform number in [0, 1) for sampling.
+fn rand_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 1.0;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,11 @@
+DROP TRIGGER group_members_authz_changed ON group_members;
+DROP FUNCTION authz_members_changed();
+DROP TRIGGER users_authz_changed ON users;
+DROP FUNCTION authz_users_changed();
+DROP FUNCTION authz_bump_entities(UUID);
+DROP TABLE roles;
+DROP TABLE group_members;
+DROP TABLE groups;
+DROP TABLE authz_state;
+DROP TABLE authz_entities;
+DROP TABLE policy_versions;

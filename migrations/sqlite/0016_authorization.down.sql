@@ -1,0 +1,10 @@
+DROP TRIGGER group_members_authz_delete;
+DROP TRIGGER group_members_authz_insert;
+DROP TRIGGER users_authz_delete;
+DROP TRIGGER users_authz_update;
+DROP TABLE roles;
+DROP TABLE group_members;
+DROP TABLE groups;
+DROP TABLE authz_state;
+DROP TABLE authz_entities;
+DROP TABLE policy_versions;
