@@ -20,6 +20,7 @@ mod health_cmd;
 mod keys_cmd;
 mod logging;
 mod migrate_cmd;
+mod policy_cmd;
 mod security_cmd;
 mod serve_cmd;
 mod sessions_cmd;
@@ -91,6 +92,22 @@ enum Command {
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
     },
+    /// Cedar policies: validate, list, get, put, delete, versions, diff, rollback,
+    /// import and export of a folder.
+    Policy {
+        #[command(subcommand)]
+        action: policy_cmd::PolicyAction,
+    },
+    /// Groups of users, as Cedar sees them (Guard::Group).
+    Group {
+        #[command(subcommand)]
+        action: policy_cmd::GroupAction,
+    },
+    /// Roles users can hold, as Cedar sees them (Guard::Role).
+    Role {
+        #[command(subcommand)]
+        action: policy_cmd::RoleAction,
+    },
 }
 
 /// How listing commands print.
@@ -142,6 +159,9 @@ fn main() -> ExitCode {
             Command::Sessions { action } => sessions_cmd::run(cli.config, action).await,
             Command::Security { action } => security_cmd::run(cli.config, action).await,
             Command::Audit { action } => audit_cmd::run(cli.config, action).await,
+            Command::Policy { action } => policy_cmd::run(cli.config, action).await,
+            Command::Group { action } => policy_cmd::run_group(cli.config, action).await,
+            Command::Role { action } => policy_cmd::run_role(cli.config, action).await,
         }
     });
     // Tasks still running (connections cut at the drain timeout) are dropped, not awaited.
