@@ -263,6 +263,8 @@ async fn update_user(
     };
     let user =
         state.users.update(actor(&caller), &caller.tenant.id.to_string(), &user, update).await.map_err(user_error)?;
+    // Roles and status are what Cedar sees of a user: decide with the new ones now.
+    state.authz.invalidate(caller.tenant.id);
     Ok(AppJson(user_json(&user)))
 }
 
@@ -273,6 +275,8 @@ async fn disable_user(
     AppPath(user): AppPath<String>,
 ) -> Result<AppJson<Value>, ApiError> {
     let user = state.users.disable(actor(&caller), &caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    // Roles and status are what Cedar sees of a user: decide with the new ones now.
+    state.authz.invalidate(caller.tenant.id);
     Ok(AppJson(user_json(&user)))
 }
 
@@ -283,6 +287,8 @@ async fn delete_user(
     AppPath(user): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.users.delete(actor(&caller), &caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    // Roles and status are what Cedar sees of a user: decide with the new ones now.
+    state.authz.invalidate(caller.tenant.id);
     Ok(StatusCode::NO_CONTENT)
 }
 

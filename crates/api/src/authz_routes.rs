@@ -224,15 +224,26 @@ async fn delete_policy(
 #[serde(deny_unknown_fields)]
 struct SetBody {
     policies: Vec<PolicyBody>,
+    /// Missing keeps the current schema; null removes it.
     #[serde(default)]
-    schema: Option<String>,
+    schema: Option<Value>,
     /// Refuses the change unless the current version is this one.
     #[serde(default)]
     expected_version: Option<i64>,
 }
 
-fn snapshot_of(body: SetBody) -> Result<(PolicySnapshot, Option<i64>), ApiError> {
-    let mut snapshot = PolicySnapshot { schema: body.schema, ..PolicySnapshot::default() };
+async fn snapshot_of(
+    state: &AppState,
+    caller: &Caller,
+    body: SetBody,
+) -> Result<(PolicySnapshot, Option<i64>), ApiError> {
+    let schema = match body.schema {
+        None => state.authz.current(caller.tenant.id).await.map_err(authz_error)?.1.schema,
+        Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(_) => return Err(ApiError::new(ErrorCode::BadRequest).detail("schema: a string, or null to remove it")),
+    };
+    let mut snapshot = PolicySnapshot { schema, ..PolicySnapshot::default() };
     for (n, p) in body.policies.into_iter().enumerate() {
         let id =
             p.id.ok_or_else(|| ApiError::new(ErrorCode::BadRequest).detail(format!("policies[{n}].id: missing")))?;
@@ -248,7 +259,7 @@ async fn replace_policies(
     TenantAdmin(caller): TenantAdmin,
     AppJson(body): AppJson<SetBody>,
 ) -> Result<Response, ApiError> {
-    let (snapshot, expected) = snapshot_of(body)?;
+    let (snapshot, expected) = snapshot_of(&state, &caller, body).await?;
     let v = state
         .authz
         .replace(caller.tenant.id, actor(&caller), snapshot, expected, "replace all")
@@ -262,7 +273,7 @@ async fn validate(
     TenantAdmin(caller): TenantAdmin,
     AppJson(body): AppJson<SetBody>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let (snapshot, _) = snapshot_of(body)?;
+    let (snapshot, _) = snapshot_of(&state, &caller, body).await?;
     state.authz.validate(caller.tenant.id, &snapshot).await.map_err(authz_error)?;
     Ok(AppJson(json!({ "valid": true, "policy_count": snapshot.policies.len() })))
 }

@@ -167,6 +167,9 @@ pub(crate) fn admin_action(method: &axum::http::Method, path: &str) -> &'static 
     let read = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
     let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix("/admin/")).unwrap_or(path);
     let area = rest.split('/').next().unwrap_or_default();
+    if path.starts_with("/admin/") {
+        return "platform.read";
+    }
     match (area, read) {
         ("audit", _) if rest.starts_with("audit/export") => "audit.export",
         ("audit", _) if rest.starts_with("audit/verify") => "audit.verify",

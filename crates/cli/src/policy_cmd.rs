@@ -305,7 +305,8 @@ async fn validate_all(authz: &Authz, services: &guard_api::Services) -> Result<(
     let mut bad = 0;
     for head in &heads {
         let (_, snapshot) = authz.current(head.tenant).await.map_err(failure)?;
-        let name = services.tenants.find(&head.tenant.0.to_string()).await.map(|t| t.slug.to_string()).unwrap_or_default();
+        let name =
+            services.tenants.find(&head.tenant.0.to_string()).await.map(|t| t.slug.to_string()).unwrap_or_default();
         match authz.validate(head.tenant, &snapshot).await {
             Ok(()) => say!("{name}: version {} valid ({} policies)", head.version, snapshot.policies.len()),
             Err(e) => {
@@ -334,20 +335,38 @@ pub(crate) async fn run(file: Option<PathBuf>, action: PolicyAction) -> Result<(
                 None => authz.current(tenant).await.map_err(failure)?.1,
             };
             authz.validate(tenant, &snapshot).await.map_err(failure)?;
-            say!("valid: {} policies{}", snapshot.policies.len(), if snapshot.schema.is_some() { " and the schema" } else { "" });
+            say!(
+                "valid: {} policies{}",
+                snapshot.policies.len(),
+                if snapshot.schema.is_some() { " and the schema" } else { "" }
+            );
             Ok(())
         }
         PolicyAction::List { tenant, format } => {
             let (version, snapshot) = authz.current(tenant_id(&services, &tenant).await?).await.map_err(failure)?;
             match format {
                 Format::Json => {
-                    let policies: Vec<_> = snapshot.policies.iter().map(|(id, text)| json!({ "id": id, "text": text })).collect();
-                    say!("{}", serde_json::to_string_pretty(&json!({ "version": version, "policies": policies, "schema": snapshot.schema })).unwrap_or_default());
+                    let policies: Vec<_> =
+                        snapshot.policies.iter().map(|(id, text)| json!({ "id": id, "text": text })).collect();
+                    say!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &json!({ "version": version, "policies": policies, "schema": snapshot.schema })
+                        )
+                        .unwrap_or_default()
+                    );
                 }
                 Format::Table => {
-                    say!("version {version}, {} policies{}", snapshot.policies.len(), if snapshot.schema.is_some() { ", with a schema" } else { "" });
+                    say!(
+                        "version {version}, {} policies{}",
+                        snapshot.policies.len(),
+                        if snapshot.schema.is_some() { ", with a schema" } else { "" }
+                    );
                     for (id, text) in &snapshot.policies {
-                        let first = text.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//")).unwrap_or_default();
+                        let first = text
+                            .lines()
+                            .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+                            .unwrap_or_default();
                         say!("{id:<32}  {}", first.trim());
                     }
                 }
@@ -388,7 +407,14 @@ pub(crate) async fn run(file: Option<PathBuf>, action: PolicyAction) -> Result<(
             say!("{:>7}  {:<20}  {:<44}  {:>8}  CHANGE", "VERSION", "AT", "ACTOR", "POLICIES");
             for v in versions {
                 let at = v.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-                say!("{:>7}  {:<20}  {:<44}  {:>8}  {}", v.version, at.get(..19).unwrap_or(&at), v.actor, v.snapshot.policies.len(), v.change);
+                say!(
+                    "{:>7}  {:<20}  {:<44}  {:>8}  {}",
+                    v.version,
+                    at.get(..19).unwrap_or(&at),
+                    v.actor,
+                    v.snapshot.policies.len(),
+                    v.change
+                );
             }
             Ok(())
         }
@@ -403,14 +429,22 @@ pub(crate) async fn run(file: Option<PathBuf>, action: PolicyAction) -> Result<(
                     let load = |v: i64| {
                         let authz = authz.clone();
                         async move {
-                            if v <= 0 { Ok(PolicySnapshot::default()) } else { authz.version(tenant, v).await.map(|v| v.snapshot) }
+                            if v <= 0 {
+                                Ok(PolicySnapshot::default())
+                            } else {
+                                authz.version(tenant, v).await.map(|v| v.snapshot)
+                            }
                         }
                     };
                     (load(from_version).await.map_err(failure)?, load(to_version).await.map_err(failure)?)
                 }
             };
             let text = diff(&old, &new);
-            if text.is_empty() { say!("no differences") } else { say!("{}", text.trim_end()) }
+            if text.is_empty() {
+                say!("no differences")
+            } else {
+                say!("{}", text.trim_end())
+            }
             Ok(())
         }
         PolicyAction::Rollback { version, tenant } => {
@@ -421,7 +455,11 @@ pub(crate) async fn run(file: Option<PathBuf>, action: PolicyAction) -> Result<(
         PolicyAction::Export { dir, tenant } => {
             let (version, snapshot) = authz.current(tenant_id(&services, &tenant).await?).await.map_err(failure)?;
             let n = export(&dir, &snapshot)?;
-            say!("wrote {n} policies{} of version {version} to {}", if snapshot.schema.is_some() { " and the schema" } else { "" }, dir.display());
+            say!(
+                "wrote {n} policies{} of version {version} to {}",
+                if snapshot.schema.is_some() { " and the schema" } else { "" },
+                dir.display()
+            );
             Ok(())
         }
         PolicyAction::Import { dir, tenant, dry_run } => {
@@ -460,14 +498,21 @@ pub(crate) async fn run_group(file: Option<PathBuf>, action: GroupAction) -> Res
     let authz = services.authz.clone();
     match action {
         GroupAction::List { tenant } => {
-            let groups = authz.store().groups(tenant_id(&services, &tenant).await?).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+            let groups = authz
+                .store()
+                .groups(tenant_id(&services, &tenant).await?)
+                .await
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
             say!("{:<32}  {:>7}  DESCRIPTION", "NAME", "MEMBERS");
             for g in groups {
                 say!("{:<32}  {:>7}  {}", g.name, g.members, g.description.unwrap_or_default());
             }
         }
         GroupAction::Create { name, description, tenant } => {
-            authz.create_group(tenant_id(&services, &tenant).await?, Actor::Operator, &name, description).await.map_err(failure)?;
+            authz
+                .create_group(tenant_id(&services, &tenant).await?, Actor::Operator, &name, description)
+                .await
+                .map_err(failure)?;
             say!("created group {name}");
         }
         GroupAction::Delete { name, tenant } => {
@@ -476,12 +521,18 @@ pub(crate) async fn run_group(file: Option<PathBuf>, action: GroupAction) -> Res
         }
         GroupAction::Add { name, user, tenant } => {
             let id = user_id(&services, &tenant, &user).await?;
-            let changed = authz.set_member(tenant_id(&services, &tenant).await?, Actor::Operator, &name, id, true).await.map_err(failure)?;
+            let changed = authz
+                .set_member(tenant_id(&services, &tenant).await?, Actor::Operator, &name, id, true)
+                .await
+                .map_err(failure)?;
             say!("{user} {} group {name}", if changed { "added to" } else { "was already in" });
         }
         GroupAction::Remove { name, user, tenant } => {
             let id = user_id(&services, &tenant, &user).await?;
-            let changed = authz.set_member(tenant_id(&services, &tenant).await?, Actor::Operator, &name, id, false).await.map_err(failure)?;
+            let changed = authz
+                .set_member(tenant_id(&services, &tenant).await?, Actor::Operator, &name, id, false)
+                .await
+                .map_err(failure)?;
             say!("{user} {} group {name}", if changed { "removed from" } else { "was not in" });
         }
     }
@@ -498,11 +549,19 @@ pub(crate) async fn run_role(file: Option<PathBuf>, action: RoleAction) -> Resul
             let roles = authz.roles(tenant_id(&services, &tenant).await?).await.map_err(failure)?;
             say!("{:<32}  {:<8}  DESCRIPTION", "NAME", "BUILT-IN");
             for r in roles {
-                say!("{:<32}  {:<8}  {}", r.name, if r.builtin { "yes" } else { "no" }, r.description.unwrap_or_default());
+                say!(
+                    "{:<32}  {:<8}  {}",
+                    r.name,
+                    if r.builtin { "yes" } else { "no" },
+                    r.description.unwrap_or_default()
+                );
             }
         }
         RoleAction::Create { name, description, tenant } => {
-            authz.create_role(tenant_id(&services, &tenant).await?, Actor::Operator, &name, description).await.map_err(failure)?;
+            authz
+                .create_role(tenant_id(&services, &tenant).await?, Actor::Operator, &name, description)
+                .await
+                .map_err(failure)?;
             say!("created role {name}");
         }
         RoleAction::Delete { name, tenant } => {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod authz;
 mod cli;
 mod errors;
 mod health;

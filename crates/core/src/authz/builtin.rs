@@ -37,10 +37,24 @@ pub const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("audit.verify", "verify the audit chain"),
     ("security.read", "list blocked addresses"),
     ("security.write", "block and unblock addresses, unlock accounts"),
+    ("platform.read", "read every tenant's authorization overview under /admin (default tenant only)"),
 ];
 
-/// The `Guard` namespace in Cedar schema syntax; merged with every tenant's schema so
-/// that tenant policies can name guard's users, groups and roles.
+/// guard's entity types, merged with every tenant's schema so that tenant policies
+/// can name guard's users, groups and roles.
+pub fn entity_schema_text() -> String {
+    format!(
+        "namespace {NAMESPACE} {{\n\
+         \x20 entity Role;\n\
+         \x20 entity Group;\n\
+         \x20 entity Tenant;\n\
+         \x20 entity User in [Group, Role] {{ email: String, username?: String, status: String }};\n\
+         }}\n"
+    )
+}
+
+/// The whole `Guard` namespace, with the actions of guard's API: tenant policies on
+/// those actions are validated against it.
 pub fn schema_text() -> String {
     let actions: Vec<String> = ADMIN_ACTIONS.iter().map(|(name, _)| format!("{name:?}")).collect();
     format!(

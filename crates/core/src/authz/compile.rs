@@ -15,7 +15,11 @@ use super::model::{AuthzError, Issue, PolicySnapshot};
 pub struct Compiled {
     pub policies: PolicySet,
     pub admin: PolicySet,
+    /// The tenant's schema with guard's entity types: applications' requests,
+    /// entities and policies are checked against it.
     pub schema: Option<Schema>,
+    /// The same with guard's actions too, for tenant policies on guard's API.
+    pub admin_schema: Option<Schema>,
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -28,7 +32,18 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 
 /// One issue per diagnostic, placed by its first label within `text`.
 pub fn issue_from(source: &'static str, diagnostic: &dyn Diagnostic, text: Option<&str>) -> Issue {
-    let mut issue = Issue::new(source, diagnostic.to_string());
+    // Cedar's outer messages can be generic ("error during entity deserialization");
+    // the causes say what was wrong.
+    let mut message = diagnostic.to_string();
+    let mut cause = diagnostic.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = inner.source();
+    }
+    let mut issue = Issue::new(source, message);
     issue.help = diagnostic.help().map(|h| h.to_string());
     if let (Some(text), Some(mut labels)) = (text, diagnostic.labels())
         && let Some(label) = labels.next()
@@ -43,9 +58,9 @@ pub fn issue_from(source: &'static str, diagnostic: &dyn Diagnostic, text: Optio
 }
 
 /// Parses the schema (Cedar schema syntax, or JSON when it starts with `{`) and
-/// merges it with guard's own namespace.
-pub fn parse_schema(text: &str) -> Result<Schema, Vec<Issue>> {
-    let guard_text = builtin::schema_text();
+/// merges it with guard's entity types (and, with `guard_actions`, its actions).
+pub fn parse_schema(text: &str, guard_actions: bool) -> Result<Schema, Vec<Issue>> {
+    let guard_text = if guard_actions { builtin::schema_text() } else { builtin::entity_schema_text() };
     let (guard, _) = SchemaFragment::from_cedarschema_str(&guard_text)
         .map_err(|e| vec![issue_from("schema", &e, Some(&guard_text))])?;
     let tenant = if text.trim_start().starts_with('{') {
@@ -131,24 +146,35 @@ pub fn builtin_policies() -> Result<PolicySet, AuthzError> {
 
 /// Compiles and validates a snapshot; nothing of an invalid one is used.
 pub fn compile(snapshot: &PolicySnapshot) -> Result<Compiled, AuthzError> {
-    let schema = match &snapshot.schema {
-        Some(text) => {
-            Some(parse_schema(text).map_err(|issues| AuthzError::invalid("the schema is not valid", issues))?)
-        }
-        None => None,
+    let invalid_schema = |issues| AuthzError::invalid("the schema is not valid", issues);
+    let (schema, admin_schema) = match &snapshot.schema {
+        Some(text) => (
+            Some(parse_schema(text, false).map_err(invalid_schema)?),
+            Some(parse_schema(text, true).map_err(invalid_schema)?),
+        ),
+        None => (None, None),
     };
     let policies = parse_policies(snapshot).map_err(|issues| AuthzError::invalid("a policy does not parse", issues))?;
-    if let Some(schema) = &schema {
-        let issues = validate(snapshot, &policies, schema);
+    // Policies on guard's API are checked against guard's actions, the others
+    // against the tenant's schema alone, so that an open action scope is not
+    // type-checked against guard's actions too.
+    let (mut on_guard, mut on_app) = (PolicySet::new(), PolicySet::new());
+    for policy in policies.policies() {
+        let set = if governs_guard(policy) { &mut on_guard } else { &mut on_app };
+        set.add(policy.clone()).map_err(|e| AuthzError::Conflict(e.to_string()))?;
+    }
+    if let (Some(schema), Some(admin_schema)) = (&schema, &admin_schema) {
+        let mut issues = validate(snapshot, &on_app, schema);
+        issues.extend(validate(snapshot, &on_guard, admin_schema));
         if !issues.is_empty() {
             return Err(AuthzError::invalid("a policy does not validate against the schema", issues));
         }
     }
     let mut admin = builtin_policies()?;
-    for policy in policies.policies().filter(|p| governs_guard(p)) {
+    for policy in on_guard.policies() {
         admin.add(policy.clone()).map_err(|e| AuthzError::Conflict(e.to_string()))?;
     }
-    Ok(Compiled { policies, admin, schema })
+    Ok(Compiled { policies, admin, schema, admin_schema })
 }
 
 /// Splits a file of Cedar policies into (id, text) pairs: each policy's `@id`
@@ -184,7 +210,8 @@ mod tests {
     fn guard_schema_and_builtins_parse() {
         assert!(
             parse_schema(
-                "namespace App { entity Doc; action read appliesTo { principal: [Guard::User], resource: [Doc] }; }"
+                "namespace App { entity Doc; action read appliesTo { principal: [Guard::User], resource: [Doc] }; }",
+                true
             )
             .is_ok()
         );

@@ -275,7 +275,7 @@ impl Authz {
             );
             let principal_text = input.principal.as_ref().map_or_else(
                 || caller.map(|c| format!("{}::\"{c}\"", user_type())).unwrap_or_default(),
-                |p| p.to_string(),
+                super::engine::uid_text,
             );
             if let Some(hit) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
                 self.decided(tenant, &stats, actor.clone(), &hit, &input, &principal_text, true, started);
@@ -325,7 +325,11 @@ impl Authz {
         } else {
             metrics::counter!("guard_authorization_cache_misses_total").increment(1);
         }
-        self.audit_denied(tenant, actor, decision, principal, &input.action.to_string(), &input.resource.to_string());
+        if !decision.allowed() || self.inner.settings.audit_allowed_sample > 0.0 {
+            let action = super::engine::uid_text(&input.action);
+            let resource = super::engine::uid_text(&input.resource);
+            self.audit_denied(tenant, actor, decision, principal, &action, &resource);
+        }
     }
 
     /// This process's decision figures by tenant.
@@ -433,7 +437,8 @@ impl Authz {
         text: &str,
     ) -> Result<PolicyVersion, AuthzError> {
         check_policy_id(id)?;
-        let text = text.trim().to_owned();
+        // Leading lines stay, so that positions in errors match what was sent.
+        let text = text.trim_end().to_owned();
         self.change(tenant, actor, &format!("put policy {id}"), None, |s| {
             s.policies.insert(id.to_owned(), text.clone());
             Ok(())
@@ -526,7 +531,9 @@ impl Authz {
         for (index, item) in items.iter().enumerate() {
             match Entities::from_json_value(Value::Array(vec![item.clone()]), engine.schema.as_ref()) {
                 Ok(parsed) => {
-                    for entity in parsed.iter() {
+                    // Parsing with a schema adds the schema's actions; keep the entity sent.
+                    let sent = item.get("uid").cloned().and_then(|u| cedar_policy::EntityUid::from_json(u).ok());
+                    for entity in parsed.iter().filter(|e| sent.as_ref() == Some(&e.uid())) {
                         let uid = entity.uid();
                         if uid.type_name().namespace() == builtin::NAMESPACE {
                             issues.push(Issue::new("entity", format!("entity {index}: {uid} belongs to guard; manage users, groups and roles through their own API")).entity(uid.to_string()));

@@ -1,0 +1,213 @@
+//! In-process authorization figures, through guard's own engine: one decision with a
+//! tenant of 100 policies and a few hundred entities, and a batch of 100, beside a
+//! baseline of one trivial policy decided the same way in the same run. Prints JSON
+//! lines. Also writes the tenant's policies, schema and entities as files for the
+//! HTTP benchmark (bench/authz.sh).
+//!
+//!   authz_bench [decisions] [out-dir]
+
+// A benchmark: a setup that does not hold should stop it at once.
+#![allow(clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use guard_core::authz::compile::compile;
+use guard_core::authz::engine::{DecisionInput, TenantEngine};
+use guard_core::authz::{AuthzState, PolicySnapshot};
+use guard_core::tenants::TenantId;
+use serde_json::{Value, json};
+
+const SCHEMA: &str = r#"namespace Bench {
+  entity Team;
+  entity User in [Team] { level: Long, department: String };
+  entity Folder;
+  entity Doc in [Folder] { owner: User, classification: Long, tags: Set<String> };
+  action read, edit, share appliesTo { principal: [User], resource: [Doc], context: { mfa: Bool, hour: Long } };
+}"#;
+
+const USERS: usize = 200;
+const TEAMS: usize = 20;
+const FOLDERS: usize = 50;
+const DOCS: usize = 300;
+
+/// 100 policies of the kinds tenants write: team grants per folder, owner rules,
+/// attribute conditions, context conditions, and forbids.
+fn policies() -> PolicySnapshot {
+    let mut snapshot = PolicySnapshot { schema: Some(SCHEMA.into()), ..Default::default() };
+    for i in 0..FOLDERS {
+        snapshot.policies.insert(
+            format!("team-folder-{i}"),
+            format!(
+                "permit(principal in Bench::Team::\"t{}\", action in [Bench::Action::\"read\", Bench::Action::\"edit\"], resource in Bench::Folder::\"f{i}\");",
+                i % TEAMS
+            ),
+        );
+    }
+    for i in 0..30 {
+        snapshot.policies.insert(
+            format!("level-{i}"),
+            format!(
+                "permit(principal, action == Bench::Action::\"read\", resource in Bench::Folder::\"f{i}\") when {{ principal.level >= resource.classification && principal.department == \"d{}\" }};",
+                i % 5
+            ),
+        );
+    }
+    for i in 0..15 {
+        snapshot.policies.insert(
+            format!("tagged-{i}"),
+            format!(
+                "permit(principal, action == Bench::Action::\"share\", resource) when {{ resource.tags.contains(\"tag{i}\") && context.mfa }};"
+            ),
+        );
+    }
+    snapshot
+        .policies
+        .insert("owner".into(), "permit(principal, action, resource) when { resource.owner == principal };".into());
+    snapshot.policies.insert(
+        "night".into(),
+        "forbid(principal, action == Bench::Action::\"edit\", resource) when { context.hour < 6 };".into(),
+    );
+    snapshot.policies.insert(
+        "secret".into(),
+        "forbid(principal, action, resource) when { resource.classification > 4 && !context.mfa };".into(),
+    );
+    snapshot.policies.insert(
+        "no-share-f0".into(),
+        "forbid(principal, action == Bench::Action::\"share\", resource in Bench::Folder::\"f0\");".into(),
+    );
+    snapshot.policies.insert(
+        "team0-share".into(),
+        "permit(principal in Bench::Team::\"t0\", action == Bench::Action::\"share\", resource);".into(),
+    );
+    assert_eq!(snapshot.policies.len(), 100);
+    snapshot
+}
+
+fn entities() -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in 0..TEAMS {
+        out.push(json!({ "uid": { "type": "Bench::Team", "id": format!("t{t}") }, "attrs": {}, "parents": [] }));
+    }
+    for f in 0..FOLDERS {
+        out.push(json!({ "uid": { "type": "Bench::Folder", "id": format!("f{f}") }, "attrs": {}, "parents": [] }));
+    }
+    for u in 0..USERS {
+        out.push(json!({
+            "uid": { "type": "Bench::User", "id": format!("u{u}") },
+            "attrs": { "level": (u % 6) as i64, "department": format!("d{}", u % 5) },
+            "parents": [{ "type": "Bench::Team", "id": format!("t{}", u % TEAMS) }],
+        }));
+    }
+    for d in 0..DOCS {
+        out.push(json!({
+            "uid": { "type": "Bench::Doc", "id": format!("doc{d}") },
+            "attrs": {
+                "owner": { "__entity": { "type": "Bench::User", "id": format!("u{}", d % USERS) } },
+                "classification": (d % 6) as i64,
+                "tags": [format!("tag{}", d % 20)],
+            },
+            "parents": [{ "type": "Bench::Folder", "id": format!("f{}", d % FOLDERS) }],
+        }));
+    }
+    out
+}
+
+/// The n-th request of a fixed, varied sequence.
+pub fn request(n: usize) -> Value {
+    let actions = ["read", "edit", "share"];
+    json!({
+        "principal": { "type": "Bench::User", "id": format!("u{}", (n * 7) % USERS) },
+        "action": { "type": "Bench::Action", "id": actions[n % 3] },
+        "resource": { "type": "Bench::Doc", "id": format!("doc{}", (n * 13) % DOCS) },
+        "context": { "mfa": !n.is_multiple_of(4), "hour": (n % 24) as i64 },
+    })
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn measure(engine: &TenantEngine, inputs: &[DecisionInput], rounds: usize) -> (Vec<Duration>, usize) {
+    let mut times = Vec::with_capacity(rounds);
+    let mut allowed = 0;
+    for n in 0..rounds {
+        let input = &inputs[n % inputs.len()];
+        let started = Instant::now();
+        let prepared = engine.prepare(input, None).expect("valid request");
+        let decision = engine.decide(&prepared, None, Duration::from_secs(1)).expect("decided");
+        times.push(started.elapsed());
+        allowed += usize::from(decision.allowed());
+    }
+    times.sort();
+    (times, allowed)
+}
+
+fn engine(snapshot: &PolicySnapshot, entities: Vec<Value>) -> TenantEngine {
+    let compiled = compile(snapshot).expect("the benchmark's policies compile");
+    TenantEngine::new(TenantId(uuid::Uuid::nil()), AuthzState::default(), compiled, entities, 16).expect("engine")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let snapshot = policies();
+    let stored = entities();
+    if let Some(dir) = args.get(2) {
+        let dir = std::path::Path::new(dir);
+        std::fs::create_dir_all(dir).expect("out dir");
+        let set: Vec<Value> = snapshot.policies.iter().map(|(id, text)| json!({ "id": id, "text": text })).collect();
+        std::fs::write(dir.join("policies.json"), json!({ "policies": set, "schema": SCHEMA }).to_string())
+            .expect("write");
+        std::fs::write(dir.join("entities.json"), Value::Array(stored.clone()).to_string()).expect("write");
+        let batch: Vec<Value> = (0..100).map(request).collect();
+        std::fs::write(dir.join("batch.json"), json!({ "requests": batch }).to_string()).expect("write");
+        std::fs::write(dir.join("one.json"), request(1).to_string()).expect("write");
+    }
+
+    let inputs: Vec<DecisionInput> =
+        (0..10_000).map(|n| serde_json::from_value(request(n)).expect("request shape")).collect();
+    let tenant = engine(&snapshot, stored);
+
+    let mut trivial = PolicySnapshot::default();
+    trivial.policies.insert("all".into(), "permit(principal, action, resource);".into());
+    let baseline = engine(&trivial, Vec::new());
+
+    // Warm up both.
+    measure(&tenant, &inputs, 20_000);
+    measure(&baseline, &inputs, 20_000);
+    let (base, _) = measure(&baseline, &inputs, rounds);
+    let (times, allowed) = measure(&tenant, &inputs, rounds);
+    println!(
+        "{}",
+        json!({
+            "case": "decision, 100 policies, 570 entities, 10k distinct requests, uncached",
+            "decisions": rounds, "allowed": allowed,
+            "p50_us": percentile(&times, 0.5), "p95_us": percentile(&times, 0.95), "p99_us": percentile(&times, 0.99),
+            "baseline_case": "one permit-all policy, no entities, same requests",
+            "baseline_p50_us": percentile(&base, 0.5), "baseline_p99_us": percentile(&base, 0.99),
+        })
+    );
+
+    // Batches of 100 distinct requests, decided one after another as the batch
+    // endpoint does.
+    let mut batches = Vec::new();
+    for b in 0..(rounds / 100).clamp(100, 2000) {
+        let started = Instant::now();
+        for n in 0..100 {
+            let input = &inputs[(b * 100 + n) % inputs.len()];
+            let prepared = tenant.prepare(input, None).expect("valid request");
+            let _ = tenant.decide(&prepared, None, Duration::from_secs(1)).expect("decided");
+        }
+        batches.push(started.elapsed());
+    }
+    batches.sort();
+    println!(
+        "{}",
+        json!({
+            "case": "batch of 100 distinct requests, in process",
+            "batches": batches.len(),
+            "p50_ms": percentile(&batches, 0.5) / 1000.0, "p99_ms": percentile(&batches, 0.99) / 1000.0,
+        })
+    );
+}
