@@ -247,7 +247,7 @@ async fn snapshot_of(
     for (n, p) in body.policies.into_iter().enumerate() {
         let id =
             p.id.ok_or_else(|| ApiError::new(ErrorCode::BadRequest).detail(format!("policies[{n}].id: missing")))?;
-        if snapshot.policies.insert(id.clone(), p.text.trim().to_owned()).is_some() {
+        if snapshot.policies.insert(id.clone(), p.text.trim_end().to_owned()).is_some() {
             return Err(ApiError::new(ErrorCode::BadRequest).detail(format!("policies[{n}].id: {id:?} appears twice")));
         }
     }

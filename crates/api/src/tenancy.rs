@@ -184,7 +184,7 @@ pub(crate) fn admin_action(method: &axum::http::Method, path: &str) -> &'static 
         ("groups", false) => "groups.write",
         ("roles", true) => "roles.read",
         ("roles", false) => "roles.write",
-        ("policies" | "policy-stats", true) => "policies.read",
+        ("policies", true) => "policies.read",
         // Validating changes nothing, but shows what a change would do.
         ("policies", false) if rest == "policies/validate" => "policies.read",
         ("policies", false) => "policies.write",
@@ -226,7 +226,11 @@ impl FromRequestParts<AppState> for TenantAdmin {
             .extensions
             .get::<axum::extract::MatchedPath>()
             .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
-        require(state, &caller, admin_action(&parts.method, &path)).await?;
+        let action = admin_action(&parts.method, &path);
+        if action == "unmapped" {
+            return Err(ApiError::internal(format!("no administrative action for {} {path}", parts.method)));
+        }
+        require(state, &caller, action).await?;
         Ok(TenantAdmin(caller))
     }
 }

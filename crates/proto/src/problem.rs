@@ -399,6 +399,9 @@ mod tests {
             ("rate_limiter_unavailable", 503),
             ("ip_blocked", 403),
             ("account_locked", 423),
+            ("invalid_policy", 422),
+            ("invalid_entity", 422),
+            ("invalid_authorization_request", 422),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (wire, status) in expected {
