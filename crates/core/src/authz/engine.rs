@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet,
-    Request, RestrictedExpression, Schema,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,7 +64,83 @@ impl Decision {
 pub struct Prepared {
     request: Request,
     principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
     extra: Option<Entities>,
+}
+
+/// A scope constraint on the principal or the resource, for slicing.
+enum Scope {
+    Any,
+    Eq(EntityUid),
+    In(EntityUid),
+    Is(EntityTypeName),
+    IsIn(EntityTypeName, EntityUid),
+}
+
+impl Scope {
+    fn of_principal(c: PrincipalConstraint) -> Scope {
+        match c {
+            PrincipalConstraint::Any => Scope::Any,
+            PrincipalConstraint::Eq(u) => Scope::Eq(u),
+            PrincipalConstraint::In(u) => Scope::In(u),
+            PrincipalConstraint::Is(t) => Scope::Is(t),
+            PrincipalConstraint::IsIn(t, u) => Scope::IsIn(t, u),
+        }
+    }
+
+    fn of_resource(c: ResourceConstraint) -> Scope {
+        match c {
+            ResourceConstraint::Any => Scope::Any,
+            ResourceConstraint::Eq(u) => Scope::Eq(u),
+            ResourceConstraint::In(u) => Scope::In(u),
+            ResourceConstraint::Is(t) => Scope::Is(t),
+            ResourceConstraint::IsIn(t, u) => Scope::IsIn(t, u),
+        }
+    }
+
+    /// Whether the scope can hold for `uid`, whose ancestors are `ancestors`; the
+    /// same test Cedar makes (`in` is equality or ancestry).
+    fn admits(&self, uid: &EntityUid, ancestors: &[&EntityUid]) -> bool {
+        let within = |x: &EntityUid| x == uid || ancestors.contains(&x);
+        match self {
+            Scope::Any => true,
+            Scope::Eq(x) => x == uid,
+            Scope::In(x) => within(x),
+            Scope::Is(t) => uid.type_name() == t,
+            Scope::IsIn(t, x) => uid.type_name() == t && within(x),
+        }
+    }
+}
+
+/// A policy's scope, kept beside it so that a request evaluates only the policies
+/// whose scope can hold for it. A policy whose scope is false is neither satisfied
+/// nor in error, so leaving it out changes neither the decision nor its reasons.
+struct Sliced {
+    principal: Scope,
+    action: ActionConstraint,
+    resource: Scope,
+    policy: Policy,
+}
+
+impl Sliced {
+    fn new(policy: &Policy) -> Sliced {
+        Sliced {
+            principal: Scope::of_principal(policy.principal_constraint()),
+            action: policy.action_constraint(),
+            resource: Scope::of_resource(policy.resource_constraint()),
+            policy: policy.clone(),
+        }
+    }
+
+    fn admits_action(&self, action: &EntityUid, ancestors: &[&EntityUid]) -> bool {
+        let within = |x: &EntityUid| x == action || ancestors.contains(&x);
+        match &self.action {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(x) => x == action,
+            ActionConstraint::In(xs) => xs.iter().any(within),
+        }
+    }
 }
 
 impl Prepared {
@@ -100,6 +176,15 @@ fn guard_uid(kind: &str, id: &str) -> Result<EntityUid, AuthzError> {
 
 /// Reads an entity reference in either of Cedar's forms.
 pub fn parse_uid(field: &str, value: &Value) -> Result<EntityUid, Issue> {
+    // The common form, {"type": T, "id": I}, without Cedar's general JSON parser
+    // (which tries each form it knows in turn).
+    if let Value::Object(map) = value
+        && map.len() == 2
+        && let (Some(Value::String(kind)), Some(Value::String(id))) = (map.get("type"), map.get("id"))
+        && let Ok(type_name) = EntityTypeName::from_str(kind)
+    {
+        return Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)));
+    }
     let parsed = match value {
         Value::String(text) => EntityUid::from_str(text).map_err(|e| issue_from("request", &e, Some(text))),
         other => EntityUid::from_json(other.clone()).map_err(|e| issue_from("request", &e, None)),
@@ -111,6 +196,21 @@ pub fn parse_uid(field: &str, value: &Value) -> Result<EntityUid, Issue> {
         });
         issue
     })
+}
+
+/// A context value read without Cedar's JSON parser: a boolean or an integer.
+/// Anything else (strings, which a schema may read as IP addresses or decimals,
+/// records, sets, entities) goes through the parser.
+fn plain_value(value: &Value) -> Option<RestrictedExpression> {
+    match value {
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
+        _ => None,
+    }
+}
+
+fn plain_context(map: &serde_json::Map<String, Value>) -> bool {
+    map.values().all(|v| plain_value(v).is_some())
 }
 
 /// An entity reference as Cedar prints it (`App::User::"alice"`), or the JSON as
@@ -134,6 +234,9 @@ pub struct TenantEngine {
     pub policy_count: usize,
     pub entity_count: usize,
     users: quick_cache::sync::Cache<Uuid, Arc<UserEntry>>,
+    sliced: Vec<Sliced>,
+    /// Policy sets by the policies they hold (indexes into `sliced`).
+    slices: quick_cache::sync::Cache<Vec<u32>, Arc<PolicySet>>,
 }
 
 impl TenantEngine {
@@ -158,9 +261,12 @@ impl TenantEngine {
                 })?
             }
         };
+        let sliced = compiled.policies.policies().map(Sliced::new).collect();
         Ok(TenantEngine {
             tenant,
             state,
+            sliced,
+            slices: quick_cache::sync::Cache::new(4096),
             policy_count: compiled.policies.policies().count(),
             policies: compiled.policies,
             admin: compiled.admin,
@@ -214,14 +320,20 @@ impl TenantEngine {
         };
         let action = parse_uid("action", &input.action)?;
         let resource = parse_uid("resource", &input.resource)?;
+        let context_issue = |e: &dyn miette::Diagnostic| {
+            let mut issue = issue_from("request", e, None);
+            issue.message = format!("context: {}", issue.message);
+            issue
+        };
         let context = match &input.context {
             None | Some(Value::Null) => Context::empty(),
+            // Request::new checks these against the schema like any other context.
+            Some(Value::Object(map)) if plain_context(map) => {
+                Context::from_pairs(map.iter().filter_map(|(k, v)| Some((k.clone(), plain_value(v)?))))
+                    .map_err(|e| context_issue(&e))?
+            }
             Some(value) => Context::from_json_value(value.clone(), self.schema.as_ref().map(|s| (s, &action)))
-                .map_err(|e| {
-                    let mut issue = issue_from("request", &e, None);
-                    issue.message = format!("context: {}", issue.message);
-                    issue
-                })?,
+                .map_err(|e| context_issue(&e))?,
         };
         let extra = match &input.entities {
             None | Some(Value::Null) => None,
@@ -243,9 +355,9 @@ impl TenantEngine {
                 Some(entities)
             }
         };
-        let request = Request::new(principal.clone(), action, resource, context, self.schema.as_ref())
+        let request = Request::new(principal.clone(), action.clone(), resource.clone(), context, self.schema.as_ref())
             .map_err(|e| issue_from("request", &e, None))?;
-        Ok(Prepared { request, principal, extra })
+        Ok(Prepared { request, principal, action, resource, extra })
     }
 
     /// Decides a prepared request with the tenant's policies. `user` is the loaded
@@ -266,8 +378,35 @@ impl TenantEngine {
                 &merged
             }
         };
-        let response = Authorizer::new().is_authorized(&prepared.request, &self.policies, entities);
+        let policies = self.slice(prepared, entities);
+        let response = Authorizer::new().is_authorized(&prepared.request, &policies, entities);
         Ok(answer(response, started.elapsed(), limit))
+    }
+
+    /// The policies whose scope can hold for this request.
+    fn slice(&self, prepared: &Prepared, entities: &Entities) -> Arc<PolicySet> {
+        let ancestors =
+            |uid: &EntityUid| -> Vec<&EntityUid> { entities.ancestors(uid).map(Iterator::collect).unwrap_or_default() };
+        let (p, a, r) = (ancestors(&prepared.principal), ancestors(&prepared.action), ancestors(&prepared.resource));
+        let chosen: Vec<u32> = self
+            .sliced
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.admits_action(&prepared.action, &a)
+                    && s.principal.admits(&prepared.principal, &p)
+                    && s.resource.admits(&prepared.resource, &r)
+            })
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect();
+        if let Some(set) = self.slices.get(&chosen) {
+            return set;
+        }
+        let policies = chosen.iter().filter_map(|&i| self.sliced.get(i as usize)).map(|s| s.policy.clone());
+        // Ids are unique in the tenant's set, so building a part of it cannot fail.
+        let set = Arc::new(PolicySet::from_policies(policies).unwrap_or_else(|_| self.policies.clone()));
+        self.slices.insert(chosen, set.clone());
+        set
     }
 
     /// Decides one of guard's own actions for a user, with the built-in policies and
@@ -308,4 +447,103 @@ fn answer(response: cedar_policy::Response, elapsed: Duration, limit: Duration) 
         });
     }
     Decision { decision: if allowed { "allow" } else { "deny" }, reasons, errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::authz::compile::compile;
+    use crate::authz::model::PolicySnapshot;
+
+    const SCHEMA: &str = r#"namespace T {
+      entity Team;
+      entity User in [Team] { level: Long };
+      entity Folder in [Folder];
+      entity Doc in [Folder] { owner: User, level: Long };
+      action read, edit appliesTo { principal: [User], resource: [Doc], context: { mfa: Bool } };
+      action all appliesTo { principal: [User], resource: [Doc], context: { mfa: Bool } };
+    }"#;
+
+    fn engine() -> Option<TenantEngine> {
+        let mut snapshot = PolicySnapshot { schema: Some(SCHEMA.into()), ..Default::default() };
+        let policies = [
+            "permit(principal in T::Team::\"a\", action == T::Action::\"read\", resource in T::Folder::\"root\");",
+            "permit(principal == T::User::\"u1\", action, resource);",
+            "permit(principal, action in [T::Action::\"read\", T::Action::\"edit\"], resource) when { resource.owner == principal };",
+            "forbid(principal, action == T::Action::\"edit\", resource in T::Folder::\"locked\") unless { context.mfa };",
+            "permit(principal is T::User in T::Team::\"b\", action, resource is T::Doc in T::Folder::\"sub\");",
+            "permit(principal, action, resource) when { principal.level > resource.level };",
+            "forbid(principal, action == T::Action::\"read\", resource == T::Doc::\"d3\");",
+        ];
+        for (n, text) in policies.iter().enumerate() {
+            snapshot.policies.insert(format!("p{n}"), (*text).to_owned());
+        }
+        let mut entities = vec![
+            json!({"uid": {"type": "T::Team", "id": "a"}, "attrs": {}, "parents": []}),
+            json!({"uid": {"type": "T::Team", "id": "b"}, "attrs": {}, "parents": []}),
+            json!({"uid": {"type": "T::Folder", "id": "root"}, "attrs": {}, "parents": []}),
+            json!({"uid": {"type": "T::Folder", "id": "sub"}, "attrs": {}, "parents": [{"type": "T::Folder", "id": "root"}]}),
+            json!({"uid": {"type": "T::Folder", "id": "locked"}, "attrs": {}, "parents": []}),
+        ];
+        for u in 0..6 {
+            let team = if u % 2 == 0 { "a" } else { "b" };
+            entities.push(json!({"uid": {"type": "T::User", "id": format!("u{u}")}, "attrs": {"level": u},
+                "parents": [{"type": "T::Team", "id": team}]}));
+        }
+        for d in 0..8 {
+            let folder = ["sub", "root", "locked"][d % 3];
+            let owner = format!("u{}", d % 6);
+            entities.push(json!({"uid": {"type": "T::Doc", "id": format!("d{d}")},
+                "attrs": {"owner": {"__entity": {"type": "T::User", "id": owner}}, "level": d % 5},
+                "parents": [{"type": "T::Folder", "id": folder}]}));
+        }
+        let compiled = compile(&snapshot).map_err(|e| eprintln!("{e:?}")).ok()?;
+        TenantEngine::new(TenantId(Uuid::nil()), AuthzState::default(), compiled, entities, 16).ok()
+    }
+
+    #[test]
+    fn slicing_by_scope_decides_as_the_whole_set_does() {
+        let Some(engine) = engine() else { return assert!(engine().is_some(), "the test tenant compiles") };
+        let mut allowed = 0;
+        for n in 0..6 * 3 * 8 * 2 {
+            let action = ["read", "edit", "all"][(n / 6) % 3];
+            let input: DecisionInput = serde_json::from_value(json!({
+                "principal": {"type": "T::User", "id": format!("u{}", n % 6)},
+                "action": {"type": "T::Action", "id": action},
+                "resource": {"type": "T::Doc", "id": format!("d{}", (n / 18) % 8)},
+                "context": {"mfa": n % 2 == 0},
+            }))
+            .unwrap_or_else(|_| unreachable!());
+            let prepared = engine.prepare(&input, None).map_err(|i| i.message);
+            assert!(prepared.is_ok(), "{prepared:?}", prepared = prepared.as_ref().err());
+            let Ok(prepared) = prepared else { return };
+            let sliced = engine.decide(&prepared, None, Duration::from_secs(1)).ok();
+            let whole = Authorizer::new().is_authorized(&prepared.request, &engine.policies, &engine.entities);
+            let whole = answer(whole, Duration::ZERO, Duration::MAX);
+            assert_eq!(sliced.as_ref(), Some(&whole), "request {n}");
+            allowed += usize::from(whole.allowed());
+        }
+        // Both outcomes occur, so the comparison means something.
+        assert!(allowed > 10 && allowed < 6 * 3 * 8 * 2 - 10, "{allowed}");
+    }
+
+    #[test]
+    fn plain_contexts_are_still_checked_against_the_schema() {
+        let Some(engine) = engine() else { return assert!(engine().is_some(), "the test tenant compiles") };
+        let input = |context: Value| -> DecisionInput {
+            serde_json::from_value(json!({
+                "principal": {"type": "T::User", "id": "u1"},
+                "action": {"type": "T::Action", "id": "read"},
+                "resource": {"type": "T::Doc", "id": "d1"},
+                "context": context,
+            }))
+            .unwrap_or_else(|_| unreachable!())
+        };
+        assert!(engine.prepare(&input(json!({"mfa": true})), None).is_ok());
+        assert!(engine.prepare(&input(json!({"mfa": 1})), None).is_err(), "a number where the schema says Bool");
+        assert!(engine.prepare(&input(json!({})), None).is_err(), "a missing attribute");
+        assert!(engine.prepare(&input(json!({"mfa": true, "extra": 2})), None).is_err(), "an undeclared attribute");
+    }
 }
