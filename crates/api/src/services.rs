@@ -57,6 +57,7 @@ pub fn authz_settings(config: &Config) -> guard_core::authz::AuthzSettings {
         eval_timeout: config.authz.eval_timeout,
         cache_size: config.authz.cache_size,
         audit_allowed_sample: config.authz.audit_allowed_sample,
+        audit_denied_window: config.authz.audit_denied_window,
         ..Default::default()
     }
 }

@@ -37,6 +37,8 @@ pub struct AuthzSettings {
     pub user_cache_size: usize,
     /// Share of allowed decisions recorded as audit events (0 to 1).
     pub audit_allowed_sample: f64,
+    /// Repeats of one denial within this window are counted, not each recorded.
+    pub audit_denied_window: Duration,
 }
 
 impl Default for AuthzSettings {
@@ -46,6 +48,7 @@ impl Default for AuthzSettings {
             cache_size: 10_000,
             user_cache_size: 10_000,
             audit_allowed_sample: 0.0,
+            audit_denied_window: Duration::from_secs(10),
         }
     }
 }
@@ -58,6 +61,49 @@ struct Inner {
     loading: tokio::sync::Mutex<()>,
     cache: Option<quick_cache::sync::Cache<String, Arc<Decision>>>,
     stats: StatsRegistry,
+    denials: DenialWindow,
+}
+
+/// Keeps the audit log to one event per distinct denial (same tenant, actor,
+/// principal, action and resource) per window: repeats inside the window are
+/// counted, and the count goes into that denial's next event as `repeats_before`.
+/// A client retrying a refused request thousands of times a second would otherwise
+/// fill the log with copies. A zero window records every denial.
+struct DenialWindow {
+    window: Duration,
+    seen: std::sync::Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl DenialWindow {
+    /// The repeats to report if this denial is to be recorded now; `None` when it
+    /// is a repeat inside the window (and has been counted).
+    fn record(&self, tenant: TenantId, actor: &Actor, target: &str) -> Option<u64> {
+        if self.window.is_zero() {
+            return Some(0);
+        }
+        let key = format!("{}\0{}\0{target}", tenant.0, actor.label());
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= 100_000 {
+            seen.retain(|_, (since, _)| now.duration_since(*since) < self.window);
+        }
+        match seen.get_mut(&key) {
+            Some((since, repeats)) if now.duration_since(*since) < self.window => {
+                *repeats += 1;
+                None
+            }
+            Some((since, repeats)) => {
+                let reported = *repeats;
+                *since = now;
+                *repeats = 0;
+                Some(reported)
+            }
+            None => {
+                seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 /// The authorization service; cheap to clone.
@@ -77,6 +123,7 @@ fn actor_label(actor: &Actor) -> String {
 impl Authz {
     pub fn new(store: Arc<dyn AuthzStore>, events: AuditLog, settings: AuthzSettings) -> Authz {
         let cache = (settings.cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.cache_size));
+        let denials = DenialWindow { window: settings.audit_denied_window, seen: Default::default() };
         Authz {
             inner: Arc::new(Inner {
                 store,
@@ -86,6 +133,7 @@ impl Authz {
                 loading: tokio::sync::Mutex::new(()),
                 cache,
                 stats: StatsRegistry::default(),
+                denials,
             }),
         }
     }
@@ -208,21 +256,26 @@ impl Authz {
         resource: &str,
     ) {
         let sample = self.inner.settings.audit_allowed_sample;
-        let kind = if d.allowed() {
+        let target = format!("{principal} {action} {resource}").trim_end().to_owned();
+        let (kind, repeats) = if d.allowed() {
             if sample <= 0.0 || (sample < 1.0 && rand_unit() >= sample) {
                 return;
             }
-            "authz.permission.granted"
+            ("authz.permission.granted", 0)
         } else {
-            "authz.permission.denied"
+            match self.inner.denials.record(tenant, &actor, &target) {
+                Some(repeats) => ("authz.permission.denied", repeats),
+                None => return,
+            }
         };
         let event = Event::success(kind, actor)
             .tenant(tenant.0)
-            .target(format!("{principal} {action} {resource}").trim_end().to_owned())
+            .target(target)
             .outcome(if d.allowed() { Outcome::Success } else { Outcome::Denied })
             .details(json!({
                 "principal": principal, "action": action, "resource": resource,
                 "reasons": d.reasons, "errors": d.errors.len(),
+                "repeats_before": repeats,
             }));
         let events = self.inner.events.clone();
         tokio::spawn(async move { events.emit(event).await });
@@ -723,4 +776,24 @@ fn rand_unit() -> f64 {
         return 1.0;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_denials_are_counted_into_the_next_event() {
+        let window = DenialWindow { window: Duration::from_millis(50), seen: Default::default() };
+        let tenant = TenantId(Uuid::nil());
+        assert_eq!(window.record(tenant, &Actor::Operator, "p a r"), Some(0));
+        assert_eq!(window.record(tenant, &Actor::Operator, "p a r"), None);
+        assert_eq!(window.record(tenant, &Actor::Operator, "p a r"), None);
+        assert_eq!(window.record(tenant, &Actor::Operator, "p a other"), Some(0), "another denial is its own");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(window.record(tenant, &Actor::Operator, "p a r"), Some(2), "the two repeats are reported");
+        let every = DenialWindow { window: Duration::ZERO, seen: Default::default() };
+        assert_eq!(every.record(tenant, &Actor::Operator, "p a r"), Some(0));
+        assert_eq!(every.record(tenant, &Actor::Operator, "p a r"), Some(0));
+    }
 }

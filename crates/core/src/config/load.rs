@@ -388,6 +388,7 @@ impl Builder<'_> {
             self.get("authz.refresh_interval", |t| parse::duration(t).filter(|d| d.as_millis() >= 100));
         let allowed_sample = self
             .get("authz.audit_allowed_sample", |t| t.trim().parse::<f64>().ok().filter(|v| (0.0..=1.0).contains(v)));
+        let denied_window = self.get("authz.audit_denied_window", parse::optional_duration);
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
 
@@ -507,6 +508,7 @@ impl Builder<'_> {
                 cache_size: usize::try_from(cache_size?).unwrap_or(usize::MAX),
                 refresh_interval: refresh_interval?,
                 audit_allowed_sample: allowed_sample?,
+                audit_denied_window: denied_window?.unwrap_or_default(),
             },
             brute_force: crate::security::BruteForceConfig {
                 enabled: brute_enabled?,

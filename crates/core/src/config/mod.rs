@@ -39,6 +39,7 @@ pub struct AuthzConfig {
     pub cache_size: usize,
     pub refresh_interval: Duration,
     pub audit_allowed_sample: f64,
+    pub audit_denied_window: Duration,
 }
 
 /// The audit log.

@@ -371,6 +371,13 @@ pub const SETTINGS: &[Setting] = &[
         "a number from 0 to 1",
         "Share of allowed decisions recorded in the audit log (denied ones always are).",
     ),
+    s(
+        "authz.audit_denied_window",
+        "AUTHZ_AUDIT_DENIED_WINDOW",
+        Some("10s"),
+        OPTIONAL_DURATION,
+        "Repeats of one denial (same principal, action, resource and caller) within this window are counted into its next audit event instead of each being recorded; 0 records every one.",
+    ),
     s("rate_limit.enabled", "RATE_LIMIT_ENABLED", Some("true"), "true or false", "Whether rate limits are enforced."),
     s(
         "rate_limit.login",
