@@ -2,7 +2,8 @@
 -- new version (policies is a JSON object of policy id to Cedar text), so a version
 -- can be read, compared and rolled back to by itself. authz_state carries each
 -- tenant's current policy version and an entity version that any change to the
--- entities Cedar sees (stored entities, users' roles and status, groups) bumps;
+-- entities Cedar sees (stored entities, users' roles, status, email and username,
+-- groups) bumps;
 -- every process polls it to drop what it has cached. changed_at_us is microseconds
 -- since the Unix epoch.
 CREATE TABLE policy_versions (
@@ -65,7 +66,8 @@ CREATE FUNCTION authz_users_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         PERFORM authz_bump_entities(OLD.tenant_id);
-    ELSIF NEW.roles IS DISTINCT FROM OLD.roles OR NEW.status IS DISTINCT FROM OLD.status THEN
+    ELSIF NEW.roles IS DISTINCT FROM OLD.roles OR NEW.status IS DISTINCT FROM OLD.status
+        OR NEW.email IS DISTINCT FROM OLD.email OR NEW.username IS DISTINCT FROM OLD.username THEN
         PERFORM authz_bump_entities(NEW.tenant_id);
     END IF;
     RETURN NULL;

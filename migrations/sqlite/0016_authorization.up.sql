@@ -2,7 +2,8 @@
 -- new version (policies is a JSON object of policy id to Cedar text), so a version
 -- can be read, compared and rolled back to by itself. authz_state carries each
 -- tenant's current policy version and an entity version that any change to the
--- entities Cedar sees (stored entities, users' roles and status, groups) bumps;
+-- entities Cedar sees (stored entities, users' roles, status, email and username,
+-- groups) bumps;
 -- every process polls it to drop what it has cached. changed_at_us is microseconds
 -- since the Unix epoch.
 CREATE TABLE policy_versions (
@@ -54,7 +55,7 @@ CREATE TABLE roles (
 );
 -- Changes to what Cedar knows about users bump the entity version in the same
 -- transaction, whoever makes them (API, CLI or another replica).
-CREATE TRIGGER users_authz_update AFTER UPDATE OF roles, status ON users
+CREATE TRIGGER users_authz_update AFTER UPDATE OF roles, status, email, username ON users
 BEGIN
     INSERT INTO authz_state (tenant_id, entity_version, changed_at_us)
     VALUES (NEW.tenant_id, 1, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))

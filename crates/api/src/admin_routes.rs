@@ -198,6 +198,11 @@ async fn create_user(
     TenantAdmin(caller): TenantAdmin,
     AppJson(body): AppJson<NewUserBody>,
 ) -> Result<Response, ApiError> {
+    // Roles carry permissions: handing them out is an action of its own, so that
+    // users.write alone cannot make an administrator.
+    if !body.roles.is_empty() {
+        crate::tenancy::require(&state, &caller, "users.roles").await?;
+    }
     let created = state
         .users
         .create(
@@ -254,6 +259,9 @@ async fn update_user(
     AppPath(user): AppPath<String>,
     AppJson(body): AppJson<UserChangeBody>,
 ) -> Result<AppJson<Value>, ApiError> {
+    if body.roles.is_some() {
+        crate::tenancy::require(&state, &caller, "users.roles").await?;
+    }
     let update = UserUpdate {
         username: body.username,
         display_name: body.display_name,

@@ -189,12 +189,7 @@ async fn create_policy(
     let Some(id) = body.id else {
         return Err(ApiError::new(ErrorCode::BadRequest).detail("id: name the policy"));
     };
-    let (_, current) = state.authz.current(caller.tenant.id).await.map_err(authz_error)?;
-    if current.policies.contains_key(&id) {
-        return Err(ApiError::new(ErrorCode::Conflict)
-            .detail(format!("a policy {id:?} exists; PUT /v1/policies/{id} replaces it")));
-    }
-    let v = state.authz.put_policy(caller.tenant.id, actor(&caller), &id, &body.text).await.map_err(authz_error)?;
+    let v = state.authz.create_policy(caller.tenant.id, actor(&caller), &id, &body.text).await.map_err(authz_error)?;
     Ok(changed(&v, StatusCode::CREATED))
 }
 
@@ -236,12 +231,16 @@ async fn snapshot_of(
     state: &AppState,
     caller: &Caller,
     body: SetBody,
-) -> Result<(PolicySnapshot, Option<i64>), ApiError> {
-    let schema = match body.schema {
-        None => state.authz.current(caller.tenant.id).await.map_err(authz_error)?.1.schema,
-        Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(text),
+) -> Result<(PolicySnapshot, Option<Option<String>>, Option<i64>), ApiError> {
+    let given = match body.schema {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => Some(Some(text)),
         Some(_) => return Err(ApiError::new(ErrorCode::BadRequest).detail("schema: a string, or null to remove it")),
+    };
+    let schema = match &given {
+        Some(schema) => schema.clone(),
+        None => state.authz.current(caller.tenant.id).await.map_err(authz_error)?.1.schema,
     };
     let mut snapshot = PolicySnapshot { schema, ..PolicySnapshot::default() };
     for (n, p) in body.policies.into_iter().enumerate() {
@@ -251,7 +250,7 @@ async fn snapshot_of(
             return Err(ApiError::new(ErrorCode::BadRequest).detail(format!("policies[{n}].id: {id:?} appears twice")));
         }
     }
-    Ok((snapshot, body.expected_version))
+    Ok((snapshot, given, body.expected_version))
 }
 
 async fn replace_policies(
@@ -259,10 +258,10 @@ async fn replace_policies(
     TenantAdmin(caller): TenantAdmin,
     AppJson(body): AppJson<SetBody>,
 ) -> Result<Response, ApiError> {
-    let (snapshot, expected) = snapshot_of(&state, &caller, body).await?;
+    let (snapshot, schema, expected) = snapshot_of(&state, &caller, body).await?;
     let v = state
         .authz
-        .replace(caller.tenant.id, actor(&caller), snapshot, expected, "replace all")
+        .replace_keeping(caller.tenant.id, actor(&caller), snapshot.policies, schema, expected, "replace all")
         .await
         .map_err(authz_error)?;
     Ok(changed(&v, StatusCode::OK))
@@ -273,7 +272,7 @@ async fn validate(
     TenantAdmin(caller): TenantAdmin,
     AppJson(body): AppJson<SetBody>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let (snapshot, _) = snapshot_of(&state, &caller, body).await?;
+    let (snapshot, _, _) = snapshot_of(&state, &caller, body).await?;
     state.authz.validate(caller.tenant.id, &snapshot).await.map_err(authz_error)?;
     Ok(AppJson(json!({ "valid": true, "policy_count": snapshot.policies.len() })))
 }

@@ -181,6 +181,7 @@ pub(crate) fn admin_action(method: &axum::http::Method, path: &str) -> &'static 
         ("tenants", true) => "tenants.read",
         ("tenants", false) => "tenants.write",
         ("groups", true) => "groups.read",
+        ("groups", false) if rest.contains("/members/") => "groups.members",
         ("groups", false) => "groups.write",
         ("roles", true) => "roles.read",
         ("roles", false) => "roles.write",

@@ -230,6 +230,9 @@ pub(crate) fn read_folder(dir: &Path) -> Result<PolicySnapshot, Failure> {
         match guard_core::authz::compile::split_policy_file(&stem, &text) {
             Ok(policies) => {
                 for (id, text) in policies {
+                    if let Err(e) = guard_core::authz::model::check_policy_id(&id) {
+                        issues.push(format!("{}: {e}", path.display()));
+                    }
                     if snapshot.policies.insert(id.clone(), text).is_some() {
                         issues.push(format!("{}: the policy id {id:?} is used twice in the folder", path.display()));
                     }

@@ -214,7 +214,7 @@ backend_test!(cedar_photo_sharing_example_is_decided_as_documented, |backend| {
     for (n, (id, text)) in PHOTO_POLICIES.iter().enumerate() {
         let created = expect(create_policy(&app, &token, id, text).await, 201).await;
         assert_eq!(created["version"].as_i64(), Some(n as i64 + 2), "{created}");
-        assert_eq!(created["change"], format!("put policy {id}"), "{created}");
+        assert_eq!(created["change"], format!("create policy {id}"), "{created}");
     }
     let current = policies(&app, &token).await;
     assert_eq!((current["version"].as_i64(), current["has_schema"].as_bool()), (Some(5), Some(true)), "{current}");
@@ -420,7 +420,7 @@ backend_test!(every_change_is_a_version_and_a_rollback_restores_an_old_one, |bac
         .iter()
         .map(|v| (v["version"].as_i64().unwrap(), v["change"].as_str().unwrap(), v["policy_count"].as_u64().unwrap()))
         .collect();
-    assert_eq!(summary, [(3, "put policy extra", 2), (2, "put policy docs", 1), (1, "put policy docs", 1)]);
+    assert_eq!(summary, [(3, "create policy extra", 2), (2, "put policy docs", 1), (1, "create policy docs", 1)]);
     for v in versions {
         assert_eq!((&v["actor"], &v["has_schema"]), (&json!(format!("user:{admin}")), &json!(false)), "{v}");
         assert!(v["created_at"].as_str().is_some_and(|t| t.len() >= 20), "{v}");
@@ -710,4 +710,87 @@ backend_test!(denied_decisions_are_audited_and_decisions_are_counted, |backend| 
     let head = head.unwrap_or_else(|| panic!("no default tenant: {heads}"));
     assert_eq!((head["version"].as_i64(), head["policy_count"].as_u64()), (Some(1), Some(1)), "{head}");
     assert_eq!(head["has_schema"], false, "{head}");
+});
+
+backend_test!(delegated_user_management_cannot_hand_out_roles_or_memberships, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let token = admin_session(&app).await;
+    // A helpdesk may manage users (reset passwords, disable) but not give roles.
+    expect(call(&app, &token, "POST", "/v1/groups", json!({ "name": "helpdesk" })).await, 201).await;
+    let (kim_id, kim) = user(&app, "kim@example.com", &[]).await;
+    let member = "/v1/groups/helpdesk/members/kim@example.com";
+    expect(call(&app, &token, "PUT", member, json!(null)).await, 200).await;
+    let grant = r#"permit(principal in Guard::Group::"helpdesk", action in [Guard::Action::"users.read", Guard::Action::"users.write"], resource);"#;
+    expect(put_policy(&app, &token, "helpdesk", grant).await, 200).await;
+    let promote = json!({ "roles": ["admin"] });
+    let path = format!("/v1/users/{kim_id}");
+    expect_forbidden(call(&app, &kim, "PATCH", &path, promote).await, "users.roles").await;
+    let born_admin = json!({ "email": "mole@example.com", "password": PASSWORD, "roles": ["admin"] });
+    expect_forbidden(call(&app, &kim, "POST", "/v1/users", born_admin).await, "users.roles").await;
+    assert!(app.state.users.find(TENANT, "mole@example.com").await.is_err());
+    let renamed = expect(call(&app, &kim, "PATCH", &path, json!({ "display_name": "Kim" })).await, 200).await;
+    assert_eq!(renamed["roles"], json!([]), "{renamed}");
+    let plain = json!({ "email": "plain@example.com", "password": PASSWORD });
+    expect(call(&app, &kim, "POST", "/v1/users", plain).await, 201).await;
+    // Nor may it put itself in another group.
+    expect(call(&app, &token, "POST", "/v1/groups", json!({ "name": "ops" })).await, 201).await;
+    let join = "/v1/groups/ops/members/kim@example.com";
+    expect_forbidden(call(&app, &kim, "PUT", join, json!(null)).await, "groups.members").await;
+});
+
+backend_test!(entity_loops_and_other_spellings_of_a_user_are_refused, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let token = admin_session(&app).await;
+    let schema = json!({ "schema": "namespace Docs { entity Folder in [Folder]; entity Doc in [Folder]; action read appliesTo { principal: [Guard::User], resource: [Doc] }; }" });
+    expect(call(&app, &token, "PUT", "/v1/policies/schema", schema).await, 200).await;
+    let folder = |id: &str, parent: &str| json!({ "uid": { "type": "Docs::Folder", "id": id }, "attrs": {}, "parents": [{ "type": "Docs::Folder", "id": parent }] });
+    expect(call(&app, &token, "PUT", "/v1/entities", json!([folder("a", "b")])).await, 200).await;
+    // b under a closes a loop with what is stored: refused, and the tenant still works.
+    let issue =
+        expect_invalid(call(&app, &token, "PUT", "/v1/entities", json!([folder("b", "a")])).await, "invalid_entity")
+            .await;
+    assert!(
+        issue["message"].as_str().unwrap().to_lowercase().contains("cycle")
+            || issue["message"].as_str().unwrap().contains("Folder"),
+        "{issue}"
+    );
+    expect(call(&app, &token, "GET", "/v1/users", json!(null)).await, 200).await;
+    // A user's id in capitals would be another entity to Cedar, without the user's groups.
+    let reader = r#"permit(principal in Guard::Group::"readers", action == Docs::Action::"read", resource);"#;
+    expect(put_policy(&app, &token, "readers", reader).await, 200).await;
+    let (id, _) = user(&app, "rae@example.com", &[]).await;
+    let request = |who: String| json!({ "principal": { "type": "Guard::User", "id": who }, "action": { "type": "Docs::Action", "id": "read" }, "resource": { "type": "Docs::Doc", "id": "d" } });
+    let upper = id.to_string().to_uppercase();
+    expect_invalid(call(&app, &token, "POST", "/v1/authorize", request(upper)).await, "invalid_authorization_request")
+        .await;
+    assert_eq!(authorize(&app, &token, request(id.to_string())).await["decision"], "deny");
+    expect(call(&app, &token, "POST", "/v1/groups", json!({ "name": "readers" })).await, 201).await;
+    expect(call(&app, &token, "PUT", "/v1/groups/readers/members/rae@example.com", json!(null)).await, 200).await;
+    assert_eq!(authorize(&app, &token, request(id.to_string())).await["decision"], "allow");
+    // Creating an id that exists is a conflict, decided inside the change.
+    expect_problem(create_policy(&app, &token, "readers", reader).await, 409, "conflict").await;
+});
+
+backend_test!(a_username_change_reaches_decisions_on_every_process, |backend| {
+    let Some(first) = TestApp::spawn(backend).await else { return };
+    let Some(second) =
+        TestApp::builder(backend).share_database_of(&first).env("AUTHZ_REFRESH_INTERVAL", "200ms").spawn().await
+    else {
+        return;
+    };
+    let token = admin_session(&first).await;
+    let named = r#"permit(principal, action == App::Action::"read", resource) when { principal has username && principal.username == "zed" };"#;
+    expect(put_policy(&first, &token, "named", named).await, 200).await;
+    let (id, _) = user(&first, "zoe@example.com", &[]).await;
+    let request = json!({ "principal": { "type": "Guard::User", "id": id.to_string() }, "action": { "type": "App::Action", "id": "read" }, "resource": { "type": "App::Doc", "id": "d" } });
+    // The session works on both: they share the database.
+    let second_token = token.clone();
+    assert_eq!(authorize_until(&second, &second_token, &request, "deny").await["decision"], "deny");
+    expect(call(&first, &token, "PATCH", &format!("/v1/users/{id}"), json!({ "username": "zed" })).await, 200).await;
+    assert_eq!(
+        authorize(&first, &token, request.clone()).await["decision"],
+        "allow",
+        "at once on the process that changed it"
+    );
+    assert_eq!(authorize_until(&second, &second_token, &request, "allow").await["decision"], "allow");
 });

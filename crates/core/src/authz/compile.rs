@@ -184,6 +184,12 @@ pub fn split_policy_file(stem: &str, text: &str) -> Result<Vec<(String, String)>
     let set = PolicySet::from_str(text).map_err(|errors| {
         errors.iter().map(|e| issue_from("policy", e, Some(text)).policy(stem)).collect::<Vec<_>>()
     })?;
+    if let Some(template) = set.templates().next() {
+        return Err(vec![
+            Issue::new("policy", format!("{}: templates are not supported; write static policies", template.id()))
+                .policy(stem),
+        ]);
+    }
     let mut policies: Vec<&Policy> = set.policies().collect();
     // PolicySet numbers policies in file order (policy0, policy1, ...).
     policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX));

@@ -256,9 +256,12 @@ impl TenantEngine {
             Ok(entities) => entities,
             Err(error) => {
                 tracing::warn!(tenant = %tenant.0, %error, "stored entities do not fit the schema; loaded without it");
-                Entities::from_json_value(json, None).map_err(|e| {
-                    AuthzError::invalid("the stored entities do not load", vec![issue_from("entity", &e, None)])
-                })?
+                // Without the schema, its action groups are missing too; with no
+                // entities at all, guard's own API still works to repair them.
+                Entities::from_json_value(json, None).unwrap_or_else(|error| {
+                    tracing::error!(tenant = %tenant.0, %error, "stored entities do not load; deciding without them");
+                    Entities::empty()
+                })
             }
         };
         let sliced = compiled.policies.policies().map(Sliced::new).collect();

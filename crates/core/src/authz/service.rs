@@ -25,6 +25,8 @@ use crate::tenants::TenantId;
 pub const MAX_BATCH: usize = 100;
 /// Most entities in one upsert.
 pub const MAX_UPSERT: usize = 1000;
+/// Requests whose cache key is longer are not cached.
+const MAX_CACHED_KEY: usize = 8 * 1024;
 
 /// How decisions are made and kept.
 #[derive(Debug, Clone)]
@@ -86,6 +88,10 @@ impl DenialWindow {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= 100_000 {
             seen.retain(|_, (since, _)| now.duration_since(*since) < self.window);
+            if seen.len() >= 100_000 {
+                // Too many distinct denials to track: start over rather than grow.
+                seen.clear();
+            }
         }
         match seen.get_mut(&key) {
             Some((since, repeats)) if now.duration_since(*since) < self.window => {
@@ -330,14 +336,26 @@ impl Authz {
                 || caller.map(|c| format!("{}::\"{c}\"", user_type())).unwrap_or_default(),
                 super::engine::uid_text,
             );
-            if let Some(hit) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
+            // Large requests are decided every time, so that the cache's memory stays
+            // bounded by its entry count.
+            let cacheable = key.len() <= MAX_CACHED_KEY;
+            if let Some(hit) = self.inner.cache.as_ref().filter(|_| cacheable).and_then(|c| c.get(&key)) {
                 self.decided(tenant, &stats, actor.clone(), &hit, &input, &principal_text, true, started);
                 decisions.push((*hit).clone());
                 continue;
             }
             let prepared = engine.prepare(&input, caller).map_err(located)?;
             let user = if prepared.principal().type_name().to_string() == user_type() {
-                match Uuid::parse_str(prepared.principal().id().unescaped()) {
+                let written = prepared.principal().id().unescaped();
+                match Uuid::parse_str(written) {
+                    // Another spelling of a user's id would be another entity to
+                    // Cedar, without the user's roles and groups.
+                    Ok(id) if id.to_string() != written => {
+                        return Err(located(Issue::new(
+                            "request",
+                            format!("principal: write the user id as {id} (lower case, with hyphens)"),
+                        )));
+                    }
                     Ok(id) => self.user_entry(&engine, id).await?,
                     Err(_) => None,
                 }
@@ -346,7 +364,8 @@ impl Authz {
             };
             let limit = deadline.saturating_duration_since(started);
             let decision = Arc::new(engine.decide(&prepared, user.as_deref(), limit).map_err(located)?);
-            if decision.errors.iter().all(|e| !e.policy.is_empty())
+            if cacheable
+                && decision.errors.iter().all(|e| !e.policy.is_empty())
                 && let Some(cache) = &self.inner.cache
             {
                 cache.insert(key, decision.clone());
@@ -499,6 +518,26 @@ impl Authz {
         .await
     }
 
+    /// Adds a policy; `Conflict` when the id is taken (checked in the change itself).
+    pub async fn create_policy(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        id: &str,
+        text: &str,
+    ) -> Result<PolicyVersion, AuthzError> {
+        check_policy_id(id)?;
+        let text = text.trim_end().to_owned();
+        self.change(tenant, actor, &format!("create policy {id}"), None, |s| {
+            if s.policies.contains_key(id) {
+                return Err(AuthzError::Conflict(format!("a policy {id:?} exists; PUT /v1/policies/{id} replaces it")));
+            }
+            s.policies.insert(id.to_owned(), text.clone());
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn delete_policy(&self, tenant: TenantId, actor: Actor, id: &str) -> Result<PolicyVersion, AuthzError> {
         self.change(tenant, actor, &format!("delete policy {id}"), None, |s| {
             s.policies.remove(id).map(|_| ()).ok_or_else(|| AuthzError::NotFound(format!("no policy {id:?}")))
@@ -530,11 +569,29 @@ impl Authz {
         expected: Option<i64>,
         description: &str,
     ) -> Result<PolicyVersion, AuthzError> {
-        for id in snapshot.policies.keys() {
+        self.replace_keeping(tenant, actor, snapshot.policies, Some(snapshot.schema), expected, description).await
+    }
+
+    /// Replaces every policy; the schema too when `schema` is given (`Some(None)`
+    /// removes it), otherwise the current one stays, whatever it is when the change
+    /// is written.
+    pub async fn replace_keeping(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        policies: std::collections::BTreeMap<String, String>,
+        schema: Option<Option<String>>,
+        expected: Option<i64>,
+        description: &str,
+    ) -> Result<PolicyVersion, AuthzError> {
+        for id in policies.keys() {
             check_policy_id(id)?;
         }
         self.change(tenant, actor, description, expected, |s| {
-            *s = snapshot.clone();
+            s.policies = policies.clone();
+            if let Some(schema) = &schema {
+                s.schema = schema.clone();
+            }
             Ok(())
         })
         .await
@@ -609,6 +666,26 @@ impl Authz {
         }
         if !issues.is_empty() {
             return Err(AuthzError::invalid("an entity is not valid", issues));
+        }
+        // Together with what is stored, the entities must still load: a loop of
+        // parents is only visible in the whole set.
+        let mut all: std::collections::BTreeMap<(String, String), Value> = self
+            .inner
+            .store
+            .entities(tenant)
+            .await?
+            .into_iter()
+            .filter_map(|e| Some(((e.entity_type, e.entity_id), serde_json::from_str(&e.body).ok()?)))
+            .collect();
+        for entity in &stored {
+            let body = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
+            all.insert((entity.entity_type.clone(), entity.entity_id.clone()), body);
+        }
+        if let Err(e) = Entities::from_json_value(Value::Array(all.into_values().collect()), engine.schema.as_ref()) {
+            return Err(AuthzError::invalid(
+                "with the stored entities, these do not load",
+                vec![issue_from("entity", &e, None)],
+            ));
         }
         let record = self.inner.events.record(
             &Event::success("authz.entities.upserted", actor)
