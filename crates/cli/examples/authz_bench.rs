@@ -11,6 +11,10 @@
 
 use std::time::{Duration, Instant};
 
+// The allocator of the guard binary, so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use guard_core::authz::compile::compile;
 use guard_core::authz::engine::{DecisionInput, TenantEngine};
 use guard_core::authz::{AuthzState, PolicySnapshot};

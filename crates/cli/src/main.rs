@@ -3,6 +3,11 @@
 //! Exit status: 0 on success, 1 when the work failed (database down, something
 //! unhealthy), 2 when the command line or the configuration is wrong.
 
+// Requests allocate many small, short-lived objects (JSON values, Cedar's
+// evaluation); mimalloc serves them faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Prints a line to stdout. A closed pipe (`guard config check | head`) ends the output
 /// quietly instead of panicking.
 macro_rules! say {

@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use cedar_policy::Entities;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -319,28 +320,19 @@ impl Authz {
                     vec![issue],
                 )
             };
-            let input: DecisionInput =
-                serde_json::from_value(raw.clone()).map_err(|e| located(Issue::new("request", e.to_string())))?;
-            let key = format!(
-                "app\0{}\0{:?}\0{}\0{}",
-                tenant.0,
-                engine.state,
-                if input.principal.is_none() {
-                    caller.map(|c| c.to_string()).unwrap_or_default()
-                } else {
-                    String::new()
-                },
-                raw
-            );
-            let principal_text = input.principal.as_ref().map_or_else(
-                || caller.map(|c| format!("{}::\"{c}\"", user_type())).unwrap_or_default(),
-                super::engine::uid_text,
-            );
+            let input = DecisionInput::deserialize(raw).map_err(|e| located(Issue::new("request", e.to_string())))?;
             // Large requests are decided every time, so that the cache's memory stays
             // bounded by its entry count.
-            let cacheable = key.len() <= MAX_CACHED_KEY;
-            if let Some(hit) = self.inner.cache.as_ref().filter(|_| cacheable).and_then(|c| c.get(&key)) {
-                self.decided(tenant, &stats, actor.clone(), &hit, &input, &principal_text, true, started);
+            let key = self.inner.cache.as_ref().map(|_| {
+                let caller_part = match (&input.principal, caller) {
+                    (None, Some(c)) => c.to_string(),
+                    _ => String::new(),
+                };
+                format!("app\0{}\0{:?}\0{caller_part}\0{raw}", tenant.0, engine.state)
+            });
+            let key = key.filter(|k| k.len() <= MAX_CACHED_KEY);
+            if let Some(hit) = self.inner.cache.as_ref().zip(key.as_ref()).and_then(|(c, k)| c.get(k)) {
+                self.decided(tenant, &stats, &actor, &hit, &input, caller, true, started);
                 decisions.push((*hit).clone());
                 continue;
             }
@@ -364,13 +356,12 @@ impl Authz {
             };
             let limit = deadline.saturating_duration_since(started);
             let decision = Arc::new(engine.decide(&prepared, user.as_deref(), limit).map_err(located)?);
-            if cacheable
-                && decision.errors.iter().all(|e| !e.policy.is_empty())
-                && let Some(cache) = &self.inner.cache
+            if decision.errors.iter().all(|e| !e.policy.is_empty())
+                && let (Some(cache), Some(key)) = (&self.inner.cache, key)
             {
                 cache.insert(key, decision.clone());
             }
-            self.decided(tenant, &stats, actor.clone(), &decision, &input, &principal_text, false, started);
+            self.decided(tenant, &stats, &actor, &decision, &input, caller, false, started);
             decisions.push((*decision).clone());
         }
         Ok(decisions)
@@ -381,10 +372,10 @@ impl Authz {
         &self,
         tenant: TenantId,
         stats: &super::stats::DecisionStats,
-        actor: Actor,
+        actor: &Actor,
         decision: &Decision,
         input: &DecisionInput,
-        principal: &str,
+        caller: Option<Uuid>,
         cached: bool,
         started: Instant,
     ) {
@@ -398,9 +389,13 @@ impl Authz {
             metrics::counter!("guard_authorization_cache_misses_total").increment(1);
         }
         if !decision.allowed() || self.inner.settings.audit_allowed_sample > 0.0 {
+            let principal = input.principal.as_ref().map_or_else(
+                || caller.map(|c| format!("{}::\"{c}\"", user_type())).unwrap_or_default(),
+                super::engine::uid_text,
+            );
             let action = super::engine::uid_text(&input.action);
             let resource = super::engine::uid_text(&input.resource);
-            self.audit_denied(tenant, actor, decision, principal, &action, &resource);
+            self.audit_denied(tenant, actor.clone(), decision, &principal, &action, &resource);
         }
     }
 
