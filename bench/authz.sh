@@ -4,8 +4,8 @@
 #     570 entities, and batches of 100 (example authz_bench), beside one permit-all
 #     policy decided the same way;
 #  2. POST /v1/authorize over HTTP with the same tenant (wrk, 10,000 distinct
-#     requests rotating; once with the decision cache off, CACHE_SIZE=0, and once
-#     with it on), beside the empty axum handler;
+#     requests rotating, 64 and 16 connections; once with the decision cache off,
+#     CACHE_SIZE=0, and once with it on), beside the empty axum handler;
 #  3. POST /v1/authorize/batch with 100 distinct requests, one connection.
 # Loopback only; every load is bounded in time.
 #
@@ -94,8 +94,10 @@ request = function()
 end
 LUA
     cat "$work/p95.lua"; } > "$work/authorize.lua"
-  wrk -t2 -c64 -d"$DURATION" --latency -s "$work/authorize.lua" "$G/v1/authorize" > "$work/out.wrk"
-  report "guard POST /v1/authorize, CACHE_SIZE=$cache (wrk t=2 c=64)" "$work/out.wrk"
+  for connections in 64 16; do
+    wrk -t2 -c"$connections" -d"$DURATION" --latency -s "$work/authorize.lua" "$G/v1/authorize" > "$work/out.wrk"
+    report "guard POST /v1/authorize, CACHE_SIZE=$cache (wrk t=2 c=$connections)" "$work/out.wrk"
+  done
 
   { cat <<LUA
 wrk.method = "POST"
