@@ -794,3 +794,87 @@ backend_test!(a_username_change_reaches_decisions_on_every_process, |backend| {
     );
     assert_eq!(authorize_until(&second, &second_token, &request, "allow").await["decision"], "allow");
 });
+
+const APP_SCHEMA: &str = "namespace App {\n  entity User;\n  entity Doc;\n  action read appliesTo { principal: [User], resource: [Doc] };\n}\n";
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn refused(output: &std::process::Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+backend_test!(operators_keep_policies_in_git_and_validate_diff_and_roll_back_from_the_cli, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let token = admin_session(&app).await;
+    let cli = crate::limits::guard_on(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("policies");
+    std::fs::create_dir(&folder).unwrap();
+    let folder_arg = folder.to_str().unwrap();
+    std::fs::write(folder.join("schema.cedarschema"), APP_SCHEMA).unwrap();
+    std::fs::write(folder.join("ann.cedar"), format!("{ANN_READS}\n")).unwrap();
+    std::fs::write(folder.join("secrets.cedar"), format!("{NO_SECRETS}\n")).unwrap();
+
+    // A dry run shows the difference and changes nothing.
+    let shown = stdout(&cli.run(&["policy", "import", "--dir", folder_arg, "--dry-run"]));
+    assert!(shown.contains("+++ b/ann.cedar") && shown.contains(&format!("+{ANN_READS}")), "{shown}");
+    assert!(shown.contains("nothing changed"), "{shown}");
+    assert_eq!(policy_version(&app, &token).await, 0);
+    let imported = stdout(&cli.run(&["policy", "import", "--dir", folder_arg]));
+    assert!(imported.contains("version 1"), "{imported}");
+    let listed = policies(&app, &token).await;
+    assert_eq!(ids(&listed["policies"], "id"), ["ann", "secrets"]);
+    assert_eq!(listed["has_schema"], true);
+    assert_eq!(authorize_until(&app, &token, &reads("ann"), "allow").await["reasons"], json!(["ann"]));
+
+    // A broken file is refused with its place, by validate and by import alike.
+    std::fs::write(folder.join("ann.cedar"), "permit(principal, action, resource)\nwhen { principal. };\n").unwrap();
+    let why = refused(&cli.run(&["policy", "validate", "--dir", folder_arg]));
+    assert!(why.contains("ann.cedar") && why.contains("line 2"), "{why}");
+    refused(&cli.run(&["policy", "import", "--dir", folder_arg]));
+    // So is one that does not fit the schema.
+    std::fs::write(folder.join("ann.cedar"), "permit(principal == App::Robot::\"r\", action, resource);\n").unwrap();
+    let why = refused(&cli.run(&["policy", "validate", "--dir", folder_arg]));
+    assert!(why.contains("policy ann") && why.contains("App::Robot"), "{why}");
+    assert_eq!(policy_version(&app, &token).await, 1, "nothing changed");
+
+    // A reviewed change: diff against what runs, import, then look back.
+    std::fs::write(folder.join("ann.cedar"), format!("{BEA_READS}\n")).unwrap();
+    let diff = stdout(&cli.run(&["policy", "diff", "--dir", folder_arg]));
+    assert!(diff.contains(&format!("-{ANN_READS}")) && diff.contains(&format!("+{BEA_READS}")), "{diff}");
+    stdout(&cli.run(&["policy", "import", "--dir", folder_arg]));
+    assert_eq!(authorize_until(&app, &token, &reads("ann"), "deny").await["reasons"], json!([]));
+    let versions = stdout(&cli.run(&["policy", "versions"]));
+    let lines: Vec<&str> = versions.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{versions}");
+    assert!(lines[0].trim_start().starts_with('2') && lines[1].trim_start().starts_with('1'), "{versions}");
+    let between = stdout(&cli.run(&["policy", "diff", "1", "2"]));
+    assert!(between.contains(&format!("-{ANN_READS}")) && between.contains(&format!("+{BEA_READS}")), "{between}");
+
+    // Roll back: version 1's policies again, as version 3, applied by the server.
+    let rolled = stdout(&cli.run(&["policy", "rollback", "1"]));
+    assert!(rolled.contains("version 3"), "{rolled}");
+    assert_eq!(authorize_until(&app, &token, &reads("ann"), "allow").await["reasons"], json!(["ann"]));
+    assert_eq!(stdout(&cli.run(&["policy", "diff", "1", "3"])).trim(), "no differences");
+
+    // Export gives back the files that were imported.
+    let out = dir.path().join("exported");
+    stdout(&cli.run(&["policy", "export", "--dir", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(out.join("ann.cedar")).unwrap(), format!("{ANN_READS}\n"));
+    assert_eq!(std::fs::read_to_string(out.join("secrets.cedar")).unwrap(), format!("{NO_SECRETS}\n"));
+    assert_eq!(std::fs::read_to_string(out.join("schema.cedarschema")).unwrap(), APP_SCHEMA);
+    assert_eq!(stdout(&cli.run(&["policy", "get", "ann"])).trim(), ANN_READS);
+
+    // One policy from standard input; a bad one is placed and changes nothing.
+    let bad = "permit(principal, action == App::Action::\"write\", resource);";
+    let why = refused(&cli.run_with_input(&["policy", "put", "w", "--file", "-"], bad));
+    assert!(why.contains("policy w") && why.contains("line 1, column"), "{why}");
+    let good = stdout(&cli.run_with_input(&["policy", "put", "bea", "--file", "-"], BEA_READS));
+    assert!(good.contains("version 4"), "{good}");
+    let all = stdout(&cli.run(&["policy", "validate", "--all"]));
+    assert!(all.contains("default: version 4 valid (3 policies)") && all.contains("0 invalid"), "{all}");
+});
