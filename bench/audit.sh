@@ -30,6 +30,7 @@ G="http://127.0.0.1:$PORT"
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_name=guard_audit_bench
 
 # The build without audit writes first, copied aside; then the real one, which stays.
 if want http; then
@@ -38,18 +39,6 @@ if want http; then
 fi
 cargo build --release --quiet --bin guard --example empty_axum --example audit_bench
 cp "$BIN/guard" "$work/guard-audited"
-
-fresh_database() { # sets url to an empty database (not in a subshell: database must stick)
-  if [ "$BACKEND" = postgres ]; then
-    [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
-    database="guard_audit_bench_$$"
-    psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE $database" >/dev/null
-    url="postgres://postgres@127.0.0.1/$database?sslmode=disable"
-  else
-    rm -rf "$work/data"
-    url="sqlite://$work/data/guard.db"
-  fi
-}
 
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; load generator on loopback, sharing the cores"
 

@@ -27,6 +27,7 @@ G="http://127.0.0.1:$PORT"
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_name=guard_authz_bench
 
 cargo build --release --quiet --bin guard --example empty_axum --example authz_bench
 
@@ -58,15 +59,7 @@ PY
 
 key="$(openssl rand -base64 32)"
 for cache in 0 10000; do
-  if [ "$BACKEND" = postgres ]; then
-    [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
-    database="guard_authz_bench_$$"
-    psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE $database" >/dev/null
-    url="postgres://postgres@127.0.0.1/$database?sslmode=disable"
-  else
-    rm -rf "$work/data"
-    url="sqlite://$work/data/guard.db"
-  fi
+  fresh_database
   (cd "$work" && exec env -i GUARD_LISTEN="127.0.0.1:$PORT" LOG_LEVEL=error DATABASE_URL="$url" \
     GUARD_MASTER_KEY="$key" RATE_LIMIT_ENABLED=false BRUTE_FORCE_PROTECTION=false CACHE_SIZE="$cache" \
     GUARD_BOOTSTRAP_ADMIN_EMAIL=bench@example.com GUARD_BOOTSTRAP_ADMIN_PASSWORD='bench passphrase 42' \

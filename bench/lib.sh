@@ -10,6 +10,19 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Sets url to an empty database of $BACKEND, dropping the previous one (call it in the
+# script's own shell, not a subshell, so that cleanup knows which to drop).
+fresh_database() {
+  if [ "${BACKEND:-sqlite}" = postgres ]; then
+    [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
+    database="${bench_name:-guard_bench}_$$"
+    psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE $database" >/dev/null
+    url="postgres://postgres@127.0.0.1/$database?sslmode=disable"
+  else
+    rm -rf "$work/data"
+    url="sqlite://$work/data/guard.db"
+  fi
+}
 wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 # wrk prints p50/p75/p90/p99; this script, appended to a wrk script, adds p95.
