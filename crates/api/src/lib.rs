@@ -12,6 +12,7 @@ mod authz_routes;
 mod context;
 pub mod error;
 pub mod extract;
+mod hardening;
 mod health;
 mod limits;
 pub mod metrics;
@@ -35,7 +36,8 @@ pub use services::{Services, apply_audit_retention, audit_log, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
 
 /// The complete API. Every route, including the 404 fallback, runs through the request
-/// context middleware, so every response carries X-Request-ID, is counted and logged.
+/// context middleware, so every response carries X-Request-ID, is counted and logged;
+/// CORS preflights alone are answered before it (see [`with_middleware`]).
 pub fn router(state: AppState) -> Router {
     with_middleware(routes(), state)
 }
@@ -57,11 +59,15 @@ pub fn routes() -> Router<AppState> {
 
 /// Applies guard's middleware to `routes`. Exposed so tests can add routes of their own
 /// (a slow handler, a panicking one) that behave exactly like guard's.
+///
+/// Outermost first: security headers, CORS (a preflight is answered here, before rate
+/// limits, authentication or the 404 fallback), body limit, request context, API rate
+/// limit.
 pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.server.body_limit;
-    routes
+    let routes = routes
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::api_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::request_context))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit));
+    hardening::layers(routes, &state.config).with_state(state)
 }

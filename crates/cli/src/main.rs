@@ -18,6 +18,7 @@ macro_rules! say {
 }
 
 mod audit_cmd;
+mod backup_cmd;
 mod bootstrap;
 mod config_cmd;
 mod database;
@@ -26,6 +27,7 @@ mod keys_cmd;
 mod logging;
 mod migrate_cmd;
 mod policy_cmd;
+mod progress;
 mod security_cmd;
 mod serve_cmd;
 mod sessions_cmd;
@@ -103,6 +105,13 @@ enum Command {
         #[command(subcommand)]
         action: policy_cmd::PolicyAction,
     },
+    /// Backups: create, list, verify, prune.
+    Backup {
+        #[command(subcommand)]
+        action: backup_cmd::BackupAction,
+    },
+    /// Replace the database with a backup (from either backend).
+    Restore(backup_cmd::RestoreArgs),
     /// Groups of users, as Cedar sees them (Guard::Group).
     Group {
         #[command(subcommand)]
@@ -165,6 +174,8 @@ fn main() -> ExitCode {
             Command::Security { action } => security_cmd::run(cli.config, action).await,
             Command::Audit { action } => audit_cmd::run(cli.config, action).await,
             Command::Policy { action } => policy_cmd::run(cli.config, action).await,
+            Command::Backup { action } => backup_cmd::run(cli.config, action).await,
+            Command::Restore(args) => backup_cmd::restore(cli.config, args).await,
             Command::Group { action } => policy_cmd::run_group(cli.config, action).await,
             Command::Role { action } => policy_cmd::run_role(cli.config, action).await,
         }

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod authz;
+pub mod backup;
 pub mod config;
 pub mod email;
 pub mod events;

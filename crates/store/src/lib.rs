@@ -5,6 +5,7 @@
 //! bundle of `Arc<dyn …>` stores the rest of guard is written against.
 
 mod audit;
+pub mod backup;
 mod authz;
 mod email;
 mod error;

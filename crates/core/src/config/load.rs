@@ -340,6 +340,62 @@ impl Builder<'_> {
         self.get(key, parse).map(Some).ok_or(())
     }
 
+    /// TLS_CERT_FILE and TLS_KEY_FILE: both or neither.
+    fn tls_files(&mut self) -> Option<Option<super::TlsFiles>> {
+        let path = |t: &str| (!t.trim().is_empty()).then(|| PathBuf::from(t.trim()));
+        let cert = self.optional("tls.cert_file", path).ok()?;
+        let key = self.optional("tls.key_file", path).ok()?;
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(Some(super::TlsFiles { cert, key })),
+            (None, None) => Some(None),
+            (cert, _) => {
+                let (given, missing) =
+                    if cert.is_some() { ("TLS_CERT_FILE", "TLS_KEY_FILE") } else { ("TLS_KEY_FILE", "TLS_CERT_FILE") };
+                self.problems.push(ConfigProblem {
+                    key: format!("{missing} (tls.{})", if missing == "TLS_KEY_FILE" { "key_file" } else { "cert_file" }),
+                    value: String::new(),
+                    expected: format!("set, because {given} is set"),
+                });
+                None
+            }
+        }
+    }
+
+    fn cors(&mut self) -> Option<super::CorsConfig> {
+        let origins = self.get("cors.allowed_origins", |t| {
+            let items = list(t);
+            if items.iter().any(|o| o == "*") {
+                return (items.len() == 1).then_some(super::CorsOrigins::Any);
+            }
+            items.iter().all(|o| valid_origin(o)).then_some(super::CorsOrigins::Exact(items))
+        });
+        let methods = self.get("cors.allowed_methods", |t| {
+            let items: Vec<String> = list(t).into_iter().map(|m| m.to_ascii_uppercase()).collect();
+            items.iter().all(|m| m.bytes().all(|b| b.is_ascii_alphabetic())).then_some(items)
+        });
+        let headers = self.get("cors.allowed_headers", |t| {
+            let items: Vec<String> = list(t).into_iter().map(|h| h.to_ascii_lowercase()).collect();
+            items.iter().all(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(items)
+        });
+        let allow_credentials = self.get("cors.allow_credentials", parse_bool);
+        let max_age = self.get("cors.max_age", parse::duration);
+        if origins.as_ref() == Some(&super::CorsOrigins::Any) && allow_credentials == Some(true) {
+            self.problems.push(ConfigProblem {
+                key: "CORS_ALLOW_CREDENTIALS (cors.allow_credentials)".into(),
+                value: "true".into(),
+                expected: "false while CORS_ALLOWED_ORIGINS is * (credentials need exact origins)".into(),
+            });
+            return None;
+        }
+        Some(super::CorsConfig {
+            origins: origins?,
+            methods: methods?,
+            headers: headers?,
+            allow_credentials: allow_credentials?,
+            max_age: max_age?,
+        })
+    }
+
     fn build(mut self) -> Option<Config> {
         let listen = self.get("server.listen", parse::listen_addr);
         let shutdown_timeout = self.get("server.shutdown_timeout", parse::duration);
@@ -391,6 +447,34 @@ impl Builder<'_> {
         let denied_window = self.get("authz.audit_denied_window", parse::optional_duration);
         let health_check_timeout =
             self.get("server.health_check_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+
+        let header_limit = self.get("server.header_limit", |t| {
+            parse::byte_size(t).filter(|n| (1 << 10..=1 << 20).contains(n)).and_then(|n| usize::try_from(n).ok())
+        });
+        let header_timeout = self.get("server.header_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let admin_listen = self.optional("server.admin_listen", parse::listen_addr);
+        let enable_pprof = self.get("debug.enable_pprof", parse_bool);
+        let tls_files = self.tls_files();
+        let tls_min_version = self.get("tls.min_version", |t| match t.trim() {
+            "1.2" => Some(super::TlsVersion::V1_2),
+            "1.3" => Some(super::TlsVersion::V1_3),
+            _ => None,
+        });
+        let tls_reload = self.get("tls.reload_interval", |t| parse::duration(t).filter(|d| !d.is_zero()));
+        let hsts_max_age = self.get("http.hsts_max_age", |t| t.trim().parse::<u64>().ok());
+        let nosniff = self.get("http.content_type_nosniff", parse_bool);
+        let frame_deny = self.get("http.frame_deny", parse_bool);
+        let csp = self.get("http.content_security_policy", |t| {
+            axum_free_header_value(t).then(|| t.trim().to_owned())
+        });
+        let cors = self.cors();
+        let backup_dir = self.get("backup.dir", |t| (!t.trim().is_empty()).then(|| PathBuf::from(t.trim())));
+        let keep = |t: &str| parse::integer_in(t, 0, 1000);
+        let keep_daily = self.get("backup.keep_daily", keep);
+        let keep_weekly = self.get("backup.keep_weekly", keep);
+        let keep_monthly = self.get("backup.keep_monthly", keep);
+        let maintenance_interval = self.get("maintenance.interval", parse::optional_duration);
+        let expired_grace = self.get("maintenance.expired_grace", parse::duration);
 
         let url = self.get("database.url", |t| valid_database_url(t).then(|| Secret::new(t)));
         let max_open_conns = self.get("database.max_open_conns", |t| parse::integer_in(t, 1, 1000));
@@ -456,7 +540,29 @@ impl Builder<'_> {
                 health_check_timeout: health_check_timeout?,
                 trusted_proxies: trusted_proxies?,
                 trusted_proxy_header: trusted_proxy_header?,
+                header_limit: header_limit?,
+                header_timeout: header_timeout?,
             },
+            tls: super::TlsConfig {
+                files: tls_files?,
+                min_version: tls_min_version?,
+                reload_interval: tls_reload?,
+            },
+            http: super::HttpSecurityConfig {
+                hsts_max_age: hsts_max_age?,
+                content_type_nosniff: nosniff?,
+                frame_deny: frame_deny?,
+                content_security_policy: csp?,
+            },
+            cors: cors?,
+            backup: super::BackupConfig {
+                dir: backup_dir?,
+                keep_daily: keep_daily?,
+                keep_weekly: keep_weekly?,
+                keep_monthly: keep_monthly?,
+            },
+            maintenance: super::MaintenanceConfig { interval: maintenance_interval?, expired_grace: expired_grace? },
+            debug: super::DebugConfig { enable_pprof: enable_pprof?, admin_listen: admin_listen.ok()? },
             database: DatabaseConfig {
                 url: url?,
                 max_open_conns: max_open_conns?,
@@ -519,6 +625,32 @@ impl Builder<'_> {
                 lockout_duration: lockout_duration?,
             },
         })
+    }
+}
+
+/// Visible ASCII and spaces only, as a header field value must be.
+fn axum_free_header_value(text: &str) -> bool {
+    !text.trim().is_empty() && text.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// `scheme://host[:port]` and nothing more, as browsers send in Origin.
+fn valid_origin(origin: &str) -> bool {
+    match url::Url::parse(origin) {
+        Ok(u) => {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && !origin.ends_with('/')
+        }
+        Err(_) => false,
     }
 }
 

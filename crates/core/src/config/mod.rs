@@ -30,6 +30,85 @@ pub struct Config {
     pub brute_force: crate::security::BruteForceConfig,
     pub audit: AuditConfig,
     pub authz: AuthzConfig,
+    pub tls: TlsConfig,
+    pub http: HttpSecurityConfig,
+    pub cors: CorsConfig,
+    pub backup: BackupConfig,
+    pub maintenance: MaintenanceConfig,
+    pub debug: DebugConfig,
+}
+
+/// HTTPS served by guard itself.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Both files, or neither (plain HTTP).
+    pub files: Option<TlsFiles>,
+    pub min_version: TlsVersion,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// Security header fields of every response.
+#[derive(Debug, Clone)]
+pub struct HttpSecurityConfig {
+    /// 0: no Strict-Transport-Security.
+    pub hsts_max_age: u64,
+    pub content_type_nosniff: bool,
+    pub frame_deny: bool,
+    pub content_security_policy: String,
+}
+
+/// Which origins browsers may call guard from.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    pub origins: CorsOrigins,
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Exact origins (scheme://host[:port]); empty means no cross-origin access.
+    Exact(Vec<String>),
+    /// `*`, only when asked for, and never with credentials.
+    Any,
+}
+
+/// Backups.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+/// Scheduled maintenance.
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    /// None: `serve` never runs maintenance by itself.
+    pub interval: Option<Duration>,
+    pub expired_grace: Duration,
+}
+
+/// Debugging endpoints.
+#[derive(Debug, Clone)]
+pub struct DebugConfig {
+    pub enable_pprof: bool,
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Authorization decisions.
@@ -107,6 +186,8 @@ pub struct ServerConfig {
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Vec<crate::net::IpNet>,
     pub trusted_proxy_header: crate::net::ForwardedHeader,
+    pub header_limit: usize,
+    pub header_timeout: Duration,
 }
 
 /// The database and its connection pool.
