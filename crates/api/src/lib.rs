@@ -1,6 +1,7 @@
 //! guard's HTTP API on axum: the router, the request middleware (request id, logs,
 //! metrics, panics, timeouts), problem+json errors, health and metrics endpoints, and
-//! a server loop with bounded graceful shutdown.
+//! a server loop (HTTP or HTTPS with reloadable certificates) with bounded graceful
+//! shutdown.
 //!
 //! [`router`] is a plain function of [`AppState`] so tests can mount it on a random
 //! port or call it without a socket.
@@ -23,6 +24,7 @@ mod serve;
 mod services;
 mod state;
 pub mod tenancy;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,7 +33,7 @@ use axum::routing::get;
 pub use error::ApiError;
 pub use limits::ClientIp;
 pub use security_routes::blocked_ips_json;
-pub use serve::serve;
+pub use serve::{ServeOptions, serve};
 pub use services::{Services, apply_audit_retention, audit_log, master_key};
 pub use state::{AppState, AppStateInner, BuildInfo, Lifecycle};
 

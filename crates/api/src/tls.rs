@@ -60,7 +60,9 @@ impl CertificateStore {
 
 impl fmt::Debug for CertificateStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateStore").field("chain_length", &self.current.load().cert.len()).finish_non_exhaustive()
+        f.debug_struct("CertificateStore")
+            .field("chain_length", &self.current.load().cert.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +88,8 @@ pub fn load_with_leaf(files: &TlsFiles) -> Result<(CertifiedKey, CertificateInfo
     let cert_file = files.cert.display();
     let key_file = files.key.display();
 
-    let chain_pem = std::fs::read(&files.cert).map_err(|e| format!("TLS_CERT_FILE {cert_file}: cannot read it: {e}"))?;
+    let chain_pem =
+        std::fs::read(&files.cert).map_err(|e| format!("TLS_CERT_FILE {cert_file}: cannot read it: {e}"))?;
     let chain = read_chain(&chain_pem).map_err(|e| format!("TLS_CERT_FILE {cert_file}: {e}"))?;
     let leaf = match chain.first() {
         Some(der) => describe_der(der).map_err(|e| format!("TLS_CERT_FILE {cert_file}: first certificate: {e}"))?,
@@ -175,8 +178,7 @@ pub fn describe(chain_pem: &Path) -> Result<Vec<CertificateInfo>, String> {
 fn describe_der(der: &CertificateDer<'_>) -> Result<CertificateInfo, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
-    let common_name =
-        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let dns_names = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -194,10 +196,18 @@ fn describe_der(der: &CertificateDer<'_>) -> Result<CertificateInfo, String> {
         subject: cert.subject().to_string(),
         common_name,
         issuer: cert.issuer().to_string(),
-        serial: cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect(),
+        serial: hex(cert.raw_serial()),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         dns_names,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
     })
 }
 
@@ -210,7 +220,10 @@ fn record_expiry(files: &TlsFiles, leaf: &CertificateInfo) {
     );
     let name = match &leaf.common_name {
         Some(cn) if !cn.is_empty() => cn.clone(),
-        _ => files.cert.file_name().map_or_else(|| files.cert.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        _ => files
+            .cert
+            .file_name()
+            .map_or_else(|| files.cert.display().to_string(), |n| n.to_string_lossy().into_owned()),
     };
     metrics::gauge!(EXPIRY_GAUGE, "kind" => "tls", "name" => name).set(leaf.not_after.unix_timestamp() as f64);
 }
@@ -227,7 +240,7 @@ fn stamp(files: &TlsFiles) -> Stamp {
     let of = |path: &Path| {
         std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), file_id(&m)))
     };
-    [of(&files.cert), of(&files.key)]
+    [of(files.cert.as_path()), of(files.key.as_path())]
 }
 
 #[cfg(unix)]

@@ -65,6 +65,9 @@ pub(crate) struct RestoreArgs {
     /// Replace the database without asking.
     #[arg(long)]
     yes: bool,
+    /// Do not back up the database being replaced (when it cannot be read, say).
+    #[arg(long)]
+    no_safety_backup: bool,
 }
 
 pub(crate) async fn run(file: Option<PathBuf>, action: BackupAction) -> Result<(), Failure> {
@@ -78,7 +81,9 @@ pub(crate) async fn run(file: Option<PathBuf>, action: BackupAction) -> Result<(
         }
         BackupAction::List { dir } => list(&dir.unwrap_or_else(|| config.backup.dir.clone())),
         BackupAction::Verify(pick) => verify(&pick_file(&config, &pick)?),
-        BackupAction::Prune { dir, dry_run } => prune(&config, &dir.unwrap_or_else(|| config.backup.dir.clone()), dry_run),
+        BackupAction::Prune { dir, dry_run } => {
+            prune(&config, &dir.unwrap_or_else(|| config.backup.dir.clone()), dry_run)
+        }
     }
 }
 
@@ -86,28 +91,41 @@ fn runtime(e: impl std::fmt::Display) -> Failure {
     Failure::Runtime(e.to_string())
 }
 
-/// The backup a command names: the file given, or the newest in BACKUP_DIR.
+/// Name prefixes of the backups guard takes before it replaces or migrates a
+/// database. `--latest` passes over them: after a restore, the newest backup is the
+/// safety copy of what was just replaced.
+pub(crate) const SAFETY_PREFIXES: [&str; 2] = ["pre-restore-", "pre-migrate-"];
+
+/// The backup a command names: the file given, or the newest regular backup in
+/// BACKUP_DIR.
 fn pick_file(config: &Config, pick: &PickArgs) -> Result<PathBuf, Failure> {
     match &pick.file {
         Some(file) => Ok(file.clone()),
         None => {
             let found = scan(&config.backup.dir)?;
-            found.into_iter().find_map(|(path, manifest)| manifest.ok().map(|_| path)).ok_or_else(|| {
-                Failure::Runtime(format!("no readable backup in {}", config.backup.dir.display()))
-            })
+            found
+                .into_iter()
+                .find_map(|(path, manifest)| {
+                    let manifest = manifest.ok()?;
+                    (!SAFETY_PREFIXES.iter().any(|p| manifest.name.starts_with(p))).then_some(path)
+                })
+                .ok_or_else(|| Failure::Runtime(format!("no readable backup in {}", config.backup.dir.display())))
         }
     }
 }
 
 /// Every `*.guardbak` in `dir` with its manifest (or why it cannot be read), newest
 /// first.
-fn scan(dir: &Path) -> Result<Vec<(PathBuf, Result<Manifest, String>)>, Failure> {
+/// A backup file and its manifest, or why it cannot be read.
+type Found = (PathBuf, Result<Manifest, String>);
+
+fn scan(dir: &Path) -> Result<Vec<Found>, Failure> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Failure::Runtime(format!("cannot read {}: {e}", dir.display()))),
     };
-    let mut found: Vec<(PathBuf, Result<Manifest, String>)> = entries
+    let mut found: Vec<Found> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == EXTENSION))
@@ -116,15 +134,16 @@ fn scan(dir: &Path) -> Result<Vec<(PathBuf, Result<Manifest, String>)>, Failure>
             (p, manifest)
         })
         .collect();
-    let key = |m: &Result<Manifest, String>| m.as_ref().map(|m| m.created_at.clone()).unwrap_or_default();
+    let key = |m: &Result<Manifest, String>| {
+        m.as_ref().ok().and_then(|m| OffsetDateTime::parse(&m.created_at, &Rfc3339).ok())
+    };
     found.sort_by(|a, b| key(&b.1).cmp(&key(&a.1)).then_with(|| b.0.cmp(&a.0)));
     Ok(found)
 }
 
-/// What a finished backup is: its file and manifest.
+/// A finished backup.
 pub(crate) struct Created {
     pub path: PathBuf,
-    pub manifest: Manifest,
 }
 
 /// Takes a backup of the configured database into `dir`.
@@ -236,7 +255,7 @@ pub(crate) async fn create(
         if include_secrets { ", signing keys included (encrypted)" } else { "" },
         started.elapsed().as_secs_f64()
     );
-    Ok(Created { path, manifest })
+    Ok(Created { path })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -273,7 +292,15 @@ fn list(dir: &Path) -> Result<(), Failure> {
         say!("no backups in {}", dir.display());
         return Ok(());
     }
-    say!("{:<40}  {:<20}  {:>6}  {:<8}  {:>12}  {:>10}  SECRETS", "FILE", "CREATED", "SCHEMA", "BACKEND", "ROWS", "SIZE");
+    say!(
+        "{:<40}  {:<20}  {:>6}  {:<8}  {:>12}  {:>10}  SECRETS",
+        "FILE",
+        "CREATED",
+        "SCHEMA",
+        "BACKEND",
+        "ROWS",
+        "SIZE"
+    );
     for (path, manifest) in found {
         let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -392,9 +419,7 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
     let target = config.database.url.redacted();
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            return Err(Failure::Config(format!(
-                "restoring replaces everything in {target}; pass --yes to confirm"
-            )));
+            return Err(Failure::Config(format!("restoring replaces everything in {target}; pass --yes to confirm")));
         }
         eprint!("Replace everything in {target} with {} ({} rows)? Type yes: ", path.display(), manifest.rows());
         let mut answer = String::new();
@@ -405,26 +430,21 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
     }
     // What is replaced is kept first.
     let database = &config.database;
-    let current = match Snapshot::begin(database).await {
-        Ok(mut s) => {
-            let v = s.schema_version().await.unwrap_or(0);
-            let _ = s.close().await;
-            v
-        }
-        Err(_) => 0,
-    };
+    let current = if args.no_safety_backup { 0 } else { replaced_schema_version(&config).await? };
     if current > 0 {
         let name = default_name(OffsetDateTime::now_utc(), "pre-restore");
         let safety = create(&config, &config.backup.dir, Some(name), true).await?;
         say!("safety backup of the replaced database: {}", safety.path.display());
     }
 
-    let mut loader =
-        Loader::begin(database, manifest.schema_version).await.map_err(|e| store_failure(&e, database))?;
+    let mut loader = Loader::begin(database, manifest.schema_version).await.map_err(|e| store_failure(&e, database))?;
     let order: Vec<String> = loader.tables().iter().map(|t| t.name.clone()).collect();
     for entry in &manifest.tables {
         if !order.contains(&entry.name) {
-            return Err(Failure::Runtime(format!("table {} of the backup is not in schema version {}", entry.name, manifest.schema_version)));
+            return Err(Failure::Runtime(format!(
+                "table {} of the backup is not in schema version {}",
+                entry.name, manifest.schema_version
+            )));
         }
     }
     let reader = std::sync::Arc::new(reader);
@@ -442,7 +462,9 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
             while rows.next_row(&mut row)? {
                 batch.push(std::mem::take(&mut row));
                 n += 1;
-                if batch.len() == 2000 && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(2000))).is_err() {
+                if batch.len() == 2000
+                    && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(2000))).is_err()
+                {
                     return Ok(n);
                 }
             }
@@ -495,6 +517,38 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
         say!("the backup holds no signing keys: guard creates new ones, and tokens signed before no longer verify");
     }
     Ok(())
+}
+
+/// The schema version of the database a restore replaces (0: nothing to keep). An
+/// error stops the restore: what cannot be read cannot be kept.
+async fn replaced_schema_version(config: &Config) -> Result<i64, Failure> {
+    let database = &config.database;
+    if database.kind() == guard_core::config::DatabaseKind::Sqlite
+        && let Some(path) = sqlite_file(database.url.expose())
+        && !path.exists()
+    {
+        return Ok(0);
+    }
+    let read = async {
+        let mut snapshot = Snapshot::begin(database).await?;
+        let version = snapshot.schema_version().await;
+        let _ = snapshot.close().await;
+        version
+    };
+    read.await.map_err(|e| {
+        Failure::Runtime(format!(
+            "cannot read the database being replaced to keep a safety backup ({}); \
+             pass --no-safety-backup to restore without one",
+            store_failure(&e, database).message()
+        ))
+    })
+}
+
+/// The file of a SQLite URL.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
 fn backend_of(config: &Config) -> guard_core::store::Backend {

@@ -26,6 +26,7 @@ mod health_cmd;
 mod keys_cmd;
 mod logging;
 mod migrate_cmd;
+mod ops_cmd;
 mod policy_cmd;
 mod progress;
 mod security_cmd;
@@ -112,6 +113,23 @@ enum Command {
     },
     /// Replace the database with a backup (from either backend).
     Restore(backup_cmd::RestoreArgs),
+    /// Delete expired data, apply audit retention, VACUUM/ANALYZE.
+    Maintenance {
+        #[command(subcommand)]
+        action: ops_cmd::MaintenanceAction,
+    },
+    /// Database checks.
+    Db {
+        #[command(subcommand)]
+        action: ops_cmd::DbAction,
+    },
+    /// Figures for capacity planning, as exported on /metrics.
+    Metrics {
+        #[command(subcommand)]
+        action: ops_cmd::MetricsAction,
+    },
+    /// Print the binary's version and the database's schema version.
+    Version,
     /// Groups of users, as Cedar sees them (Guard::Group).
     Group {
         #[command(subcommand)]
@@ -137,6 +155,14 @@ pub(crate) enum Failure {
     Config(String),
     /// The work itself failed: exit 1.
     Runtime(String),
+}
+
+impl Failure {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Config(m) | Failure::Runtime(m) => m,
+        }
+    }
 }
 
 impl From<ConfigError> for Failure {
@@ -176,6 +202,10 @@ fn main() -> ExitCode {
             Command::Policy { action } => policy_cmd::run(cli.config, action).await,
             Command::Backup { action } => backup_cmd::run(cli.config, action).await,
             Command::Restore(args) => backup_cmd::restore(cli.config, args).await,
+            Command::Maintenance { action } => ops_cmd::maintenance(cli.config, action).await,
+            Command::Db { action } => ops_cmd::db(cli.config, action).await,
+            Command::Metrics { action } => ops_cmd::metrics(cli.config, action).await,
+            Command::Version => ops_cmd::version(cli.config).await,
             Command::Group { action } => policy_cmd::run_group(cli.config, action).await,
             Command::Role { action } => policy_cmd::run_role(cli.config, action).await,
         }

@@ -9,8 +9,12 @@ use crate::{Failure, load_config, logging};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MigrateAction {
-    /// Apply every pending migration.
-    Up,
+    /// Apply every pending migration, after a backup of the database as it is.
+    Up {
+        /// Skip the backup taken before migrating.
+        #[arg(long)]
+        no_backup: bool,
+    },
     /// Revert the latest N applied migrations (default 1).
     Down {
         #[arg(default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -27,7 +31,19 @@ pub(crate) async fn run(file: Option<PathBuf>, action: MigrateAction) -> Result<
     let db = guard_store::open(database).await.map_err(|e| store_failure(&e, database))?;
     db.pool.ping(database.acquire_timeout).await.map_err(|e| store_failure(&e, database))?;
     let result = match action {
-        MigrateAction::Up => up(&db).await,
+        MigrateAction::Up { no_backup } => {
+            let before = db.migrations.status().await.map_err(|e| store_failure(&e, database))?;
+            if before.pending() > 0 && before.latest_applied > 0 && !no_backup {
+                let name = crate::backup_cmd::default_name(
+                    time::OffsetDateTime::now_utc(),
+                    &format!("pre-migrate-{}", before.latest_applied),
+                );
+                let taken =
+                    crate::backup_cmd::create(&loaded.config, &loaded.config.backup.dir, Some(name), true).await?;
+                say!("backup before migrating: {}", taken.path.display());
+            }
+            up(&db).await
+        }
         MigrateAction::Down { steps } => down(&db, steps).await,
         MigrateAction::Status => status(&db).await,
     };

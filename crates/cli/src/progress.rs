@@ -68,11 +68,7 @@ impl Progress {
         }
         let mut err = std::io::stderr();
         let clear = if self.terminal { "\r\x1b[2K" } else { "" };
-        let _ = writeln!(
-            err,
-            "{clear}{}: {table}: {rows} rows ({:.1}s)",
-            self.step,
-            self.started.elapsed().as_secs_f64()
-        );
+        let _ =
+            writeln!(err, "{clear}{}: {table}: {rows} rows ({:.1}s)", self.step, self.started.elapsed().as_secs_f64());
     }
 }

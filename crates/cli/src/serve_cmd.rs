@@ -1,11 +1,13 @@
 //! `guard serve`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use guard_api::metrics::Metrics;
-use guard_api::{AppState, router};
+use guard_api::tls::CertificateStore;
+use guard_api::{AppState, ServeOptions, router};
 use guard_core::email::SmtpMailer;
 use guard_store::redis::Redis;
 
@@ -35,6 +37,16 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     let _log = logging::init(&config.log, true)?;
     logging::log_panics();
     let metrics = Metrics::install().map_err(|e| Failure::Runtime(format!("cannot install metrics: {e}")))?;
+    // Before anything else starts: a certificate guard cannot serve is a configuration
+    // error. After the metrics recorder, which records its expiry.
+    let certificates =
+        config.tls.files.as_ref().map(CertificateStore::open).transpose().map_err(Failure::Config)?.map(Arc::new);
+    let tls = certificates
+        .as_ref()
+        .map(|store| guard_api::tls::server_config(store.clone(), config.tls.min_version))
+        .transpose()
+        .map_err(Failure::Config)?;
+    let options = ServeOptions::new(&config.server, tls);
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -57,17 +69,22 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     state.keys.check_master_key(&[default_tenant.id]).await.map_err(|e| Failure::Config(e.to_string()))?;
     crate::bootstrap::first_admin(&state.config, &state.users).await?;
     let (stop_background, background_stop) = tokio::sync::watch::channel(false);
-    let background = start_background(&state, background_stop).await?;
+    let mut background = start_background(&state, background_stop.clone()).await?;
+    if let (Some(store), Some(files)) = (certificates, state.config.tls.files.clone()) {
+        let interval = state.config.tls.reload_interval;
+        background.push(tokio::spawn(guard_api::tls::watch(store, files, interval, background_stop)));
+    }
     let lifecycle = state.lifecycle.clone();
     let listen = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!(
         listen = %listen,
+        scheme = options.scheme(),
         backend = db.pool.backend().as_str(),
         version = state.build.version,
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "guard is ready"
     );
-    let served = guard_api::serve(listener, router(state), shutdown_signal(), drain_timeout, lifecycle).await;
+    let served = guard_api::serve(listener, router(state), shutdown_signal(), drain_timeout, lifecycle, options).await;
     let _ = stop_background.send(true);
     for task in background {
         let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, task).await;
@@ -133,6 +150,10 @@ async fn start_background(
             }
         }
     }));
+    if let Some(every) = state.config.maintenance.interval {
+        tasks.push(tokio::spawn(scheduled_maintenance(state.clone(), every, stop.clone())));
+    }
+    let db = state.db.clone();
     let auth = state.auth.clone();
     let mfa = state.mfa.clone();
     let authz = state.authz.clone();
@@ -158,6 +179,7 @@ async fn start_background(
                 Err(e) => tracing::debug!(error = %e, "cannot count blocked addresses"),
             }
             metrics::gauge!("guard_authorization_cache_hit_ratio").set(authz.cache_hit_ratio().unwrap_or(0.0));
+            crate::ops_cmd::export_size_gauges(&db).await;
             // Expired challenges, ceremonies, blocks and old sign-in attempts: small
             // deletes every 15 s keep the tables to what can still matter.
             if let Err(e) = auth.brute_force().prune().await {
@@ -170,6 +192,46 @@ async fn start_background(
         }
     }));
     Ok(tasks)
+}
+
+/// Name of the lease that lets one replica at a time run scheduled maintenance.
+const MAINTENANCE_LEASE: &str = "maintenance";
+
+/// Runs maintenance every `every`, on whichever replica holds the lease; the first run
+/// comes one interval after start, so a restarting fleet does not run it at once.
+async fn scheduled_maintenance(
+    state: AppState,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let holder = uuid::Uuid::now_v7().to_string();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        // The lease outlasts the run (VACUUM of a large SQLite file takes minutes) and
+        // lapses by itself if this replica dies mid-run.
+        let ttl = every.max(std::time::Duration::from_secs(3600));
+        match state.db.audit.take_lease(MAINTENANCE_LEASE, &holder, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("maintenance: another replica holds the lease");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "maintenance: cannot take the lease");
+                continue;
+            }
+        }
+        match crate::ops_cmd::run_maintenance(&state.config, &state.db, &state.tenants, &state.audit, false).await {
+            Ok(report) => tracing::info!(deleted = report.deleted, steps = ?report.lines, "maintenance done"),
+            Err(crate::Failure::Runtime(e) | crate::Failure::Config(e)) => {
+                tracing::warn!(error = %e, "maintenance failed")
+            }
+        }
+        let _ = state.db.audit.release_lease(MAINTENANCE_LEASE, &holder).await;
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -28,3 +28,10 @@ pub mod users;
 
 pub use config::Config;
 pub use secret::Secret;
+
+/// The current time to the microsecond: what PostgreSQL stores, so a value written on
+/// SQLite survives a move between backends unchanged.
+pub fn stored_now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+}

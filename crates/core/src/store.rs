@@ -142,3 +142,34 @@ pub trait MigrationStore: Send + Sync {
     /// Reverts the latest `steps` applied migrations; returns the versions reverted.
     async fn down(&self, steps: u32) -> Result<Vec<i64>, StoreError>;
 }
+
+/// One step of maintenance and how many rows it removed (or would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceStep {
+    pub what: &'static str,
+    pub rows: u64,
+}
+
+/// Operators' view of the database: sizes, clean-up, integrity.
+#[async_trait]
+pub trait OpsStore: Send + Sync {
+    /// Bytes the database takes (SQLite: its pages, free ones included, not the WAL).
+    async fn database_size(&self) -> Result<u64, StoreError>;
+    /// Audit events stored: sealed (per the chains' heads and anchors) plus queued.
+    async fn audit_events_stored(&self) -> Result<u64, StoreError>;
+    /// Deletes what has expired: sessions and tokens expired (or revoked, or used)
+    /// before `cutoff`, challenges and ceremonies expired before `now`, mail sent
+    /// before `cutoff`, and sign-in records and blocks that no longer count. With
+    /// `dry_run`, counts instead.
+    async fn delete_expired(
+        &self,
+        cutoff: time::OffsetDateTime,
+        now: time::OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<Vec<MaintenanceStep>, StoreError>;
+    /// The backend's VACUUM and ANALYZE; returns what was run.
+    async fn optimize(&self) -> Result<String, StoreError>;
+    /// The backend's own integrity check and every foreign key; returns the problems
+    /// found (none: healthy).
+    async fn check_integrity(&self) -> Result<Vec<String>, StoreError>;
+}

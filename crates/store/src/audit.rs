@@ -340,7 +340,7 @@ macro_rules! impl_audit_store {
                 // The sealer lock, taken by a write before anything is read: on SQLite
                 // the write lock, on PostgreSQL this row until commit. A second sealer
                 // waits, then reads a queue without what the first one moved.
-                let now = time::OffsetDateTime::now_utc();
+                let now = guard_core::stored_now();
                 sqlx::query(
                     "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ('audit-sealer', '-', $1, $1) \
                      ON CONFLICT (name) DO UPDATE SET acquired_at = excluded.acquired_at",
@@ -604,7 +604,7 @@ macro_rules! impl_audit_store {
                 holder: &str,
                 ttl: std::time::Duration,
             ) -> Result<bool, guard_core::store::StoreError> {
-                let now = time::OffsetDateTime::now_utc();
+                let now = guard_core::stored_now();
                 let until = now + ttl;
                 let done = sqlx::query(
                     "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ($1, $2, $3, $4) \

@@ -241,7 +241,7 @@ macro_rules! impl_authz_store {
                 entities: &[guard_core::authz::store::StoredEntity],
                 audit: &guard_core::audit::AuditRecord,
             ) -> Result<(), guard_core::store::StoreError> {
-                let now = time::OffsetDateTime::now_utc();
+                let now = guard_core::stored_now();
                 crate::audit::audited!(self, audit, |tx| {
                     for entity in entities {
                         sqlx::query(
@@ -440,7 +440,7 @@ macro_rules! impl_authz_store {
                     )
                     .bind(group)
                     .bind(user)
-                    .bind(time::OffsetDateTime::now_utc())
+                    .bind(guard_core::stored_now())
                     .execute(&mut *tx)
                     .await
                     .map_err(crate::error::from_sqlx)?;
@@ -499,7 +499,7 @@ macro_rules! impl_authz_store {
                 .bind(tenant.0)
                 .bind(&role.name)
                 .bind(&role.description)
-                .bind(time::OffsetDateTime::now_utc())
+                .bind(guard_core::stored_now())
                 .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?);

@@ -237,15 +237,19 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize, types: &[String]) -> Result<V
 async fn read_schema_version(conn: ConnRef<'_>) -> Result<i64, StoreError> {
     let (exists, conn): (Result<i64, sqlx::Error>, ConnRef<'_>) = match conn {
         ConnRef::Sqlite(c) => {
-            let n = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-                .fetch_one(&mut *c)
-                .await;
+            let n = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&mut *c)
+            .await;
             (n, ConnRef::Sqlite(c))
         }
         ConnRef::Postgres(c) => {
-            let n = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'")
-                .fetch_one(&mut *c)
-                .await;
+            let n = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+            )
+            .fetch_one(&mut *c)
+            .await;
             (n, ConnRef::Postgres(c))
         }
     };
@@ -264,7 +268,9 @@ async fn read_schema_version(conn: ConnRef<'_>) -> Result<i64, StoreError> {
 /// Tables with their columns and the tables they reference, ordered so that every
 /// table comes after those it references.
 async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
-    let mut found: BTreeMap<String, (Vec<String>, Vec<String>, BTreeSet<String>)> = BTreeMap::new();
+    // Per table: its columns, their PostgreSQL types, and the tables it references.
+    type Found = (Vec<String>, Vec<String>, BTreeSet<String>);
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
     match conn {
         ConnRef::Sqlite(c) => {
             let names: Vec<String> = sqlx::query_scalar(
@@ -274,17 +280,17 @@ async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
             .await
             .map_err(from_sqlx)?;
             for name in names.into_iter().filter(|n| n != MIGRATIONS_TABLE) {
-                let columns: Vec<String> =
-                    sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-                        .bind(&name)
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(from_sqlx)?;
-                let parents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)")
+                let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
                     .bind(&name)
                     .fetch_all(&mut *c)
                     .await
                     .map_err(from_sqlx)?;
+                let parents: Vec<String> =
+                    sqlx::query_scalar("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)")
+                        .bind(&name)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(from_sqlx)?;
                 let types = Vec::new();
                 found.insert(name, (columns, types, parents.into_iter().collect()));
             }
@@ -330,7 +336,9 @@ async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
     while !found.is_empty() {
         let ready: Vec<String> = found
             .iter()
-            .filter(|(name, (_, _, parents))| parents.iter().all(|p| placed.contains(p) || p == *name || !found.contains_key(p)))
+            .filter(|(name, (_, _, parents))| {
+                parents.iter().all(|p| placed.contains(p) || p == *name || !found.contains_key(p))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         if ready.is_empty() {
@@ -468,7 +476,9 @@ impl Loader {
             LoadConn::Postgres(conn) => {
                 let types: Vec<String> = columns
                     .iter()
-                    .map(|c| target.columns.iter().position(|t| t == c).map(|i| target.types[i].clone()).unwrap_or_default())
+                    .map(|c| {
+                        target.columns.iter().position(|t| t == c).map(|i| target.types[i].clone()).unwrap_or_default()
+                    })
                     .collect();
                 load_pg(conn, table, &list, &types, rows).await
             }
@@ -482,8 +492,10 @@ impl Loader {
                 for sql in &self.deferred {
                     sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.map_err(from_sqlx)?;
                 }
-                let broken: Vec<(String,)> =
-                    sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check").fetch_all(&mut conn).await.map_err(from_sqlx)?;
+                let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(from_sqlx)?;
                 if let Some((table,)) = broken.first() {
                     return Err(StoreError::Migration(format!(
                         "the backup breaks a foreign key of table {table}; the database is unchanged"
@@ -496,7 +508,8 @@ impl Loader {
                     for stale in [sibling(&target, "wal"), sibling(&target, "shm")] {
                         remove_if_exists(&stale)?;
                     }
-                    std::fs::rename(&staging, &target).map_err(|e| io_error("move the restored database in place", &e))?;
+                    std::fs::rename(&staging, &target)
+                        .map_err(|e| io_error("move the restored database in place", &e))?;
                 }
                 Ok(())
             }
@@ -580,7 +593,8 @@ async fn load_sqlite(
 ) -> Result<u64, StoreError> {
     let per = rows_per_statement(width);
     let one = format!("({})", vec!["?"; width].join(", "));
-    let statement = |n: usize| format!("INSERT INTO {} ({list}) VALUES {}", quote(table), vec![one.as_str(); n].join(", "));
+    let statement =
+        |n: usize| format!("INSERT INTO {} ({list}) VALUES {}", quote(table), vec![one.as_str(); n].join(", "));
     let full = statement(per);
     let mut pending: Vec<Vec<Value>> = Vec::with_capacity(per);
     let mut total = 0u64;

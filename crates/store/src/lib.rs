@@ -5,13 +5,14 @@
 //! bundle of `Arc<dyn …>` stores the rest of guard is written against.
 
 mod audit;
-pub mod backup;
 mod authz;
+pub mod backup;
 mod email;
 mod error;
 mod keys;
 mod mfa;
 mod migrate;
+mod ops;
 mod pool;
 mod postgres;
 mod rate_limit;
@@ -36,7 +37,7 @@ use guard_core::mfa::MfaStore;
 use guard_core::risk::RiskStore;
 use guard_core::security::SecurityStore;
 use guard_core::sessions::SessionStore;
-use guard_core::store::{MigrationStore, PoolStore, StoreError};
+use guard_core::store::{MigrationStore, OpsStore, PoolStore, StoreError};
 use guard_core::tenants::TenantStore;
 use guard_core::users::UserStore;
 
@@ -59,6 +60,7 @@ pub struct Database {
     pub security: Arc<dyn SecurityStore>,
     pub audit: Arc<dyn AuditStore>,
     pub authz: Arc<dyn AuthzStore>,
+    pub ops: Arc<dyn OpsStore>,
 }
 
 /// Opens the database the configuration names. The pool connects lazily, so this
@@ -88,6 +90,7 @@ where
         + SecurityStore
         + AuditStore
         + AuthzStore
+        + OpsStore
         + 'static,
 {
     Database {
@@ -102,6 +105,7 @@ where
         risk: store.clone(),
         security: store.clone(),
         audit: store.clone(),
-        authz: store,
+        authz: store.clone(),
+        ops: store,
     }
 }

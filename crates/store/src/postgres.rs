@@ -53,6 +53,7 @@ impl PgStore {
 }
 
 impl_tenant_store!(PgStore);
+crate::ops::impl_ops_store!(PgStore, size: crate::ops::pg_size, optimize: crate::ops::pg_optimize, integrity: crate::ops::pg_integrity);
 impl_user_store!(PgStore);
 impl_session_store!(PgStore);
 impl_key_store!(PgStore);

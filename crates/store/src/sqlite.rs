@@ -73,6 +73,7 @@ impl SqliteStore {
 }
 
 impl_tenant_store!(SqliteStore);
+crate::ops::impl_ops_store!(SqliteStore, size: crate::ops::sqlite_size, optimize: crate::ops::sqlite_optimize, integrity: crate::ops::sqlite_integrity);
 impl_user_store!(SqliteStore);
 impl_session_store!(SqliteStore);
 impl_key_store!(SqliteStore);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use guard_api::metrics::Metrics;
-use guard_api::{AppState, routes, with_middleware};
+use guard_api::{AppState, ServeOptions, routes, with_middleware};
 use guard_core::config::ConfigLoader;
 use guard_store::redis::Redis;
 
@@ -109,6 +109,22 @@ impl TestAppBuilder {
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let metrics = Metrics::install().expect("metrics");
+        // HTTPS as `guard serve` does it when TLS_CERT_FILE and TLS_KEY_FILE are set.
+        let certificates = config.tls.files.as_ref().map(|files| {
+            let store = guard_api::tls::CertificateStore::open(files).unwrap_or_else(|e| panic!("TLS: {e}"));
+            (std::sync::Arc::new(store), files.clone())
+        });
+        let tls = certificates.as_ref().map(|(store, _)| {
+            guard_api::tls::server_config(store.clone(), config.tls.min_version).unwrap_or_else(|e| panic!("TLS: {e}"))
+        });
+        let options = ServeOptions::new(&config.server, tls);
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some((_, files)) = &certificates {
+            // The test certificate is self-signed: trusted as its own root.
+            let pem = std::fs::read(&files.cert).expect("read TLS_CERT_FILE");
+            http = http.tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("TLS_CERT_FILE certificate")]);
+        }
+        let reload_interval = config.tls.reload_interval;
         let db = guard_store::open(&config.database).await.expect("open database");
         db.migrations.up().await.expect("migrate");
         let audit = guard_api::audit_log(&config, &db).expect("audit log");
@@ -131,11 +147,15 @@ impl TestAppBuilder {
             let deliverer = guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone()).expect("deliverer");
             tokio::spawn(deliverer.run(outbox_stop.clone()));
         }
+        if let Some((store, files)) = certificates {
+            tokio::spawn(guard_api::tls::watch(store, files, reload_interval, outbox_stop.clone()));
+        }
         if let Some(url) = &state.config.smtp.url {
             let mailer = guard_core::email::SmtpMailer::new(url.expose(), &state.config.smtp.from).expect("mailer");
             tokio::spawn(state.accounts.outbox().clone().run(mailer, outbox_stop));
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let scheme = options.scheme();
         let server = tokio::spawn(guard_api::serve(
             listener,
             app,
@@ -144,11 +164,12 @@ impl TestAppBuilder {
             },
             drain,
             state.lifecycle.clone(),
+            options,
         ));
         Some(TestApp {
             addr,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            base: format!("{scheme}://{addr}"),
+            http: http.build().expect("client"),
             state,
             database_url: real_url,
             stop: Some(stop),
@@ -163,7 +184,7 @@ impl TestAppBuilder {
 /// database.
 pub struct TestApp {
     pub addr: SocketAddr,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://` when TLS_CERT_FILE is set.
     pub base: String,
     pub http: reqwest::Client,
     pub state: AppState,

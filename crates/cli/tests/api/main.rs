@@ -8,8 +8,10 @@
 mod audit;
 mod auth;
 mod authz;
+mod backup;
 mod cli;
 mod errors;
+mod hardening;
 mod health;
 mod identity;
 mod limits;
@@ -23,5 +25,6 @@ mod risk;
 mod shutdown;
 mod support;
 mod tenants;
+mod tls;
 mod users;
 mod walk;

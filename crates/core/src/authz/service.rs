@@ -476,7 +476,7 @@ impl Authz {
             let written = PolicyVersion {
                 tenant,
                 version: version + 1,
-                created_at: OffsetDateTime::now_utc(),
+                created_at: crate::stored_now(),
                 actor: actor_label(&actor),
                 change: description.to_owned(),
                 snapshot: next,
@@ -728,7 +728,7 @@ impl Authz {
             tenant,
             name: name.to_owned(),
             description,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: crate::stored_now(),
             members: 0,
         };
         let record =

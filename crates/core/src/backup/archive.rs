@@ -247,7 +247,7 @@ impl ArchiveReader {
                 .map_err(|e| invalid(&format!("table {}: row {}: {e}", entry.name, n + 1)))?
             {
                 n += 1;
-                if n % 1_000_000 == 0 {
+                if n.is_multiple_of(1_000_000) {
                     progress(entry, n);
                 }
             }

@@ -88,9 +88,9 @@ impl Value {
                 input.read_exact(&mut word)?;
                 Value::Real(f64::from_le_bytes(word))
             }
-            TAG_TEXT => Value::Text(
-                String::from_utf8(read_bytes(input)?).map_err(|_| invalid("a text value is not UTF-8"))?,
-            ),
+            TAG_TEXT => {
+                Value::Text(String::from_utf8(read_bytes(input)?).map_err(|_| invalid("a text value is not UTF-8"))?)
+            }
             TAG_BYTES => Value::Bytes(read_bytes(input)?),
             other => return Err(invalid(&format!("unknown value tag {other}"))),
         };

@@ -27,7 +27,11 @@ pub fn select_kept(times: &[OffsetDateTime], retention: Retention) -> BTreeSet<u
         (year, u32::from(week))
     };
     let month = |t: OffsetDateTime| (t.year(), u32::from(u8::from(t.month())));
-    for (limit, bucket) in [(retention.daily, &day as &dyn Fn(OffsetDateTime) -> (i32, u32)), (retention.weekly, &week), (retention.monthly, &month)] {
+    for (limit, bucket) in [
+        (retention.daily, &day as &dyn Fn(OffsetDateTime) -> (i32, u32)),
+        (retention.weekly, &week),
+        (retention.monthly, &month),
+    ] {
         let mut seen = BTreeSet::new();
         for &i in &order {
             if seen.len() >= limit as usize {

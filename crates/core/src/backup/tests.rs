@@ -108,7 +108,11 @@ fn retention_keeps_the_newest_of_each_day_week_and_month() {
     let kept_times: Vec<_> = kept.iter().map(|&i| times[i]).collect();
     // 7 days: the 23:00 backup of Nov 24..30.
     for d in 24..=30u8 {
-        let t = time::Date::from_calendar_date(2026, time::Month::November, d).unwrap().with_hms(23, 0, 0).unwrap().assume_utc();
+        let t = time::Date::from_calendar_date(2026, time::Month::November, d)
+            .unwrap()
+            .with_hms(23, 0, 0)
+            .unwrap()
+            .assume_utc();
         assert!(kept_times.contains(&t), "the newest backup of Nov {d} is kept");
         let morning = t - time::Duration::hours(12);
         assert!(!kept_times.contains(&morning), "the older backup of Nov {d} is pruned");
@@ -118,7 +122,11 @@ fn retention_keeps_the_newest_of_each_day_week_and_month() {
     assert!(kept_times.contains(&first_of));
     // 4 ISO weeks (Monday to Sunday): Nov 30 alone, then the weeks ending Nov 29, 22 and 15.
     for d in [22u8, 15] {
-        let t = time::Date::from_calendar_date(2026, time::Month::November, d).unwrap().with_hms(23, 0, 0).unwrap().assume_utc();
+        let t = time::Date::from_calendar_date(2026, time::Month::November, d)
+            .unwrap()
+            .with_hms(23, 0, 0)
+            .unwrap()
+            .assume_utc();
         assert!(kept_times.contains(&t), "the newest backup of the week ending Nov {d} is kept");
     }
     let nov8 = datetime!(2026-11-08 23:00 UTC);

@@ -352,7 +352,10 @@ impl Builder<'_> {
                 let (given, missing) =
                     if cert.is_some() { ("TLS_CERT_FILE", "TLS_KEY_FILE") } else { ("TLS_KEY_FILE", "TLS_CERT_FILE") };
                 self.problems.push(ConfigProblem {
-                    key: format!("{missing} (tls.{})", if missing == "TLS_KEY_FILE" { "key_file" } else { "cert_file" }),
+                    key: format!(
+                        "{missing} (tls.{})",
+                        if missing == "TLS_KEY_FILE" { "key_file" } else { "cert_file" }
+                    ),
                     value: String::new(),
                     expected: format!("set, because {given} is set"),
                 });
@@ -375,7 +378,10 @@ impl Builder<'_> {
         });
         let headers = self.get("cors.allowed_headers", |t| {
             let items: Vec<String> = list(t).into_iter().map(|h| h.to_ascii_lowercase()).collect();
-            items.iter().all(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(items)
+            items
+                .iter()
+                .all(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                .then_some(items)
         });
         let allow_credentials = self.get("cors.allow_credentials", parse_bool);
         let max_age = self.get("cors.max_age", parse::duration);
@@ -464,9 +470,7 @@ impl Builder<'_> {
         let hsts_max_age = self.get("http.hsts_max_age", |t| t.trim().parse::<u64>().ok());
         let nosniff = self.get("http.content_type_nosniff", parse_bool);
         let frame_deny = self.get("http.frame_deny", parse_bool);
-        let csp = self.get("http.content_security_policy", |t| {
-            axum_free_header_value(t).then(|| t.trim().to_owned())
-        });
+        let csp = self.get("http.content_security_policy", |t| axum_free_header_value(t).then(|| t.trim().to_owned()));
         let cors = self.cors();
         let backup_dir = self.get("backup.dir", |t| (!t.trim().is_empty()).then(|| PathBuf::from(t.trim())));
         let keep = |t: &str| parse::integer_in(t, 0, 1000);
@@ -543,11 +547,7 @@ impl Builder<'_> {
                 header_limit: header_limit?,
                 header_timeout: header_timeout?,
             },
-            tls: super::TlsConfig {
-                files: tls_files?,
-                min_version: tls_min_version?,
-                reload_interval: tls_reload?,
-            },
+            tls: super::TlsConfig { files: tls_files?, min_version: tls_min_version?, reload_interval: tls_reload? },
             http: super::HttpSecurityConfig {
                 hsts_max_age: hsts_max_age?,
                 content_type_nosniff: nosniff?,

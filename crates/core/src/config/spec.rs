@@ -437,7 +437,13 @@ pub const SETTINGS: &[Setting] = &[
         "true or false",
         "Serve /debug/pprof/profile and /debug/vars (administrators only, or on ADMIN_LISTEN).",
     ),
-    s("tls.cert_file", "TLS_CERT_FILE", None, "a path to a PEM certificate chain", "Serve HTTPS with this certificate chain (with TLS_KEY_FILE)."),
+    s(
+        "tls.cert_file",
+        "TLS_CERT_FILE",
+        None,
+        "a path to a PEM certificate chain",
+        "Serve HTTPS with this certificate chain (with TLS_KEY_FILE).",
+    ),
     s("tls.key_file", "TLS_KEY_FILE", None, "a path to a PEM private key", "The private key of TLS_CERT_FILE."),
     s("tls.min_version", "TLS_MIN_VERSION", Some("1.2"), "1.2 or 1.3", "Oldest TLS version accepted."),
     s(
@@ -498,10 +504,34 @@ pub const SETTINGS: &[Setting] = &[
         "Let cross-origin requests carry cookies (never with the * origin).",
     ),
     s("cors.max_age", "CORS_MAX_AGE", Some("10m"), DURATION, "How long browsers may cache a preflight answer."),
-    s("backup.dir", "BACKUP_DIR", Some("backups"), "a directory path", "Where `guard backup create` writes and where --latest looks."),
-    s("backup.keep_daily", "BACKUP_KEEP_DAILY", Some("7"), "a number from 0 to 1000", "`guard backup prune`: newest backup of each of this many days is kept."),
-    s("backup.keep_weekly", "BACKUP_KEEP_WEEKLY", Some("4"), "a number from 0 to 1000", "`guard backup prune`: newest backup of each of this many weeks is kept."),
-    s("backup.keep_monthly", "BACKUP_KEEP_MONTHLY", Some("12"), "a number from 0 to 1000", "`guard backup prune`: newest backup of each of this many months is kept."),
+    s(
+        "backup.dir",
+        "BACKUP_DIR",
+        Some("backups"),
+        "a directory path",
+        "Where `guard backup create` writes and where --latest looks.",
+    ),
+    s(
+        "backup.keep_daily",
+        "BACKUP_KEEP_DAILY",
+        Some("7"),
+        "a number from 0 to 1000",
+        "`guard backup prune`: newest backup of each of this many days is kept.",
+    ),
+    s(
+        "backup.keep_weekly",
+        "BACKUP_KEEP_WEEKLY",
+        Some("4"),
+        "a number from 0 to 1000",
+        "`guard backup prune`: newest backup of each of this many weeks is kept.",
+    ),
+    s(
+        "backup.keep_monthly",
+        "BACKUP_KEEP_MONTHLY",
+        Some("12"),
+        "a number from 0 to 1000",
+        "`guard backup prune`: newest backup of each of this many months is kept.",
+    ),
     s(
         "maintenance.interval",
         "MAINTENANCE_INTERVAL",
@@ -514,7 +544,7 @@ pub const SETTINGS: &[Setting] = &[
         "MAINTENANCE_EXPIRED_GRACE",
         Some("7d"),
         DURATION,
-        "Maintenance deletes sessions, tokens and challenges expired longer ago than this.",
+        "Maintenance deletes sessions, tokens, sent mail and sign-in records older than this (challenges as soon as they expire).",
     ),
 ];
 

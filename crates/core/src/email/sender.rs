@@ -107,7 +107,7 @@ impl OutboxSender {
         for message in &batch {
             let result = mailer.send(message).await;
             let outcome = match &result {
-                Ok(()) => self.store.mark_sent(message.id, OffsetDateTime::now_utc()).await,
+                Ok(()) => self.store.mark_sent(message.id, crate::stored_now()).await,
                 Err(e) => {
                     let next = (!e.permanent && message.attempts < MAX_ATTEMPTS).then(|| {
                         now_ms().saturating_add(i64::try_from(backoff(message.attempts).as_millis()).unwrap_or(0))

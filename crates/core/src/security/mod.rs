@@ -171,7 +171,7 @@ impl BruteForce {
         let Some(ip) = ip else { return Ok(()) };
         let failures = self.store.ip_failures_since(ip, now - 60).await?;
         if failures > u64::from(self.config.ip_block_threshold) && self.store.ip_block(ip, now).await?.is_none() {
-            let at = OffsetDateTime::now_utc();
+            let at = crate::stored_now();
             let block = IpBlock {
                 ip: ip.to_owned(),
                 tenant: Some(tenant),
