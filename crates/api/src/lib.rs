@@ -11,6 +11,7 @@ mod audit_routes;
 mod auth_routes;
 mod authz_routes;
 mod context;
+mod debug;
 pub mod error;
 pub mod extract;
 mod hardening;
@@ -30,6 +31,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
+pub use debug::admin_listener_routes;
 pub use error::ApiError;
 pub use limits::ClientIp;
 pub use security_routes::blocked_ips_json;
@@ -55,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(security_routes::routes())
         .merge(audit_routes::routes())
         .merge(authz_routes::routes())
+        .merge(debug::routes())
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
 }

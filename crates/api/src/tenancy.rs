@@ -170,6 +170,9 @@ pub(crate) fn admin_action(method: &axum::http::Method, path: &str) -> &'static 
     if path.starts_with("/admin/") {
         return "platform.read";
     }
+    if path.starts_with("/debug/") {
+        return "platform.debug";
+    }
     match (area, read) {
         ("audit", _) if rest.starts_with("audit/export") => "audit.export",
         ("audit", _) if rest.starts_with("audit/verify") => "audit.verify",

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 
 /// The gauge holding the expiry of the served certificate.
-const EXPIRY_GAUGE: &str = "guard_certificate_expiry_timestamp_seconds";
+pub const EXPIRY_GAUGE: &str = "guard_certificate_expiry_timestamp_seconds";
 
 static TLS12_AND_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];

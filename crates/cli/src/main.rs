@@ -20,6 +20,7 @@ macro_rules! say {
 mod audit_cmd;
 mod backup_cmd;
 mod bootstrap;
+mod cert_cmd;
 mod config_cmd;
 mod database;
 mod health_cmd;
@@ -113,6 +114,11 @@ enum Command {
     },
     /// Replace the database with a backup (from either backend).
     Restore(backup_cmd::RestoreArgs),
+    /// TLS certificates and token-signing keys, with their expiry.
+    Cert {
+        #[command(subcommand)]
+        action: cert_cmd::CertAction,
+    },
     /// Delete expired data, apply audit retention, VACUUM/ANALYZE.
     Maintenance {
         #[command(subcommand)]
@@ -202,6 +208,7 @@ fn main() -> ExitCode {
             Command::Policy { action } => policy_cmd::run(cli.config, action).await,
             Command::Backup { action } => backup_cmd::run(cli.config, action).await,
             Command::Restore(args) => backup_cmd::restore(cli.config, args).await,
+            Command::Cert { action } => cert_cmd::run(cli.config, action).await,
             Command::Maintenance { action } => ops_cmd::maintenance(cli.config, action).await,
             Command::Db { action } => ops_cmd::db(cli.config, action).await,
             Command::Metrics { action } => ops_cmd::metrics(cli.config, action).await,

@@ -51,6 +51,14 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.server.listen)))?;
+    let admin_listener = match config.debug.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Failure::Runtime(format!("cannot listen on ADMIN_LISTEN {addr}: {e}")))?,
+        ),
+        None => None,
+    };
 
     let redis = Redis::open(&config.redis).map_err(|e| {
         let url = config.redis.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
@@ -72,7 +80,24 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     let mut background = start_background(&state, background_stop.clone()).await?;
     if let (Some(store), Some(files)) = (certificates, state.config.tls.files.clone()) {
         let interval = state.config.tls.reload_interval;
-        background.push(tokio::spawn(guard_api::tls::watch(store, files, interval, background_stop)));
+        background.push(tokio::spawn(guard_api::tls::watch(store, files, interval, background_stop.clone())));
+    }
+    if let Some(admin) = admin_listener {
+        // Plain HTTP, no sign-in: bind ADMIN_LISTEN to an address only operators reach.
+        let admin_addr = admin.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
+        tracing::info!(listen = %admin_addr, pprof = state.config.debug.enable_pprof, "administrators' listener is ready");
+        let app = guard_api::with_middleware(guard_api::admin_listener_routes(), state.clone());
+        let admin_options = ServeOptions::new(&state.config.server, None);
+        let mut stop = background_stop.clone();
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        let lifecycle = guard_api::Lifecycle::default();
+        background.push(tokio::spawn(async move {
+            if let Err(e) = guard_api::serve(admin, app, stopped, POOL_CLOSE_TIMEOUT, lifecycle, admin_options).await {
+                tracing::warn!(error = %e, "the administrators' listener stopped");
+            }
+        }));
     }
     let lifecycle = state.lifecycle.clone();
     let listen = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -136,9 +161,14 @@ async fn start_background(
         tasks.push(tokio::spawn(deliverer.run(stop.clone())));
     }
     let (tenants, audit, retention) = (state.tenants.clone(), state.audit.clone(), state.config.audit.retention);
+    let (keys, key_max_age) = (state.keys.clone(), state.config.security.signing_key_max_age);
     let mut retention_stop = stop.clone();
     tasks.push(tokio::spawn(async move {
         loop {
+            match crate::cert_cmd::signing_keys(&tenants, &keys, key_max_age).await {
+                Ok(found) => crate::cert_cmd::export_key_expiry(&found),
+                Err(e) => tracing::warn!(error = %e, "cannot list signing keys for their expiry"),
+            }
             match guard_api::apply_audit_retention(&tenants, &audit, retention).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "audit events past their retention deleted"),

@@ -40,6 +40,7 @@ pub const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("security.read", "list blocked addresses"),
     ("security.write", "block and unblock addresses, unlock accounts"),
     ("platform.read", "read every tenant's authorization overview under /admin (default tenant only)"),
+    ("platform.debug", "CPU profiles and runtime statistics under /debug (default tenant only)"),
 ];
 
 /// guard's entity types, merged with every tenant's schema so that tenant policies

@@ -511,6 +511,8 @@ impl Builder<'_> {
         });
         let master_key_path = self.get("security.master_key_path", |t| (!t.is_empty()).then(|| PathBuf::from(t)));
         let signing_algorithm = self.get("security.signing_algorithm", |t| t.parse().ok());
+        let signing_key_max_age =
+            self.get("security.signing_key_max_age", |t| parse::duration(t).filter(|d| d.as_secs() >= 3600));
         let smtp_url = self.optional("smtp.url", |t| valid_smtp_url(t).then(|| Secret::new(t)));
         let smtp_from = self.get("smtp.from", |t| t.parse::<lettre::message::Mailbox>().is_ok().then(|| t.to_owned()));
         let templates_dir = self.optional("smtp.templates_dir", |t| (!t.is_empty()).then(|| PathBuf::from(t)));
@@ -591,6 +593,7 @@ impl Builder<'_> {
                 master_key: master_key.ok()?,
                 master_key_path: master_key_path?,
                 signing_algorithm: signing_algorithm?,
+                signing_key_max_age: signing_key_max_age?,
             },
             smtp: super::SmtpConfig { url: smtp_url.ok()?, from: smtp_from?, templates_dir: templates_dir.ok()? },
             bootstrap: super::BootstrapConfig { admin_email: admin_email.ok()?, admin_password: admin_password.ok()? },

@@ -141,6 +141,8 @@ pub struct SecurityConfig {
     pub master_key_path: PathBuf,
     /// Algorithm of newly created signing keys.
     pub signing_algorithm: crate::keys::SigningAlgorithm,
+    /// When an active signing key is due for rotation.
+    pub signing_key_max_age: Duration,
 }
 
 /// Outgoing email.

@@ -208,6 +208,13 @@ pub const SETTINGS: &[Setting] = &[
         "EdDSA or ES256",
         "Algorithm of new token signing keys.",
     ),
+    s(
+        "security.signing_key_max_age",
+        "SIGNING_KEY_MAX_AGE",
+        Some("90d"),
+        DURATION,
+        "Age at which an active signing key is due for rotation (`guard cert list`, guard_certificate_expiry_timestamp_seconds).",
+    ),
     secret(
         "smtp.url",
         "SMTP_URL",
