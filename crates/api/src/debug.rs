@@ -25,7 +25,10 @@ const FREQUENCY: i32 = 100;
 /// The debug routes behind administrator sign-in (404 unless ENABLE_PPROF).
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/debug/pprof/profile", get(|_: PlatformAdmin, s: State<AppState>, q: Query<ProfileQuery>| profile(s, q)))
+        .route(
+            "/debug/pprof/profile",
+            get(|_: PlatformAdmin, s: State<AppState>, q: Query<ProfileQuery>| profile(s, q)),
+        )
         .route("/debug/vars", get(|_: PlatformAdmin, s: State<AppState>| vars(s)))
 }
 
@@ -58,14 +61,18 @@ async fn profile(State(state): State<AppState>, Query(query): Query<ProfileQuery
     // The request must finish before the request timeout cuts it.
     let limit = MAX_PROFILE.min(state.config.server.request_timeout.saturating_sub(Duration::from_secs(1)));
     if seconds == 0 || Duration::from_secs(seconds) > limit {
-        return Err(ApiError::new(ErrorCode::InvalidParameter)
-            .detail(format!("seconds must be from 1 to {} (GUARD_REQUEST_TIMEOUT minus one, at most 60)", limit.as_secs())));
+        return Err(ApiError::new(ErrorCode::InvalidParameter).detail(format!(
+            "seconds must be from 1 to {} (GUARD_REQUEST_TIMEOUT minus one, at most 60)",
+            limit.as_secs()
+        )));
     }
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(FREQUENCY)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
         .build()
-        .map_err(|_| ApiError::new(ErrorCode::Conflict).detail("a profile is already being taken; try again after it"))?;
+        .map_err(|_| {
+            ApiError::new(ErrorCode::Conflict).detail("a profile is already being taken; try again after it")
+        })?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         use pprof::protos::Message as _;

@@ -474,7 +474,7 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
             Ok(n)
         });
         // Progress comes from the loader's side: rows are counted as they arrive.
-        let (count_tx, mut counted) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(4);
+        let (count_tx, counted) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(4);
         let total = entry.rows;
         let table_name = name.clone();
         let forward = async {
@@ -488,7 +488,7 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
             }
             drop(count_tx);
         };
-        let (_, loaded) = tokio::join!(forward, loader.load(name, &entry.columns, &mut counted));
+        let (_, loaded) = tokio::join!(forward, loader.load(name, &entry.columns, counted));
         let loaded = loaded.map_err(|e| store_failure(&e, database))?;
         let decoded = decoder.await.map_err(runtime)?.map_err(bad)?;
         if loaded != entry.rows || decoded != entry.rows {

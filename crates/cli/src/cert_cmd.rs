@@ -162,7 +162,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: CertAction) -> Result<(),
         Some(within) if !all.is_empty() => Err(Failure::Runtime(format!(
             "{} certificates or keys expire within {}",
             all.len(),
-            humantime::format_duration(within)
+            crate::ops_cmd::humantime_duration(within)
         ))),
         _ => Ok(()),
     }

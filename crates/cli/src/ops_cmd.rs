@@ -106,7 +106,7 @@ pub(crate) async fn run_maintenance(
     Ok(MaintenanceReport { lines, deleted })
 }
 
-fn humantime_duration(d: std::time::Duration) -> String {
+pub(crate) fn humantime_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     if secs.is_multiple_of(86_400) { format!("{}d", secs / 86_400) } else { format!("{secs}s") }
 }

@@ -15,13 +15,13 @@ use guard_core::config::{DatabaseConfig, DatabaseKind};
 use guard_core::store::{Backend, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection, Row, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection, Row, ValueRef};
 use tokio::sync::mpsc;
 
 use crate::error::from_sqlx;
 
 /// The migrations table is not data: a backup records the schema version instead.
-const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+pub(crate) const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
 /// One table: its columns in order, with their PostgreSQL types where known.
 #[derive(Debug, Clone)]
@@ -33,7 +33,8 @@ pub struct Table {
 }
 
 enum Conn {
-    Sqlite(SqliteConnection),
+    /// Taken out while a blocking thread reads through it.
+    Sqlite(Option<rusqlite::Connection>),
     Postgres(PgConnection),
 }
 
@@ -44,31 +45,32 @@ enum ConnRef<'a> {
 }
 
 impl Conn {
-    fn by_ref(&mut self) -> ConnRef<'_> {
+    fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
         match self {
-            Conn::Sqlite(c) => ConnRef::Sqlite(c),
-            Conn::Postgres(c) => ConnRef::Postgres(c),
+            Conn::Sqlite(Some(c)) => Ok(c),
+            _ => Err(StoreError::Unavailable("the snapshot's connection was lost".into())),
         }
     }
 }
 
 /// The connection a restore loads through: PostgreSQL's inside one transaction.
 enum LoadConn {
-    Sqlite(SqliteConnection),
+    /// Taken out while a blocking thread writes through it.
+    Sqlite(Option<rusqlite::Connection>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 /// One encoded chunk of rows of a table.
 pub type Chunk = (Vec<u8>, u64);
 /// Rows are sent in chunks of about this many bytes.
-const CHUNK_BYTES: usize = 1 << 20;
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 
 /// A consistent read of the whole database.
 pub struct Snapshot {
     conn: Conn,
 }
 
-fn quote(ident: &str) -> String {
+pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
@@ -86,27 +88,27 @@ impl Snapshot {
     /// Opens a connection and starts the snapshot.
     pub async fn begin(config: &DatabaseConfig) -> Result<Snapshot, StoreError> {
         let url = config.url.expose();
-        let mut conn = match config.kind() {
+        match config.kind() {
             DatabaseKind::Sqlite => {
-                let options = sqlite_options(url)?.busy_timeout(config.sqlite_busy_timeout).read_only(true);
-                Conn::Sqlite(options.connect().await.map_err(from_sqlx)?)
+                let path = sqlite_options(url)?.get_filename().to_path_buf();
+                if !path.exists() {
+                    return Err(StoreError::Unavailable(format!("no database file at {}", path.display())));
+                }
+                let busy = config.sqlite_busy_timeout;
+                let conn = tokio::task::spawn_blocking(move || crate::backup_sqlite::open_snapshot(&path, busy))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                Ok(Snapshot { conn: Conn::Sqlite(Some(conn)) })
             }
-            DatabaseKind::Postgres => Conn::Postgres(pg_options(url)?.connect().await.map_err(from_sqlx)?),
-        };
-        match &mut conn {
-            Conn::Sqlite(c) => {
-                sqlx::query("BEGIN").execute(&mut *c).await.map_err(from_sqlx)?;
-                // A read transaction takes its snapshot at its first read.
-                sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut *c).await.map_err(from_sqlx)?;
-            }
-            Conn::Postgres(c) => {
+            DatabaseKind::Postgres => {
+                let mut c = pg_options(url)?.connect().await.map_err(from_sqlx)?;
                 sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .execute(&mut *c)
+                    .execute(&mut c)
                     .await
                     .map_err(from_sqlx)?;
+                Ok(Snapshot { conn: Conn::Postgres(c) })
             }
         }
-        Ok(Snapshot { conn })
     }
 
     pub fn backend(&self) -> Backend {
@@ -118,26 +120,44 @@ impl Snapshot {
 
     /// The latest migration applied (0 for an empty database).
     pub async fn schema_version(&mut self) -> Result<i64, StoreError> {
-        read_schema_version(self.conn.by_ref()).await
+        match &mut self.conn {
+            Conn::Sqlite(_) => crate::backup_sqlite::schema_version(self.conn.sqlite()?),
+            Conn::Postgres(c) => read_schema_version(ConnRef::Postgres(c)).await,
+        }
     }
 
     /// Every table but the migrations table, parents before children.
     pub async fn tables(&mut self) -> Result<Vec<Table>, StoreError> {
-        tables(self.conn.by_ref()).await
+        match &mut self.conn {
+            Conn::Sqlite(_) => order(crate::backup_sqlite::tables(self.conn.sqlite()?)?),
+            Conn::Postgres(c) => tables(ConnRef::Postgres(c)).await,
+        }
     }
 
     pub async fn count(&mut self, table: &Table) -> Result<u64, StoreError> {
         let sql = format!("SELECT count(*) FROM {}", quote(&table.name));
         let n: i64 = match &mut self.conn {
-            Conn::Sqlite(c) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(c).await,
-            Conn::Postgres(c) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(c).await,
-        }
-        .map_err(from_sqlx)?;
+            Conn::Sqlite(_) => return crate::backup_sqlite::count(self.conn.sqlite()?, &table.name),
+            Conn::Postgres(c) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(c).await.map_err(from_sqlx)?,
+        };
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Sends every row of `table`, encoded, in chunks; returns the rows sent.
     pub async fn export(&mut self, table: &Table, out: &mpsc::Sender<Chunk>) -> Result<u64, StoreError> {
+        if let Conn::Sqlite(slot) = &mut self.conn {
+            let conn =
+                slot.take().ok_or_else(|| StoreError::Unavailable("the snapshot's connection was lost".into()))?;
+            let (name, columns, out) = (table.name.clone(), table.columns.clone(), out.clone());
+            let (conn, result) = tokio::task::spawn_blocking(move || {
+                let result = crate::backup_sqlite::export(&conn, &name, &columns, &out);
+                (conn, result)
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            *slot = Some(conn);
+            return result;
+        }
         let columns = table.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {columns} FROM {}", quote(&table.name));
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
@@ -161,9 +181,8 @@ impl Snapshot {
                 }
             }};
         }
-        match &mut self.conn {
-            Conn::Sqlite(c) => pump!(&mut *c, sqlite_value),
-            Conn::Postgres(c) => pump!(&mut *c, pg_value),
+        if let Conn::Postgres(c) = &mut self.conn {
+            pump!(&mut *c, pg_value);
         }
         if rows_in_chunk > 0 {
             total += rows_in_chunk;
@@ -175,10 +194,11 @@ impl Snapshot {
     /// Ends the snapshot.
     pub async fn close(self) -> Result<(), StoreError> {
         match self.conn {
-            Conn::Sqlite(mut c) => {
-                sqlx::query("COMMIT").execute(&mut c).await.map_err(from_sqlx)?;
-                c.close().await.map_err(from_sqlx)
+            Conn::Sqlite(Some(c)) => {
+                c.execute_batch("COMMIT").map_err(crate::backup_sqlite::fail)?;
+                c.close().map_err(|(_, e)| crate::backup_sqlite::fail(e))
             }
+            Conn::Sqlite(None) => Ok(()),
             Conn::Postgres(mut c) => {
                 sqlx::query("COMMIT").execute(&mut c).await.map_err(from_sqlx)?;
                 c.close().await.map_err(from_sqlx)
@@ -189,21 +209,6 @@ impl Snapshot {
 
 fn unsupported(column: &str, type_name: &str) -> StoreError {
     StoreError::Migration(format!("column {column}: type {type_name} cannot be backed up"))
-}
-
-fn sqlite_value(row: &sqlx::sqlite::SqliteRow, i: usize, _: &[String]) -> Result<Value, StoreError> {
-    let raw = row.try_get_raw(i).map_err(from_sqlx)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    let type_name = raw.type_info().name().to_owned();
-    Ok(match type_name.as_str() {
-        "TEXT" => Value::Text(row.try_get(i).map_err(from_sqlx)?),
-        "BLOB" => Value::Bytes(row.try_get(i).map_err(from_sqlx)?),
-        "REAL" => Value::Real(row.try_get(i).map_err(from_sqlx)?),
-        "INTEGER" | "BOOLEAN" => Value::Int(row.try_get(i).map_err(from_sqlx)?),
-        other => return Err(unsupported(row.column(i).name(), other)),
-    })
 }
 
 fn pg_value(row: &sqlx::postgres::PgRow, i: usize, types: &[String]) -> Result<Value, StoreError> {
@@ -268,8 +273,6 @@ async fn read_schema_version(conn: ConnRef<'_>) -> Result<i64, StoreError> {
 /// Tables with their columns and the tables they reference, ordered so that every
 /// table comes after those it references.
 async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
-    // Per table: its columns, their PostgreSQL types, and the tables it references.
-    type Found = (Vec<String>, Vec<String>, BTreeSet<String>);
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     match conn {
         ConnRef::Sqlite(c) => {
@@ -331,6 +334,14 @@ async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
             }
         }
     }
+    order(found)
+}
+
+/// Per table: its columns, their PostgreSQL types, and the tables it references.
+pub(crate) type Found = (Vec<String>, Vec<String>, BTreeSet<String>);
+
+/// The tables, each after the tables it references.
+fn order(mut found: BTreeMap<String, Found>) -> Result<Vec<Table>, StoreError> {
     let mut ordered = Vec::new();
     let mut placed = BTreeSet::new();
     while !found.is_empty() {
@@ -415,8 +426,13 @@ impl Loader {
                     let sql = format!("DELETE FROM {}", quote(&table.name));
                     sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(from_sqlx)?;
                 }
+                conn.close().await.map_err(from_sqlx)?;
+                let path = staging.clone();
+                let conn = tokio::task::spawn_blocking(move || crate::backup_sqlite::open_for_load(&path))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                 Ok(Loader {
-                    conn: LoadConn::Sqlite(conn),
+                    conn: LoadConn::Sqlite(Some(conn)),
                     sqlite_paths: Some((staging, target)),
                     tables,
                     deferred: deferred.into_iter().map(|(_, _, sql)| sql).collect(),
@@ -457,7 +473,7 @@ impl Loader {
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &mut mpsc::Receiver<Vec<Vec<Value>>>,
+        rows: mpsc::Receiver<Vec<Vec<Value>>>,
     ) -> Result<u64, StoreError> {
         let target = self
             .tables
@@ -472,7 +488,19 @@ impl Loader {
         }
         let list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         match &mut self.conn {
-            LoadConn::Sqlite(conn) => load_sqlite(conn, table, &list, columns.len(), rows).await,
+            LoadConn::Sqlite(slot) => {
+                let lost = || StoreError::Unavailable("the restore's connection was lost".into());
+                let conn = slot.take().ok_or_else(lost)?;
+                let (name, columns) = (table.to_owned(), columns.to_vec());
+                let (conn, result) = tokio::task::spawn_blocking(move || {
+                    let result = crate::backup_sqlite::load(&conn, &name, &columns, rows);
+                    (conn, result)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                *slot = Some(conn);
+                result
+            }
             LoadConn::Postgres(conn) => {
                 let types: Vec<String> = columns
                     .iter()
@@ -480,7 +508,8 @@ impl Loader {
                         target.columns.iter().position(|t| t == c).map(|i| target.types[i].clone()).unwrap_or_default()
                     })
                     .collect();
-                load_pg(conn, table, &list, &types, rows).await
+                let mut rows = rows;
+                load_pg(conn, table, &list, &types, &mut rows).await
             }
         }
     }
@@ -488,21 +517,12 @@ impl Loader {
     /// Makes the restored data the database.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.conn {
-            LoadConn::Sqlite(mut conn) => {
-                for sql in &self.deferred {
-                    sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.map_err(from_sqlx)?;
-                }
-                let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
-                    .fetch_all(&mut conn)
+            LoadConn::Sqlite(slot) => {
+                let conn = slot.ok_or_else(|| StoreError::Unavailable("the restore's connection was lost".into()))?;
+                let deferred = self.deferred.clone();
+                tokio::task::spawn_blocking(move || crate::backup_sqlite::finish_load(conn, &deferred))
                     .await
-                    .map_err(from_sqlx)?;
-                if let Some((table,)) = broken.first() {
-                    return Err(StoreError::Migration(format!(
-                        "the backup breaks a foreign key of table {table}; the database is unchanged"
-                    )));
-                }
-                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.map_err(from_sqlx)?;
-                conn.close().await.map_err(from_sqlx)?;
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                 if let Some((staging, target)) = self.sqlite_paths {
                     // A WAL left from the old database would be replayed into the new one.
                     for stale in [sibling(&target, "wal"), sibling(&target, "shm")] {
@@ -577,60 +597,6 @@ async fn run_pg_migrations(conn: &mut PgConnection, schema_version: i64) -> Resu
     let mut migrator = crate::migrate::migrator(Backend::Postgres);
     migrator.set_locking(false);
     migrator.run_to(schema_version, &mut *conn).await.map_err(crate::migrate::from_migrate)
-}
-
-/// Rows per INSERT statement: SQLite allows 32766 bound values.
-fn rows_per_statement(columns: usize) -> usize {
-    (32_000 / columns.max(1)).clamp(1, 500)
-}
-
-async fn load_sqlite(
-    conn: &mut SqliteConnection,
-    table: &str,
-    list: &str,
-    width: usize,
-    rows: &mut mpsc::Receiver<Vec<Vec<Value>>>,
-) -> Result<u64, StoreError> {
-    let per = rows_per_statement(width);
-    let one = format!("({})", vec!["?"; width].join(", "));
-    let statement =
-        |n: usize| format!("INSERT INTO {} ({list}) VALUES {}", quote(table), vec![one.as_str(); n].join(", "));
-    let full = statement(per);
-    let mut pending: Vec<Vec<Value>> = Vec::with_capacity(per);
-    let mut total = 0u64;
-    sqlx::query("BEGIN").execute(&mut *conn).await.map_err(from_sqlx)?;
-    async fn insert(conn: &mut SqliteConnection, sql: &str, rows: &[Vec<Value>]) -> Result<(), StoreError> {
-        let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
-        for row in rows {
-            for value in row {
-                query = match value {
-                    Value::Null => query.bind(None::<i64>),
-                    Value::Int(n) => query.bind(*n),
-                    Value::Real(x) => query.bind(*x),
-                    Value::Text(s) => query.bind(s.clone()),
-                    Value::Bytes(b) => query.bind(b.clone()),
-                };
-            }
-        }
-        query.execute(&mut *conn).await.map_err(from_sqlx)?;
-        Ok(())
-    }
-    while let Some(batch) = rows.recv().await {
-        for row in batch {
-            pending.push(row);
-            if pending.len() == per {
-                insert(conn, &full, &pending).await?;
-                total += per as u64;
-                pending.clear();
-            }
-        }
-    }
-    if !pending.is_empty() {
-        insert(conn, &statement(pending.len()), &pending).await?;
-        total += pending.len() as u64;
-    }
-    sqlx::query("COMMIT").execute(&mut *conn).await.map_err(from_sqlx)?;
-    Ok(total)
 }
 
 async fn load_pg(

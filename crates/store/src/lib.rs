@@ -7,6 +7,7 @@
 mod audit;
 mod authz;
 pub mod backup;
+mod backup_sqlite;
 mod email;
 mod error;
 mod keys;

@@ -21,9 +21,9 @@ use tokio::net::TcpStream;
 use crate::support::{GUARD, test_routes};
 
 /// A self-signed certificate made by openssl, and its key.
-struct TestCert {
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct TestCert {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     pem: Vec<u8>,
     /// The certificate as a server presents it.
     der: Vec<u8>,
@@ -33,7 +33,7 @@ impl TestCert {
     /// A P-256 certificate for CN=`cn`, valid 30 days for localhost and 127.0.0.1.
     /// Not a CA (openssl's default for -x509): clients refuse a CA certificate as a
     /// server's own, but trust a self-signed leaf given to them as a root.
-    fn create(dir: &Path, name: &str, cn: &str) -> TestCert {
+    pub(crate) fn create(dir: &Path, name: &str, cn: &str) -> TestCert {
         let config = dir.join(format!("{name}.cnf"));
         std::fs::write(
             &config,
@@ -87,8 +87,8 @@ fn tls_app(cert: &TestCert) -> TestAppBuilder {
 
 /// The files guard is configured with, which a renewal replaces.
 struct Served {
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Served {

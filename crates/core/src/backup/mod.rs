@@ -50,8 +50,9 @@ pub enum Value {
 const TAG_NULL: u8 = 0;
 const TAG_INT: u8 = 1;
 const TAG_REAL: u8 = 2;
-const TAG_TEXT: u8 = 3;
-const TAG_BYTES: u8 = 4;
+/// Tags of values whose bytes follow a little-endian u32 length.
+pub const TAG_TEXT: u8 = 3;
+pub const TAG_BYTES: u8 = 4;
 
 impl Value {
     /// Appends the encoding of this value to `out`.

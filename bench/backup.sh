@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Backup and restore at scale: 1,000,000 users, a session each, and 10,000,000 audit
+# events, on SQLite or PostgreSQL. Each guard figure has its baseline, measured in the
+# same run on the same database: SQLite's VACUUM INTO (a raw copy, uncompressed), and
+# pg_dump -Fc / pg_restore for PostgreSQL.
+#
+#   bash bench/backup.sh                       # SQLite
+#   BACKEND=postgres bash bench/backup.sh      # PostgreSQL on 127.0.0.1
+#   USERS=100000 EVENTS=1000000 bash bench/backup.sh   # smaller
+#   CROSS=0 bash bench/backup.sh               # skip restoring into the other backend
+#
+# The rows are written by SQL, not through guard (hours otherwise): same columns and
+# sizes as guard's own, but the audit rows carry random MACs and hashes, so their
+# chain does not verify; backup and restore do not look at that.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guard-target}"
+BACKEND="${BACKEND:-sqlite}"
+USERS="${USERS:-1000000}"
+EVENTS="${EVENTS:-10000000}"
+CROSS="${CROSS:-1}"
+BIN="$CARGO_TARGET_DIR/release"
+
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_name=guard_backup_bench
+cargo build --release --quiet --bin guard
+
+export GUARD_MASTER_KEY="dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=" LOG_LEVEL=warn
+export BACKUP_DIR="$work/backups"
+# A real Argon2id hash, the same for every user.
+HASH='$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vv8lR3x3QmKJQ5lLh1Q4cJ2m7yq1l3vQ6Fz3r4mGkqM'
+
+seconds() { local s; s=$(date +%s.%N); "$@" >"$work/out" 2>"$work/err" || { cat "$work/out" "$work/err"; exit 1; }; echo "$(date +%s.%N) - $s" | bc; }
+size() { du -b "$1" | cut -f1; }
+mib() { echo "scale=1; $1 / 1048576" | bc; }
+
+fresh_database
+DATABASE_URL="$url" "$BIN/guard" migrate up --no-backup >/dev/null
+# Any command past migrations creates the default tenant.
+DATABASE_URL="$url" "$BIN/guard" tenant list >/dev/null
+echo "seeding $USERS users with a session each and $EVENTS audit events ($BACKEND)"
+start=$(date +%s)
+if [ "$BACKEND" = postgres ]; then
+  psql -qU postgres -h 127.0.0.1 -d "$database" -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO users (id, tenant_id, email, display_name, status, password_hash, password_change_required, created_at, updated_at, roles)
+SELECT gen_random_uuid(), (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
+       'active', '$HASH', false, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', '[]'
+FROM generate_series(1, $USERS) i;
+INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent)
+SELECT gen_random_uuid(), tenant_id, id, sha256(id::text::bytea), created_at, created_at,
+       '2026-12-31T00:00:00Z', '2026-12-31T00:00:00Z', '10.0.0.1', 'Mozilla/5.0 (bench)'
+FROM users;
+INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, request_id, details, mac, hash)
+SELECT gen_random_uuid(), (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
+       'user:' || (i % 1000000), 'session', 'success', '10.0.' || (i % 250) || '.' || (i % 200), 'Mozilla/5.0 (bench)',
+       'req-' || i, '{"method":"password"}', sha256(('m' || i)::bytea), sha256(('h' || i)::bytea)
+FROM generate_series(1, $EVENTS) i;
+ANALYZE;
+SQL
+  db_bytes=$(psql -tAU postgres -h 127.0.0.1 -d "$database" -c "SELECT pg_database_size(current_database())")
+else
+  sqlite3 -bail "$work/data/guard.db" <<SQL
+PRAGMA synchronous = OFF;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $USERS)
+INSERT INTO users (id, tenant_id, email, display_name, status, password_hash, password_change_required, created_at, updated_at, roles)
+SELECT randomblob(16), (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
+       'active', '$HASH', 0, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', '[]' FROM n;
+INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent)
+SELECT randomblob(16), tenant_id, id, randomblob(32), created_at, created_at,
+       '2026-12-31T00:00:00Z', '2026-12-31T00:00:00Z', '10.0.0.1', 'Mozilla/5.0 (bench)' FROM users;
+COMMIT;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $EVENTS)
+INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, request_id, details, mac, hash)
+SELECT randomblob(16), (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
+       'user:' || (i % 1000000), 'session', 'success', '10.0.' || (i % 250) || '.' || (i % 200), 'Mozilla/5.0 (bench)',
+       'req-' || i, '{"method":"password"}', randomblob(32), randomblob(32) FROM n;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+  db_bytes=$(size "$work/data/guard.db")
+fi
+echo "seeded in $(( $(date +%s) - start ))s; database $(mib "$db_bytes") MiB"
+source_url="$url"
+source_database="$database"
+
+t=$(seconds env DATABASE_URL="$source_url" "$BIN/guard" backup create --name bench)
+file="$BACKUP_DIR/bench.guardbak"
+printf '%-44s %8.1f s   %9s MiB\n' "guard backup create" "$t" "$(mib "$(size "$file")")"
+t=$(seconds env DATABASE_URL="$source_url" "$BIN/guard" backup verify "$file")
+printf '%-44s %8.1f s\n' "guard backup verify (checksums, every row)" "$t"
+if [ "$BACKEND" = postgres ]; then
+  t=$(seconds pg_dump -Fc -U postgres -h 127.0.0.1 -f "$work/baseline.dump" "$source_database")
+  printf '%-44s %8.1f s   %9s MiB\n' "baseline: pg_dump -Fc" "$t" "$(mib "$(size "$work/baseline.dump")")"
+else
+  t=$(seconds sqlite3 "$work/data/guard.db" "VACUUM INTO '$work/baseline.db'")
+  printf '%-44s %8.1f s   %9s MiB\n' "baseline: VACUUM INTO (uncompressed copy)" "$t" "$(mib "$(size "$work/baseline.db")")"
+fi
+
+# Restore into an empty database of the same backend (the source stays for the
+# baseline restore below).
+database=""
+fresh_database
+t=$(seconds env DATABASE_URL="$url" "$BIN/guard" restore "$file" --yes)
+printf '%-44s %8.1f s\n' "guard restore (same backend)" "$t"
+if [ "$BACKEND" = postgres ]; then
+  psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE ${database}_base" >/dev/null
+  t=$(seconds pg_restore -U postgres -h 127.0.0.1 -d "${database}_base" "$work/baseline.dump")
+  printf '%-44s %8.1f s\n' "baseline: pg_restore" "$t"
+  psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE ${database}_base" >/dev/null
+fi
+if [ "$BACKEND" = postgres ]; then
+  for db in "$source_database" "$database"; do
+    psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
+  database=""
+fi
+
+if [ "$CROSS" = 1 ]; then
+  other=$([ "$BACKEND" = postgres ] && echo sqlite || echo postgres)
+  BACKEND="$other" fresh_database
+  t=$(seconds env DATABASE_URL="$url" "$BIN/guard" restore "$file" --yes)
+  printf '%-44s %8.1f s\n' "guard restore into $other" "$t"
+fi
