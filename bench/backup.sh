@@ -10,8 +10,9 @@
 #   CROSS=0 bash bench/backup.sh               # skip restoring into the other backend
 #
 # The rows are written by SQL, not through guard (hours otherwise): same columns and
-# sizes as guard's own, but the audit rows carry random MACs and hashes, so their
-# chain does not verify; backup and restore do not look at that.
+# sizes as guard's own, ids in time order as guard's UUIDv7 ids are, but the audit rows
+# carry made-up MACs and hashes, so their chain does not verify; backup and restore do
+# not look at that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,15 +46,15 @@ start=$(date +%s)
 if [ "$BACKEND" = postgres ]; then
   psql -qU postgres -h 127.0.0.1 -d "$database" -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO users (id, tenant_id, email, display_name, status, password_hash, password_change_required, created_at, updated_at, roles)
-SELECT gen_random_uuid(), (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
+SELECT lpad(to_hex(i), 32, '0')::uuid, (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
        'active', '$HASH', false, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', '[]'
 FROM generate_series(1, $USERS) i;
 INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent)
-SELECT gen_random_uuid(), tenant_id, id, sha256(id::text::bytea), created_at, created_at,
+SELECT ('1' || lpad(right(id::text, 12), 31, '0'))::uuid, tenant_id, id, sha256(id::text::bytea), created_at, created_at,
        '2026-12-31T00:00:00Z', '2026-12-31T00:00:00Z', '10.0.0.1', 'Mozilla/5.0 (bench)'
 FROM users;
 INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, request_id, details, mac, hash)
-SELECT gen_random_uuid(), (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
+SELECT ('2' || lpad(to_hex(i), 31, '0'))::uuid, (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
        'user:' || (i % 1000000), 'session', 'success', '10.0.' || (i % 250) || '.' || (i % 200), 'Mozilla/5.0 (bench)',
        'req-' || i, '{"method":"password"}', sha256(('m' || i)::bytea), sha256(('h' || i)::bytea)
 FROM generate_series(1, $EVENTS) i;
@@ -66,16 +67,16 @@ PRAGMA synchronous = OFF;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $USERS)
 INSERT INTO users (id, tenant_id, email, display_name, status, password_hash, password_change_required, created_at, updated_at, roles)
-SELECT randomblob(16), (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
+SELECT CAST(printf('u%015x', i) AS BLOB), (SELECT id FROM tenants WHERE slug = 'default'), 'user' || i || '@example.com', 'User ' || i,
        'active', '$HASH', 0, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', '[]' FROM n;
 INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent)
-SELECT randomblob(16), tenant_id, id, randomblob(32), created_at, created_at,
+SELECT CAST('s' || substr(CAST(id AS TEXT), 2) AS BLOB), tenant_id, id, randomblob(32), created_at, created_at,
        '2026-12-31T00:00:00Z', '2026-12-31T00:00:00Z', '10.0.0.1', 'Mozilla/5.0 (bench)' FROM users;
 COMMIT;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $EVENTS)
 INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, result, ip, user_agent, request_id, details, mac, hash)
-SELECT randomblob(16), (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
+SELECT CAST(printf('a%015x', i) AS BLOB), (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
        'user:' || (i % 1000000), 'session', 'success', '10.0.' || (i % 250) || '.' || (i % 200), 'Mozilla/5.0 (bench)',
        'req-' || i, '{"method":"password"}', randomblob(32), randomblob(32) FROM n;
 COMMIT;

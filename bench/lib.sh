@@ -15,7 +15,8 @@ trap cleanup EXIT
 fresh_database() {
   if [ "${BACKEND:-sqlite}" = postgres ]; then
     [ -n "$database" ] && psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
-    database="${bench_name:-guard_bench}_$$"
+    fresh_count=$(( ${fresh_count:-0} + 1 ))
+    database="${bench_name:-guard_bench}_$$_$fresh_count"
     psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE $database" >/dev/null
     url="postgres://postgres@127.0.0.1/$database?sslmode=disable"
   else

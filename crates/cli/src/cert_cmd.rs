@@ -18,7 +18,8 @@ use crate::{Failure, Format, load_config, logging};
 pub(crate) enum CertAction {
     /// List certificates and signing keys with their expiry, soonest first.
     List {
-        /// Only what expires within this long (such as 30d); exit 1 when anything does.
+        /// Only what needs renewing or rotating within this long (such as 30d); exit 1
+        /// when anything does.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expiring: Option<std::time::Duration>,
         #[arg(long, value_enum, default_value = "table")]
@@ -39,6 +40,8 @@ pub(crate) struct Expiring {
     /// What happens at `expires_at`.
     pub meaning: &'static str,
     pub expires_at: OffsetDateTime,
+    /// Whether an operator must act before then (a retired key expires by design).
+    pub needs_action: bool,
 }
 
 /// The TLS chain's certificates (when TLS is configured).
@@ -54,6 +57,7 @@ fn tls_certificates(config: &Config) -> Result<Vec<Expiring>, Failure> {
             tenant: None,
             meaning: if i == 0 { "certificate expires" } else { "chain certificate expires" },
             expires_at: cert.not_after,
+            needs_action: true,
         })
         .collect())
 }
@@ -86,6 +90,7 @@ pub(crate) async fn signing_keys(
                     tenant: Some(tenant.slug.to_string()),
                     meaning,
                     expires_at,
+                    needs_action: key.status == KeyStatus::Active,
                 });
             }
         }
@@ -97,13 +102,15 @@ pub(crate) async fn signing_keys(
     Ok(found)
 }
 
-/// Sets guard_certificate_expiry_timestamp_seconds for the signing keys (serve).
+/// Sets guard_certificate_expiry_timestamp_seconds{kind="signing_key",name="active"}
+/// per tenant: when its active key is due for rotation. One series per tenant, so a
+/// rotation moves it rather than leaving the old key's series behind.
 pub(crate) fn export_key_expiry(keys: &[Expiring]) {
-    for key in keys {
+    for key in keys.iter().filter(|k| k.needs_action) {
         metrics::gauge!(
             guard_api::tls::EXPIRY_GAUGE,
             "kind" => key.kind,
-            "name" => key.name.clone(),
+            "name" => "active",
             "tenant" => key.tenant.clone().unwrap_or_default()
         )
         .set(key.expires_at.unix_timestamp() as f64);
@@ -123,7 +130,8 @@ pub(crate) async fn run(file: Option<PathBuf>, action: CertAction) -> Result<(),
     all.sort_by_key(|e| e.expires_at);
     let now = OffsetDateTime::now_utc();
     if let Some(within) = expiring {
-        all.retain(|e| e.expires_at <= now + within);
+        // Retired keys leave by themselves: only what needs an operator counts.
+        all.retain(|e| e.needs_action && e.expires_at <= now + within);
     }
     let days = |e: &Expiring| (e.expires_at - now).whole_hours() as f64 / 24.0;
     match format {

@@ -81,6 +81,9 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     if let (Some(store), Some(files)) = (certificates, state.config.tls.files.clone()) {
         let interval = state.config.tls.reload_interval;
         background.push(tokio::spawn(guard_api::tls::watch(store, files, interval, background_stop.clone())));
+    } else {
+        // SIGHUP's default action ends the process; without TLS it reloads nothing.
+        background.push(tokio::spawn(ignore_hangups(background_stop.clone())));
     }
     if let Some(admin) = admin_listener {
         // Plain HTTP, no sign-in: bind ADMIN_LISTEN to an address only operators reach.
@@ -262,6 +265,20 @@ async fn scheduled_maintenance(
         }
         let _ = state.db.audit.release_lease(MAINTENANCE_LEASE, &holder).await;
     }
+}
+
+/// Logs SIGHUP (there is nothing to reload) until `stop`.
+async fn ignore_hangups(mut stop: tokio::sync::watch::Receiver<bool>) {
+    #[cfg(unix)]
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => tracing::info!("SIGHUP: nothing to reload (TLS_CERT_FILE is not set)"),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+    let _ = stop.changed().await;
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -65,7 +65,7 @@ pub const SETTINGS: &[Setting] = &[
         "GUARD_REQUEST_TIMEOUT",
         Some("30s"),
         DURATION,
-        "A request still running after this long is answered 408.",
+        "A request still running after this long is answered 503 (request_timeout).",
     ),
     s(
         "server.body_limit",
