@@ -57,7 +57,7 @@ INSERT INTO audit_events (id, tenant_id, seq, at_us, event_type, actor, target, 
 SELECT ('2' || lpad(to_hex(i), 31, '0'))::uuid, (SELECT id FROM tenants WHERE slug = 'default'), i, 1764000000000000 + i * 1000, 'user.login',
        'user:' || (i % 1000000), 'session', 'success', '10.0.' || (i % 250) || '.' || (i % 200), 'Mozilla/5.0 (bench)',
        'req-' || i, '{"method":"password"}', sha256(('m' || i)::bytea), sha256(('h' || i)::bytea)
-FROM generate_series(1, $EVENTS) i;
+FROM generate_series(1::bigint, $EVENTS) i;
 ANALYZE;
 SQL
   db_bytes=$(psql -tAU postgres -h 127.0.0.1 -d "$database" -c "SELECT pg_database_size(current_database())")

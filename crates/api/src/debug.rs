@@ -22,14 +22,26 @@ const MAX_PROFILE: Duration = Duration::from_secs(60);
 /// Samples per second: pprof's usual rate.
 const FREQUENCY: i32 = 100;
 
-/// The debug routes behind administrator sign-in (404 unless ENABLE_PPROF).
+/// The debug routes behind administrator sign-in. Unless ENABLE_PPROF is on they
+/// answer 404 to everyone, before sign-in is looked at, like a route that is not there.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/debug/pprof/profile",
-            get(|_: PlatformAdmin, s: State<AppState>, q: Query<ProfileQuery>| profile(s, q)),
+            get(|_: Enabled, _: PlatformAdmin, s: State<AppState>, q: Query<ProfileQuery>| profile(s, q)),
         )
-        .route("/debug/vars", get(|_: PlatformAdmin, s: State<AppState>| vars(s)))
+        .route("/debug/vars", get(|_: Enabled, _: PlatformAdmin, s: State<AppState>| vars(s)))
+}
+
+/// Extracted first, so that a disabled endpoint answers 404 before sign-in is checked.
+struct Enabled;
+
+impl axum::extract::FromRequestParts<AppState> for Enabled {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        enabled(state).map(|()| Enabled)
+    }
 }
 
 /// The same routes without sign-in, for the administrators' listen address, with

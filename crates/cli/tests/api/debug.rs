@@ -93,6 +93,9 @@ async fn a_platform_administrator_gets_a_cpu_profile_and_runtime_statistics() {
     let response =
         off.http.get(off.url("/debug/vars")).header("x-tenant-id", "default").bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    // Before sign-in: a disabled endpoint does not reveal itself with a 401.
+    let anonymous = off.http.get(off.url("/debug/vars")).header("x-tenant-id", "default").send().await.unwrap();
+    assert_eq!(anonymous.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
