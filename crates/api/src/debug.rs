@@ -40,7 +40,7 @@ impl axum::extract::FromRequestParts<AppState> for Enabled {
     type Rejection = ApiError;
 
     async fn from_request_parts(_: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
-        enabled(state).map(|()| Enabled)
+        if state.config.debug.enable_pprof { Ok(Enabled) } else { Err(turned_off()) }
     }
 }
 
@@ -59,16 +59,15 @@ pub(crate) struct ProfileQuery {
     seconds: Option<u64>,
 }
 
-fn enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.config.debug.enable_pprof {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::NotFound).detail("debugging endpoints are off (ENABLE_PPROF=false)"))
-    }
+/// The answer of every debug route while ENABLE_PPROF is off.
+fn turned_off() -> ApiError {
+    ApiError::new(ErrorCode::NotFound).detail("debugging endpoints are off (ENABLE_PPROF=false)")
 }
 
 async fn profile(State(state): State<AppState>, Query(query): Query<ProfileQuery>) -> Result<Response, ApiError> {
-    enabled(&state)?;
+    if !state.config.debug.enable_pprof {
+        return Err(turned_off());
+    }
     let seconds = query.seconds.unwrap_or(10);
     // The request must finish before the request timeout cuts it.
     let limit = MAX_PROFILE.min(state.config.server.request_timeout.saturating_sub(Duration::from_secs(1)));
@@ -108,7 +107,9 @@ async fn profile(State(state): State<AppState>, Query(query): Query<ProfileQuery
 }
 
 async fn vars(State(state): State<AppState>) -> Result<Response, ApiError> {
-    enabled(&state)?;
+    if !state.config.debug.enable_pprof {
+        return Err(turned_off());
+    }
     let pool = state.db.pool.stats();
     let runtime = tokio::runtime::Handle::current().metrics();
     let process = process_stats();
@@ -135,9 +136,8 @@ async fn vars(State(state): State<AppState>) -> Result<Response, ApiError> {
 /// Memory, threads and file descriptors from /proc (Linux); empty elsewhere.
 fn process_stats() -> serde_json::Value {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)?.trim().split_whitespace().next()?.parse::<u64>().ok())
-    };
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse::<u64>().ok());
     let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).ok();
     json!({
         "pid": std::process::id(),
