@@ -68,8 +68,8 @@ fn only_backup(dir: &Path, prefix: &str) -> PathBuf {
     found[0].clone()
 }
 
-/// Every table's rows, sorted, with JSON text compared as JSON (PostgreSQL's jsonb
-/// spells the same document differently).
+/// Every table's rows, sorted, with JSON text compared as JSON and times as instants
+/// (PostgreSQL spells the same document and the same time differently).
 fn tables_of(path: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
     let reader = ArchiveReader::open(path).unwrap();
     let mut tables = BTreeMap::new();
@@ -107,6 +107,12 @@ fn canonical(value: &Value) -> String {
                 Ok(v) => format!("json:{}", sorted_json(&v)),
                 Err(_) => format!("text:{t}"),
             }
+        }
+        // An instant compares as an instant: SQLite's strftime() writes "….710Z" where
+        // the value read back from PostgreSQL is spelled "….71Z".
+        Value::Text(t) if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok() => {
+            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
+            format!("time:{}", at.unix_timestamp_nanos())
         }
         other => format!("{other:?}"),
     }
