@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +14,7 @@ use guard_proto::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::extract::AppQuery;
 use crate::tenancy::PlatformAdmin;
 use crate::{ApiError, AppState};
 
@@ -28,7 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/debug/pprof/profile",
-            get(|_: Enabled, _: PlatformAdmin, s: State<AppState>, q: Query<ProfileQuery>| profile(s, q)),
+            get(|_: Enabled, _: PlatformAdmin, s: State<AppState>, q: AppQuery<ProfileQuery>| profile(s, q)),
         )
         .route("/debug/vars", get(|_: Enabled, _: PlatformAdmin, s: State<AppState>| vars(s)))
 }
@@ -64,7 +65,7 @@ fn turned_off() -> ApiError {
     ApiError::new(ErrorCode::NotFound).detail("debugging endpoints are off (ENABLE_PPROF=false)")
 }
 
-async fn profile(State(state): State<AppState>, Query(query): Query<ProfileQuery>) -> Result<Response, ApiError> {
+async fn profile(State(state): State<AppState>, AppQuery(query): AppQuery<ProfileQuery>) -> Result<Response, ApiError> {
     if !state.config.debug.enable_pprof {
         return Err(turned_off());
     }

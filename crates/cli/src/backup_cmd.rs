@@ -164,13 +164,29 @@ pub(crate) async fn create(
         }
         None => default_name(now, "guard"),
     };
-    std::fs::create_dir_all(dir).map_err(|e| runtime(format!("cannot create {}: {e}", dir.display())))?;
+    // Backups hold password hashes: only the owner reads them.
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| runtime(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
     let path = dir.join(format!("{name}.{EXTENSION}"));
     if path.exists() {
         return Err(Failure::Runtime(format!("{} already exists", path.display())));
     }
+    // Not removed if present: it may be another run's backup being written.
     let partial = dir.join(format!("{name}.{EXTENSION}.partial"));
-    let _ = std::fs::remove_file(&partial);
+    if partial.exists() {
+        return Err(Failure::Runtime(format!(
+            "{} exists: another backup of this name is being written, or an interrupted one was left (delete it)",
+            partial.display()
+        )));
+    }
 
     let database = &config.database;
     let mut snapshot = Snapshot::begin(database).await.map_err(|e| store_failure(&e, database))?;
@@ -231,17 +247,22 @@ pub(crate) async fn create(
     drop(jobs);
     let written = writer.await.map_err(runtime)?;
     let closed = snapshot.close().await;
+    // The writer's error first: when it stops (a full disk), the reader only sees that.
     let manifest = match (exported, written, closed) {
         (Ok(()), Ok(manifest), Ok(())) => manifest,
-        (Err(e), _, _) | (_, _, Err(e)) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(store_failure(&e, database));
-        }
         (_, Err(e), _) => {
             let _ = std::fs::remove_file(&partial);
             return Err(Failure::Runtime(format!("cannot write {}: {e}", partial.display())));
         }
+        (Err(e), _, _) | (_, _, Err(e)) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(store_failure(&e, database));
+        }
     };
+    if path.exists() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Failure::Runtime(format!("{} already exists", path.display())));
+    }
     std::fs::rename(&partial, &path).map_err(|e| runtime(format!("cannot move the backup in place: {e}")))?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     say!(
@@ -353,13 +374,20 @@ fn verify(path: &Path) -> Result<(), Failure> {
 
 fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
     let found = scan(dir)?;
-    let readable: Vec<(PathBuf, OffsetDateTime)> = found
-        .iter()
-        .filter_map(|(path, m)| {
-            let m = m.as_ref().ok()?;
-            Some((path.clone(), OffsetDateTime::parse(&m.created_at, &Rfc3339).ok()?))
-        })
-        .collect();
+    // Safety backups (taken before a restore or a migration) stay out of the day, week
+    // and month buckets, where a copy of a broken database taken at noon would push
+    // out that day's good backup; they are kept for BACKUP_KEEP_DAILY days.
+    let mut readable: Vec<(PathBuf, OffsetDateTime)> = Vec::new();
+    let mut safety: Vec<(PathBuf, OffsetDateTime)> = Vec::new();
+    for (path, m) in &found {
+        let Ok(m) = m else { continue };
+        let Ok(at) = OffsetDateTime::parse(&m.created_at, &Rfc3339) else { continue };
+        if SAFETY_PREFIXES.iter().any(|p| m.name.starts_with(p)) {
+            safety.push((path.clone(), at));
+        } else {
+            readable.push((path.clone(), at));
+        }
+    }
     for (path, m) in &found {
         if let Err(e) = m {
             say!("left alone (unreadable: {e}): {}", path.display());
@@ -373,6 +401,20 @@ fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
     let times: Vec<OffsetDateTime> = readable.iter().map(|(_, t)| *t).collect();
     let kept = guard_core::backup::select_kept(&times, retention);
     let mut deleted = 0;
+    let safety_cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(retention.daily.max(1)));
+    for (path, at) in &safety {
+        if *at >= safety_cutoff {
+            say!("keep    {} (safety backup, kept {} days)", path.display(), retention.daily.max(1));
+        } else if dry_run {
+            say!("would delete {}", path.display());
+            deleted += 1;
+        } else {
+            std::fs::remove_file(path).map_err(|e| runtime(format!("cannot delete {}: {e}", path.display())))?;
+            say!("deleted {}", path.display());
+            deleted += 1;
+        }
+    }
+    let kept_safety = safety.iter().filter(|(_, at)| *at >= safety_cutoff).count();
     for (i, (path, _)) in readable.iter().enumerate() {
         if kept.contains(&i) {
             say!("keep    {}", path.display());
@@ -387,7 +429,7 @@ fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
     }
     say!(
         "{} kept, {} {} (keep {} daily, {} weekly, {} monthly)",
-        kept.len(),
+        kept.len() + kept_safety,
         deleted,
         if dry_run { "would be deleted" } else { "deleted" },
         retention.daily,
@@ -544,11 +586,9 @@ async fn replaced_schema_version(config: &Config) -> Result<i64, Failure> {
     })
 }
 
-/// The file of a SQLite URL.
+/// The file of a SQLite URL, as the driver reads it (percent-decoded).
 fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    guard_store::backup::sqlite_path(url)
 }
 
 fn backend_of(config: &Config) -> guard_core::store::Backend {

@@ -44,6 +44,11 @@ pub(crate) struct Expiring {
     pub needs_action: bool,
 }
 
+/// A time later than any expiry (for durations too long to add).
+fn far_future() -> OffsetDateTime {
+    time::macros::datetime!(9999-12-31 23:59:59 UTC)
+}
+
 /// The TLS chain's certificates (when TLS is configured).
 fn tls_certificates(config: &Config) -> Result<Vec<Expiring>, Failure> {
     let Some(files) = &config.tls.files else { return Ok(Vec::new()) };
@@ -77,7 +82,12 @@ pub(crate) async fn signing_keys(
         for tenant in &page.tenants {
             for key in keys.list(tenant.id).await.map_err(|e| e.to_string())? {
                 let (meaning, expires_at) = match (key.status, key.retired_at) {
-                    (KeyStatus::Active, _) => ("signing key due for rotation", key.created_at + max_age),
+                    (KeyStatus::Active, _) => (
+                        "signing key due for rotation",
+                        key.created_at
+                            .checked_add(time::Duration::try_from(max_age).unwrap_or(time::Duration::MAX))
+                            .unwrap_or(far_future()),
+                    ),
                     (KeyStatus::Retired, Some(at)) => ("retired key stops verifying", at + RETIRED_KEYS_PUBLISHED_FOR),
                     (KeyStatus::Retired, None) => continue,
                 };
@@ -131,7 +141,9 @@ pub(crate) async fn run(file: Option<PathBuf>, action: CertAction) -> Result<(),
     let now = OffsetDateTime::now_utc();
     if let Some(within) = expiring {
         // Retired keys leave by themselves: only what needs an operator counts.
-        all.retain(|e| e.needs_action && e.expires_at <= now + within);
+        let until =
+            now.checked_add(time::Duration::try_from(within).unwrap_or(time::Duration::MAX)).unwrap_or(far_future());
+        all.retain(|e| e.needs_action && e.expires_at <= until);
     }
     let days = |e: &Expiring| (e.expires_at - now).whole_hours() as f64 / 24.0;
     match format {

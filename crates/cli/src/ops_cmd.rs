@@ -72,7 +72,9 @@ pub(crate) async fn run_maintenance(
     let fail = |e: guard_core::store::StoreError| store_failure(&e, &config.database);
     let now = time::OffsetDateTime::now_utc();
     let grace = config.maintenance.expired_grace;
-    let cutoff = now - grace;
+    let cutoff = now
+        .checked_sub(time::Duration::try_from(grace).unwrap_or(time::Duration::MAX))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut lines = Vec::new();
     let verb = if dry_run { "would delete" } else { "deleted" };
     let steps = db.ops.delete_expired(cutoff, now, dry_run).await.map_err(fail)?;

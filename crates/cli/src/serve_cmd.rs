@@ -89,6 +89,18 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         // Plain HTTP, no sign-in: bind ADMIN_LISTEN to an address only operators reach.
         let admin_addr = admin.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
         tracing::info!(listen = %admin_addr, pprof = state.config.debug.enable_pprof, "administrators' listener is ready");
+        let ip = admin_addr.ip();
+        let private = ip.is_loopback()
+            || match ip {
+                std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+                std::net::IpAddr::V6(v6) => v6.is_unique_local() || v6.is_unicast_link_local(),
+            };
+        if !private {
+            tracing::warn!(
+                listen = %admin_addr,
+                "ADMIN_LISTEN is not a loopback or private address: /metrics and /debug answer there without sign-in"
+            );
+        }
         let app = guard_api::with_middleware(guard_api::admin_listener_routes(), state.clone());
         let admin_options = ServeOptions::new(&state.config.server, None);
         let mut stop = background_stop.clone();

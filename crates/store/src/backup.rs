@@ -79,6 +79,14 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .map_err(|e| StoreError::InvalidConfig(format!("DATABASE_URL: not a SQLite URL the driver accepts ({e})")))
 }
 
+/// The database file a SQLite URL names (None: not a file URL).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty() && !url.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| path.to_path_buf())
+}
+
 fn pg_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::InvalidConfig(format!("DATABASE_URL: not a PostgreSQL URL the driver accepts ({e})")))
@@ -340,8 +348,36 @@ async fn tables(conn: ConnRef<'_>) -> Result<Vec<Table>, StoreError> {
 /// Per table: its columns, their PostgreSQL types, and the tables it references.
 pub(crate) type Found = (Vec<String>, Vec<String>, BTreeSet<String>);
 
-/// The tables, each after the tables it references.
+/// The tables guard's migrations create (by `CREATE TABLE` or `RENAME TO`): a backup
+/// and a restore touch these only, whatever else shares the schema.
+fn guard_tables() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for m in crate::migrate::embedded_migrations(backend) {
+            let words: Vec<&str> = m.up.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                let next = |k: usize| words.get(i + k).map(|s| s.to_ascii_uppercase());
+                let name = if w.eq_ignore_ascii_case("CREATE") && next(1).as_deref() == Some("TABLE") {
+                    if next(2).as_deref() == Some("IF") { words.get(i + 5) } else { words.get(i + 2) }
+                } else if w.eq_ignore_ascii_case("RENAME") && next(1).as_deref() == Some("TO") {
+                    words.get(i + 2)
+                } else {
+                    None
+                };
+                if let Some(name) = name {
+                    let name = name.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+                    names.insert(name.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// guard's tables, each after the tables it references.
 fn order(mut found: BTreeMap<String, Found>) -> Result<Vec<Table>, StoreError> {
+    let ours = guard_tables();
+    found.retain(|name, _| ours.contains(name));
     let mut ordered = Vec::new();
     let mut placed = BTreeSet::new();
     while !found.is_empty() {
@@ -528,8 +564,21 @@ impl Loader {
                     for stale in [sibling(&target, "wal"), sibling(&target, "shm")] {
                         remove_if_exists(&stale)?;
                     }
+                    // On disk before it replaces anything, with the old file's owner and mode.
+                    let file = std::fs::File::open(&staging).map_err(|e| io_error("open the restored database", &e))?;
+                    file.sync_all().map_err(|e| io_error("sync the restored database", &e))?;
+                    if let Ok(old) = std::fs::metadata(&target) {
+                        use std::os::unix::fs::MetadataExt as _;
+                        let _ = std::fs::set_permissions(&staging, old.permissions());
+                        let _ = std::os::unix::fs::chown(&staging, Some(old.uid()), Some(old.gid()));
+                    }
                     std::fs::rename(&staging, &target)
                         .map_err(|e| io_error("move the restored database in place", &e))?;
+                    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty())
+                        && let Ok(dir) = std::fs::File::open(dir)
+                    {
+                        let _ = dir.sync_all();
+                    }
                 }
                 Ok(())
             }
@@ -651,12 +700,13 @@ fn copy_text(out: &mut Vec<u8>, value: &Value, udt: &str) -> Result<(), StoreErr
             let _ = write!(out, "{id}");
         }
         (Value::Int(n), "bool") => out.push(if *n != 0 { b't' } else { b'f' }),
-        (Value::Bytes(b), _) => {
+        (Value::Bytes(b), "bytea") => {
             out.extend_from_slice(b"\\\\x");
             for byte in b {
                 let _ = write!(out, "{byte:02x}");
             }
         }
+        (Value::Bytes(_), _) => return Err(mismatch("bytes")),
         (Value::Int(n), _) => {
             let _ = write!(out, "{n}");
         }

@@ -374,10 +374,13 @@ backend_test!(prune_keeps_the_newest_of_each_day_week_and_month, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let backups = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    // Ten daily backups, newest first, written as guard writes them.
-    for day in 0..10 {
-        let at = now - time::Duration::days(day);
-        let name = format!("daily-{day:02}");
+    // Ten daily backups, newest first, written as guard writes them; and two safety
+    // backups, one taken after today's, one 20 days old.
+    let backups_to_write = (0..10).map(|day| (format!("daily-{day:02}"), now - time::Duration::days(day))).chain([
+        ("pre-restore-new".to_owned(), now + time::Duration::minutes(1)),
+        ("pre-restore-old".to_owned(), now - time::Duration::days(20)),
+    ]);
+    for (name, at) in backups_to_write {
         let writer = ArchiveWriter::create(&backups.path().join(format!("{name}.guardbak"))).unwrap();
         writer
             .finish(Manifest {
@@ -402,16 +405,23 @@ backend_test!(prune_keeps_the_newest_of_each_day_week_and_month, |backend| {
     let listed = ok(&cli.run(&["backup", "list"]));
     assert!(listed.contains("daily-00.guardbak") && listed.contains("UNREADABLE"), "{listed}");
     let dry = ok(&cli.run(&["backup", "prune", "--dry-run"]));
-    assert!(dry.contains("3 kept, 7 would be deleted"), "{dry}");
-    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 11, "a dry run deletes nothing");
+    // The newer safety backup does not push today's backup out of its day.
+    assert!(dry.contains("4 kept, 8 would be deleted"), "{dry}");
+    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 13, "a dry run deletes nothing");
     let done = ok(&cli.run(&["backup", "prune"]));
-    assert!(done.contains("3 kept, 7 deleted"), "{done}");
+    assert!(done.contains("4 kept, 8 deleted"), "{done}");
     let mut left: Vec<String> = std::fs::read_dir(backups.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["broken.guardbak", "daily-00.guardbak", "daily-01.guardbak", "daily-02.guardbak"]);
+    assert_eq!(
+        left,
+        ["broken.guardbak", "daily-00.guardbak", "daily-01.guardbak", "daily-02.guardbak", "pre-restore-new.guardbak"]
+    );
+    // --latest passes over the safety backup, though it is the newest.
+    let verified = ok(&cli.run(&["backup", "verify", "--latest"]));
+    assert!(verified.contains("daily-00.guardbak: OK"), "{verified}");
 });
 
 backend_test!(maintenance_deletes_what_expired_and_reports_sizes, |backend| {

@@ -21,7 +21,9 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     pub fn create(path: &Path) -> io::Result<ArchiveWriter> {
-        let file = File::options().write(true).create_new(true).open(path)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Backups hold password hashes: only the owner reads them.
+        let file = File::options().write(true).create_new(true).mode(0o600).open(path)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;

@@ -370,7 +370,14 @@ impl Builder<'_> {
             if items.iter().any(|o| o == "*") {
                 return (items.len() == 1).then_some(super::CorsOrigins::Any);
             }
-            items.iter().all(|o| valid_origin(o)).then_some(super::CorsOrigins::Exact(items))
+            // As browsers send them: lowercase host, no default port.
+            let normalized: Option<Vec<String>> = items
+                .iter()
+                .map(|o| {
+                    valid_origin(o).then(|| url::Url::parse(o).ok().map(|u| u.origin().ascii_serialization())).flatten()
+                })
+                .collect();
+            normalized.map(super::CorsOrigins::Exact)
         });
         let methods = self.get("cors.allowed_methods", |t| {
             let items: Vec<String> = list(t).into_iter().map(|m| m.to_ascii_uppercase()).collect();
