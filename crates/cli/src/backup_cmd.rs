@@ -405,12 +405,8 @@ fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
     for (path, at) in &safety {
         if *at >= safety_cutoff {
             say!("keep    {} (safety backup, kept {} days)", path.display(), retention.daily.max(1));
-        } else if dry_run {
-            say!("would delete {}", path.display());
-            deleted += 1;
         } else {
-            std::fs::remove_file(path).map_err(|e| runtime(format!("cannot delete {}: {e}", path.display())))?;
-            say!("deleted {}", path.display());
+            discard(path, dry_run)?;
             deleted += 1;
         }
     }
@@ -418,12 +414,8 @@ fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
     for (i, (path, _)) in readable.iter().enumerate() {
         if kept.contains(&i) {
             say!("keep    {}", path.display());
-        } else if dry_run {
-            say!("would delete {}", path.display());
-            deleted += 1;
         } else {
-            std::fs::remove_file(path).map_err(|e| runtime(format!("cannot delete {}: {e}", path.display())))?;
-            say!("deleted {}", path.display());
+            discard(path, dry_run)?;
             deleted += 1;
         }
     }
@@ -436,6 +428,17 @@ fn prune(config: &Config, dir: &Path, dry_run: bool) -> Result<(), Failure> {
         retention.weekly,
         retention.monthly
     );
+    Ok(())
+}
+
+/// Deletes a pruned backup, or says it would.
+fn discard(path: &Path, dry_run: bool) -> Result<(), Failure> {
+    if dry_run {
+        say!("would delete {}", path.display());
+    } else {
+        std::fs::remove_file(path).map_err(|e| runtime(format!("cannot delete {}: {e}", path.display())))?;
+        say!("deleted {}", path.display());
+    }
     Ok(())
 }
 
