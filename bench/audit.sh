@@ -12,12 +12,14 @@
 #   BACKEND=postgres bash bench/audit.sh       # PostgreSQL on 127.0.0.1
 #   ONLY=http|ingest|verify|query bash bench/audit.sh
 #   DURATION=10s EVENTS=10000000 VERIFY_EVENTS=1000000
+#   BENCH_RECORDS=/abs/records.jsonl           # also append the figures (bench/report.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guard-target}"
 DURATION="${DURATION:-10s}"
 BACKEND="${BACKEND:-sqlite}"
+export BACKEND # audit_bench records its figures under it
 ONLY="${ONLY:-}"
 EVENTS="${EVENTS:-10000000}"
 VERIFY_EVENTS="${VERIFY_EVENTS:-1000000}"
@@ -33,25 +35,37 @@ source bench/lib.sh
 bench_name=guard_audit_bench
 
 # The build without audit writes first, copied aside; then the real one, which stays.
+# UNAUDITED_BIN names one built already (bench/report.sh builds it once for both
+# backends).
 if want http; then
-  cargo build --release --quiet --bin guard --features guard-store/bench-unaudited
-  cp "$BIN/guard" "$work/guard-unaudited"
+  if [ -n "${UNAUDITED_BIN:-}" ]; then
+    cp "$UNAUDITED_BIN" "$work/guard-unaudited"
+  else
+    cargo build --release --quiet --bin guard --features guard-store/bench-unaudited
+    cp "$BIN/guard" "$work/guard-unaudited"
+  fi
 fi
-cargo build --release --quiet --bin guard --example empty_axum --example audit_bench
+if [ -z "${SKIP_BUILD:-}" ] || [ -z "${UNAUDITED_BIN:-}" ]; then
+  cargo build --release --quiet -p guard-cli --bin guard --example audit_bench
+  cargo build --release --quiet -p guard-bench
+fi
 cp "$BIN/guard" "$work/guard-audited"
 
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; load generator on loopback, sharing the cores"
 
 if want http; then
-  "$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & baseline=$!
+  "$BENCH" baseline --listen "127.0.0.1:$BASELINE_PORT" & baseline=$!
   pids+=("$baseline")
   wait_http "http://127.0.0.1:$BASELINE_PORT/health"
   cat "$work/p95.lua" > "$work/baseline.lua"
   wrk -t1 -c32 -d"$DURATION" --latency -s "$work/baseline.lua" "http://127.0.0.1:$BASELINE_PORT/health" > "$work/out.wrk"
   report "baseline: empty axum handler (wrk c=32)" "$work/out.wrk"
+  record baseline.audit.http "$(awk '/^Requests\/sec/ {print $2}' "$work/out.wrk")" req/s \
+    "guard-bench baseline (empty axum handler), GET /health, wrk -t1 -c32 -d$DURATION"
   kill "$baseline"
 
   key="$(openssl rand -base64 32)"
+  throughputs_unaudited="" throughputs_audited=""
   for round in 1 2; do
     for build in unaudited audited; do
       fresh_database
@@ -77,6 +91,8 @@ LUA
       cat "$work/p95.lua" >> "$work/patch.lua"
       wrk -t1 -c16 -d"$DURATION" --latency -s "$work/patch.lua" "$G/v1/users/$user" > "$work/out.wrk"
       report "guard $build: PATCH /v1/users/{id} (wrk c=16, round $round)" "$work/out.wrk"
+      rps="$(awk '/^Requests\/sec/ {print $2}' "$work/out.wrk")"
+      if [ "$build" = audited ]; then throughputs_audited+=" $rps"; else throughputs_unaudited+=" $rps"; fi
       if [ "$build" = audited ]; then
         # Every answered update left its event, sealed into one intact chain.
         (cd "$work" && env -i DATABASE_URL="$url" GUARD_MASTER_KEY="$key" LOG_LEVEL=error \
@@ -93,6 +109,15 @@ PY
       wait "$server" 2>/dev/null || true
     done
   done
+  # The cost of the event: the mean of the rounds of each build; negative = slower.
+  mean() { echo "$1" | awk '{ for (i = 1; i <= NF; i++) { s += $i; n++ } } END { if (n) printf "%.1f", s / n }'; }
+  audited="$(mean "$throughputs_audited")" unaudited="$(mean "$throughputs_unaudited")"
+  cost="$(awk -v a="$audited" -v u="$unaudited" 'BEGIN { if (a != "" && u > 0) printf "%+.1f", (a / u - 1) * 100 }')"
+  echo "  audited $audited req/s against unaudited $unaudited req/s (mean of the rounds): ${cost:-?} %"
+  how="PATCH /v1/users/{id}, wrk -t1 -c16 -d$DURATION, mean of 2 rounds alternating the builds"
+  record audit.http.audited "$audited" req/s "guard, $how"
+  record audit.http.unaudited "$unaudited" req/s "guard built with guard-store/bench-unaudited, $how"
+  record audit.http.cost "$cost" % "audited against unaudited throughput, negative = slower; $how"
 fi
 
 fresh_database

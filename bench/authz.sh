@@ -29,13 +29,14 @@ G="http://127.0.0.1:$PORT"
 source bench/lib.sh
 bench_name=guard_authz_bench
 
-cargo build --release --quiet --bin guard --example empty_axum --example authz_bench
+cargo build --release --quiet -p guard-cli --bin guard --example authz_bench
+cargo build --release --quiet -p guard-bench
 
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; load generator on loopback, sharing the cores"
 echo "in process:"
 "$BIN/examples/authz_bench" "$DECISIONS" "$work/tenant"
 
-"$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & baseline=$!
+"$BENCH" baseline --listen "127.0.0.1:$BASELINE_PORT" & baseline=$!
 pids+=("$baseline")
 wait_http "http://127.0.0.1:$BASELINE_PORT/health"
 cat "$work/p95.lua" > "$work/baseline.lua"

@@ -8,6 +8,7 @@
 #   BACKEND=postgres bash bench/backup.sh      # PostgreSQL on 127.0.0.1
 #   USERS=100000 EVENTS=1000000 bash bench/backup.sh   # smaller
 #   CROSS=0 bash bench/backup.sh               # skip restoring into the other backend
+#   BENCH_RECORDS=/abs/records.jsonl           # also append the figures (bench/report.sh)
 #
 # The rows are written by SQL, not through guard (hours otherwise): same columns and
 # sizes as guard's own, ids in time order as guard's UUIDv7 ids are, but the audit rows
@@ -26,7 +27,8 @@ BIN="$CARGO_TARGET_DIR/release"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 bench_name=guard_backup_bench
-cargo build --release --quiet --bin guard
+cargo build --release --quiet -p guard-cli --bin guard
+cargo build --release --quiet -p guard-bench
 
 export GUARD_MASTER_KEY="dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=" LOG_LEVEL=warn
 export BACKUP_DIR="$work/backups"
@@ -85,20 +87,30 @@ SQL
   db_bytes=$(size "$work/data/guard.db")
 fi
 echo "seeded in $(( $(date +%s) - start ))s; database $(mib "$db_bytes") MiB"
+seeded="$USERS users with a session each and $EVENTS audit events, $BACKEND"
+record backup.users "$USERS" count "users seeded by SQL, a session each"
+record backup.events "$EVENTS" count "audit events seeded by SQL"
+record backup.database.size "$(mib "$db_bytes")" MiB "the seeded database ($seeded)"
 source_url="$url"
 source_database="$database"
 
 t=$(seconds env DATABASE_URL="$source_url" "$BIN/guard" backup create --name bench)
 file="$BACKUP_DIR/bench.guardbak"
 printf '%-44s %8.1f s   %9s MiB\n' "guard backup create" "$t" "$(mib "$(size "$file")")"
+record backup.create "$t" s "guard backup create, $seeded"
+record backup.create.size "$(mib "$(size "$file")")" MiB "the .guardbak of guard backup create, $seeded"
 t=$(seconds env DATABASE_URL="$source_url" "$BIN/guard" backup verify "$file")
 printf '%-44s %8.1f s\n' "guard backup verify (checksums, every row)" "$t"
+record backup.verify "$t" s "guard backup verify (checksums, every row), $seeded"
 if [ "$BACKEND" = postgres ]; then
   t=$(seconds pg_dump -Fc -U postgres -h 127.0.0.1 -f "$work/baseline.dump" "$source_database")
   printf '%-44s %8.1f s   %9s MiB\n' "baseline: pg_dump -Fc" "$t" "$(mib "$(size "$work/baseline.dump")")"
+  record backup.baseline "$t" s "baseline: pg_dump -Fc of the same database, $(mib "$(size "$work/baseline.dump")") MiB, $seeded"
 else
   t=$(seconds sqlite3 "$work/data/guard.db" "VACUUM INTO '$work/baseline.db'")
   printf '%-44s %8.1f s   %9s MiB\n' "baseline: VACUUM INTO (uncompressed copy)" "$t" "$(mib "$(size "$work/baseline.db")")"
+  record backup.baseline "$t" s \
+    "baseline: SQLite VACUUM INTO (uncompressed copy) of the same database, $(mib "$(size "$work/baseline.db")") MiB, $seeded"
 fi
 
 # Restore into an empty database of the same backend (the source stays for the
@@ -107,10 +119,12 @@ database=""
 fresh_database
 t=$(seconds env DATABASE_URL="$url" "$BIN/guard" restore "$file" --yes)
 printf '%-44s %8.1f s\n' "guard restore (same backend)" "$t"
+record backup.restore "$t" s "guard restore of that backup into an empty $BACKEND database, $seeded"
 if [ "$BACKEND" = postgres ]; then
   psql -qU postgres -h 127.0.0.1 -c "CREATE DATABASE ${database}_base" >/dev/null
   t=$(seconds pg_restore -U postgres -h 127.0.0.1 -d "${database}_base" "$work/baseline.dump")
   printf '%-44s %8.1f s\n' "baseline: pg_restore" "$t"
+  record backup.restore.baseline "$t" s "baseline: pg_restore of the pg_dump -Fc into an empty database, $seeded"
   psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE ${database}_base" >/dev/null
 fi
 if [ "$BACKEND" = postgres ]; then
@@ -125,4 +139,5 @@ if [ "$CROSS" = 1 ]; then
   BACKEND="$other" fresh_database
   t=$(seconds env DATABASE_URL="$url" "$BIN/guard" restore "$file" --yes)
   printf '%-44s %8.1f s\n' "guard restore into $other" "$t"
+  record backup.restore.cross "$t" s "guard restore of the $BACKEND backup into an empty $other database, $seeded"
 fi

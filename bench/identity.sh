@@ -22,7 +22,8 @@ BASELINE_PORT="${BASELINE_PORT:-18091}"
 for tool in wrk hey; do
   command -v "$tool" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null; }
 done
-cargo build --release --quiet --bin guard --example empty_axum --example argon2_ceiling
+cargo build --release --quiet -p guard-cli --bin guard
+cargo build --release --quiet -p guard-bench
 BIN="$CARGO_TARGET_DIR/release"
 G="http://127.0.0.1:$PORT"
 
@@ -37,10 +38,10 @@ run() { # label connections threads url [script]
 }
 
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; load generators on loopback, sharing the cores"
-ceiling_line="$("$BIN/examples/argon2_ceiling")"
+ceiling_line="$("$BENCH" ceiling)"
 echo "$ceiling_line"
 ceiling="$(echo "$ceiling_line" | sed -E 's/.*ceiling ([0-9.]+) logins.*/\1/')"
-"$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & pids+=($!)
+"$BENCH" baseline --listen "127.0.0.1:$BASELINE_PORT" & pids+=($!)
 wait_http "http://127.0.0.1:$BASELINE_PORT/health"
 run "baseline: empty axum handler (wrk c=32)" 32 1 "http://127.0.0.1:$BASELINE_PORT/health"
 

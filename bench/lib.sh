@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced from the repository root): a scratch
 # directory, background processes and a throw-away database, all removed on exit,
 # and waiting for an HTTP endpoint to answer.
@@ -25,6 +26,28 @@ fresh_database() {
   fi
 }
 wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+
+# guard-bench (crates/bench: cargo build --release -p guard-bench): the baseline server
+# (guard-bench baseline --listen ADDR), the Argon2id ceiling and the records.
+BENCH="${BENCH:-${CARGO_TARGET_DIR:-$HOME/.cache/guard-target}/release/guard-bench}"
+# record ID VALUE UNIT [HOW]: appends one figure to $BENCH_RECORDS, the records
+# bench/report.sh renders BENCHMARKS.md from; without BENCH_RECORDS, nothing. VALUE may
+# carry a unit or thousands separators ("12.34ms", "850µs", "1,234"): its leading number
+# is kept. A value that is not a number, or a failed write, is reported on stderr and
+# does not stop the benchmark.
+record() {
+  [ -n "${BENCH_RECORDS:-}" ] || return 0
+  local value
+  value="$(printf '%s' "${2:-}" | tr -d ', ' | sed -nE 's/^([-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?).*$/\1/p')"
+  value="$(printf '%s' "${value#+}" | sed -E 's/^(-?)\./\10./; s/\.$//')" # "+.5" -> "0.5", "5." -> "5"
+  if [ -z "$value" ]; then
+    echo "record $1: no number in '${2:-}'; not recorded" >&2
+    return 0
+  fi
+  # --value=...: a negative value must not read as an option.
+  "$BENCH" record --append "$BENCH_RECORDS" --backend "${BACKEND:-sqlite}" --id "$1" --value="$value" \
+    --unit "${3:-}" --how="${4:-}" || echo "record $1: guard-bench record failed; not recorded" >&2
+}
 
 # wrk prints p50/p75/p90/p99; this script, appended to a wrk script, adds p95.
 cat > "$work/p95.lua" <<'LUA'

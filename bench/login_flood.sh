@@ -9,17 +9,21 @@
 #
 #   bash bench/login_flood.sh                      # SQLite, DURATION=60s
 #   BACKEND=postgres bash bench/login_flood.sh     # PostgreSQL and Redis on 127.0.0.1
+#   FLOOD_DURATION=30s                             # the flood's length (before DURATION)
+#   BENCH_RECORDS=/abs/records.jsonl               # also append the figures (bench/report.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guard-target}"
-DURATION="${DURATION:-60s}"
+# FLOOD_DURATION first: bench/report.sh sets DURATION for its other, shorter loads.
+DURATION="${FLOOD_DURATION:-${DURATION:-60s}}"
 BACKEND="${BACKEND:-sqlite}"
 PORT="${GUARD_PORT:-18092}"
 LEGIT_USERS="${LEGIT_USERS:-8}"
 LEGIT_EVERY="${LEGIT_EVERY:-8}"
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet --bin guard --example empty_axum
+cargo build --release --quiet -p guard-cli --bin guard
+cargo build --release --quiet -p guard-bench
 BIN="$CARGO_TARGET_DIR/release"
 BASELINE_PORT="${BASELINE_PORT:-18093}"
 G="http://127.0.0.1:$PORT"
@@ -78,11 +82,13 @@ legit() { # a sign-in every LEGIT_EVERY seconds per legitimate user, each from i
   echo "legit user$n (127.0.0.$((n + 1))): $ok signed in, $other refused"
 }
 echo "machine: $(nproc) cores, $(uname -r); backend: $BACKEND; defaults: login 10/1m,burst=5 per address and account, block after 10 failures a minute"
-"$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & pids+=($!)
+"$BENCH" baseline --listen "127.0.0.1:$BASELINE_PORT" & pids+=($!)
 wait_http "http://127.0.0.1:$BASELINE_PORT/health"
 wrk -t2 -c100 -d10s --latency "http://127.0.0.1:$BASELINE_PORT/health" > "$work/baseline.out"
+baseline_rps="$(awk '/^Requests\/sec/ {print $2}' "$work/baseline.out")"
 printf 'baseline (empty axum, wrk -t2 -c100, 10 s): %s requests/s, p99 %s\n' \
-  "$(awk '/^Requests\/sec/ {print $2}' "$work/baseline.out")" "$(awk '$1 == "99%" {print $2}' "$work/baseline.out")"
+  "$baseline_rps" "$(awk '$1 == "99%" {print $2}' "$work/baseline.out")"
+record baseline.flood "$baseline_rps" req/s "guard-bench baseline (empty axum handler), GET /health, wrk -t2 -c100 -d10s"
 for n in $(seq 1 "$LEGIT_USERS"); do legit "$n" > "$work/legit$n.out" & pids+=($!); done
 wrk -t2 -c100 -d"$DURATION" --latency -s "$work/flood.lua" "$G/v1/auth/password/login" > "$work/wrk.out"
 touch "$work/stop"; sleep "$((LEGIT_EVERY + 1))"
@@ -102,5 +108,21 @@ curl -s -D - -o "$work/body.json" --interface 127.0.0.250 "$G/v1/auth/password/l
 cat "$work/body.json"; echo
 echo "guard security blocked-ips list:"
 guard security blocked-ips list
+
+# The records (bench/report.sh), before the verdict below.
+how="wrk -t2 -c100 -d$DURATION, wrong passwords for 1,000 rotating accounts from 127.0.0.1, limits at their defaults"
+# "attacker requests/s N, p99 Xms", written by flood.lua's done().
+record flood.attacker.throughput "$(sed -nE 's/^attacker requests\/s ([0-9.]+),.*/\1/p' "$work/wrk.out")" req/s "$how"
+record flood.attacker.p99 "$(sed -nE 's/^attacker requests\/s .*, p99 ([0-9.]+)ms.*/\1/p' "$work/wrk.out")" ms "$how"
+# "attacker statuses: 200=.. 429=..": the 5xx answers, summed (0 without any).
+record flood.5xx "$({ grep -E '^attacker statuses:' "$work/wrk.out" | grep -oE ' 5[0-9]{2}=[0-9]+' || true; } \
+  | awk -F= '{ s += $2 } END { print s + 0 }')" count "5xx answers to the attacker; $how"
+# "legit userN (127.0.0.M): OK signed in, OTHER refused", one line per legitimate user.
+legit_totals="$(cat "$work"/legit*.out | sed -nE 's/^legit user[0-9]+ .*: ([0-9]+) signed in, ([0-9]+) refused$/\1 \2/p' \
+  | awk '{ ok += $1; all += $1 + $2 } END { print ok + 0, all + 0 }')"
+how_legit="$LEGIT_USERS users signing in every ${LEGIT_EVERY}s, each from its own loopback address, during the flood"
+record flood.legit.signed_in "${legit_totals% *}" count "$how_legit"
+record flood.legit.attempts "${legit_totals#* }" count "$how_legit"
+
 server_errors=$(grep -oE ' 5[0-9]{2}=[0-9]+' "$work/wrk.out" || true)
 [ -z "$server_errors" ] || { echo "server errors under load:$server_errors"; exit 1; }

@@ -17,7 +17,8 @@ BASELINE_PORT="${BASELINE_PORT:-18081}"
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet --bin guard --example empty_axum
+cargo build --release --quiet -p guard-cli --bin guard
+cargo build --release --quiet -p guard-bench
 BIN="$CARGO_TARGET_DIR/release"
 
 work="$(mktemp -d)"
@@ -43,7 +44,7 @@ load() { # label url
 echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION on loopback, sharing the cores"
 echo
 
-"$BIN/examples/empty_axum" "127.0.0.1:$BASELINE_PORT" & pids+=($!)
+"$BIN/guard-bench" baseline --listen "127.0.0.1:$BASELINE_PORT" & pids+=($!)
 wait_http "http://127.0.0.1:$BASELINE_PORT/health"
 load "baseline: empty axum handler" "http://127.0.0.1:$BASELINE_PORT/health"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true

@@ -2,7 +2,9 @@
 
 Starts guard RUNS times in WORKDIR (which already holds ./data/guard.db), measuring
 from just before the process is spawned to the first 200 from /health/ready, polled
-every millisecond over a raw socket (no client start-up cost in the figure).
+every millisecond over a raw socket (no client start-up cost in the figure). With
+DATABASE_URL in the environment (and REDIS_URL, REDIS_KEY_PREFIX, GUARD_MASTER_KEY),
+guard starts on that database instead.
 
     python3 bench/startup.py GUARD_BINARY WORKDIR RUNS
 """
@@ -30,7 +32,10 @@ def ready() -> bool:
 def main() -> None:
     binary, workdir, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     env = {"GUARD_LISTEN": f"127.0.0.1:{PORT}", "LOG_OUTPUT": "stderr"}
-    if not os.path.exists(os.path.join(workdir, "data", "guard.db")):
+    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "GUARD_MASTER_KEY"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    if "DATABASE_URL" not in env and not os.path.exists(os.path.join(workdir, "data", "guard.db")):
         sys.exit("no existing database in WORKDIR/data: run guard there once first")
     times = []
     for _ in range(runs):
@@ -46,7 +51,8 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     times.sort()
-    print(f"start to ready on an existing SQLite database ({runs} runs): "
+    where = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
+    print(f"start to ready on an existing {where} database ({runs} runs): "
           f"median {statistics.median(times):.1f} ms, max {times[-1]:.1f} ms")
 
 

@@ -54,6 +54,7 @@ impl Metrics {
         let process = Arc::new(metrics_process::Collector::default());
         process.describe();
         describe();
+        start_counters_at_zero();
         let build = BuildInfo::current();
         metrics::gauge!("guard_build_info", "version" => build.version, "commit" => build.commit).set(1.0);
         let upkeep = handle.clone();
@@ -140,7 +141,66 @@ fn describe() {
         "guard_authorization_cache_hit_ratio",
         "Share of authorization decisions answered from the cache since the process started."
     );
+    metrics::describe_counter!(
+        "guard_auth_attempts_total",
+        "Sign-in attempts, by method (password, passkey, refresh_token)."
+    );
+    metrics::describe_counter!("guard_auth_failures_total", "Refused sign-ins and token refreshes, by reason.");
+    metrics::describe_counter!("guard_email_sends_total", "Emails handed to the SMTP server, by template and result.");
+    metrics::describe_gauge!("guard_active_sessions", "Unrevoked, unexpired sessions in the database (every tenant).");
+    metrics::describe_gauge!("guard_database_size_bytes", Unit::Bytes, "Bytes the database takes.");
+    metrics::describe_gauge!("guard_audit_events_stored", "Audit events stored, sealed and queued.");
+    metrics::describe_gauge!(
+        "guard_job_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When an operator job (label name: backup, audit_verify, maintenance) last succeeded, as Unix time; recorded in the database by whichever process ran it."
+    );
+    metrics::describe_gauge!(
+        "guard_job_last_failure_timestamp_seconds",
+        Unit::Seconds,
+        "When an operator job (label name: backup, audit_verify, maintenance) last failed, as Unix time."
+    );
+    metrics::describe_gauge!(
+        "guard_audit_chain_intact",
+        "1 when the latest verification of the audit log found every chain intact, 0 when it found a break."
+    );
     metrics::describe_gauge!("guard_build_info", "Always 1; labelled with the running guard's version and commit.");
+}
+
+/// Registers the counters whose label values are known in advance, at 0: a series
+/// that first appears at 1 shows no increase to `rate()` or `increase()`, so the first
+/// rate-limit refusal or audit verification failure would not raise an alert.
+fn start_counters_at_zero() {
+    use guard_core::ratelimit::{Action, Scope};
+    for name in [
+        "guard_rate_limit_backend_errors_total",
+        "guard_audit_write_failures_total",
+        "guard_audit_verify_failures_total",
+        "guard_audit_pruned_total",
+        "guard_audit_delivered_total",
+        "guard_audit_delivery_failures_total",
+        "guard_authorization_cache_hits_total",
+        "guard_authorization_cache_misses_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for action in Action::ALL {
+        for scope in [Scope::Ip, Scope::Account] {
+            metrics::counter!("guard_rate_limit_hits_total", "action" => action.as_str(), "scope" => scope.as_str())
+                .increment(0);
+        }
+    }
+    for method in ["totp", "recovery_code", "webauthn", "email_code"] {
+        for result in ["success", "failure"] {
+            metrics::counter!("guard_mfa_verifications_total", "method" => method, "result" => result).increment(0);
+        }
+    }
+    for decision in ["allow", "deny"] {
+        metrics::counter!("guard_policy_evaluations_total", "decision" => decision).increment(0);
+    }
+    for method in ["password", "passkey", "refresh_token"] {
+        metrics::counter!("guard_auth_attempts_total", "method" => method).increment(0);
+    }
 }
 
 /// GET /metrics

@@ -12,6 +12,11 @@
 //!
 //! Every section uses guard's own code paths (the store, the sealer, the verifier,
 //! the query); only the bulk load of the query section is plain SQL.
+//!
+//! With `BENCH_RECORDS` set (bench/report.sh), the key figures are also appended to
+//! the records: audit.ingest.paced or audit.ingest.flat (events/s) and its
+//! `.emit_p99` (ms); audit.verify.rate (records/s); audit.query.<case>.p50 and .p95
+//! (ms) for each case, and audit.query.events.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -22,26 +27,46 @@ use guard_store::Database;
 use sqlx::Connection;
 use uuid::Uuid;
 
+#[path = "common/record.rs"]
+mod record;
+
 type Res<T> = Result<T, Box<dyn Error>>;
 
 /// base64 of "bench-master-key-32-bytes-long!!": a benchmark's key, never a real one.
 const BENCH_MASTER_KEY: &str = "YmVuY2gtbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nISE=";
 
-fn percentiles(mut samples: Vec<Duration>) -> String {
-    if samples.is_empty() {
-        return "n=0".into();
+/// Latency percentiles of a set of samples, in ms.
+struct Percentiles {
+    n: usize,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(mut samples: Vec<Duration>) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let at = |q: f64| ms(samples[((samples.len() as f64 - 1.0) * q).round() as usize]);
+        Some(Self {
+            n: samples.len(),
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: samples.last().map_or(0.0, |d| ms(*d)),
+        })
     }
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    format!(
-        "n={} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
-        samples.len(),
-        ms(at(0.50)),
-        ms(at(0.95)),
-        ms(at(0.99)),
-        samples.last().map_or(0.0, |d| ms(*d))
-    )
+}
+
+fn summary(p: Option<&Percentiles>) -> String {
+    match p {
+        None => "n=0".into(),
+        Some(p) => format!("n={} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms", p.n, p.p50, p.p95, p.p99, p.max),
+    }
 }
 
 async fn open(url: &str) -> Res<(guard_core::Config, Database, AuditLog)> {
@@ -103,12 +128,13 @@ async fn ingest(url: &str, seconds: u64, concurrency: usize, rate: u64) -> Res<(
     }
     let elapsed = started.elapsed();
     let emitted = latencies.len() as u64;
+    let per_second = emitted as f64 / elapsed.as_secs_f64();
+    let pacing = if rate > 0 { format!("paced at {rate}/s") } else { "unpaced".to_owned() };
+    let emits = Percentiles::of(latencies);
     println!(
-        "ingest: {emitted} events in {:.1}s = {:.0} events/s ({concurrency} emitters, {}), each emit waiting for its commit: {}",
+        "ingest: {emitted} events in {:.1}s = {per_second:.0} events/s ({concurrency} emitters, {pacing}), each emit waiting for its commit: {}",
         elapsed.as_secs_f64(),
-        emitted as f64 / elapsed.as_secs_f64(),
-        if rate > 0 { format!("paced at {rate}/s") } else { "unpaced".to_owned() },
-        percentiles(latencies)
+        summary(emits.as_ref())
     );
     let drain = Instant::now();
     while !db.audit.unsealed_chains().await?.is_empty() {
@@ -128,6 +154,20 @@ async fn ingest(url: &str, seconds: u64, concurrency: usize, rate: u64) -> Res<(
     }
     let _ = stop.send(true);
     sealer.await?;
+    let id = if rate > 0 { "audit.ingest.paced" } else { "audit.ingest.flat" };
+    let how = format!(
+        "audit_bench ingest: {emitted} events through AuditLog::emit in {:.1} s, {concurrency} emitters, {pacing}, the sealer running; all sealed",
+        elapsed.as_secs_f64()
+    );
+    record::value(id, per_second, "events/s", &how);
+    if let Some(emits) = &emits {
+        record::value(
+            &format!("{id}.emit_p99"),
+            emits.p99,
+            "ms",
+            &format!("{how}; p99 of one emit waiting for its commit"),
+        );
+    }
     Ok(())
 }
 
@@ -179,11 +219,20 @@ async fn verify(url: &str, count: usize) -> Res<()> {
     if !report.intact {
         return Err(format!("verification failed: {report:?}").into());
     }
+    let per_second = report.records as f64 / elapsed.as_secs_f64();
     println!(
-        "verify: {} records in {:.2}s = {:.0} records/s (MAC, hash link and position of each; checkpoints)",
+        "verify: {} records in {:.2}s = {per_second:.0} records/s (MAC, hash link and position of each; checkpoints)",
         report.records,
         elapsed.as_secs_f64(),
-        report.records as f64 / elapsed.as_secs_f64()
+    );
+    record::value(
+        "audit.verify.rate",
+        per_second,
+        "records/s",
+        &format!(
+            "audit_bench verify: one chain of {} records, AuditLog::verify (MAC, hash link and position of each; checkpoints)",
+            report.records
+        ),
     );
     Ok(())
 }
@@ -279,19 +328,40 @@ async fn query(url: &str, count: i64) -> Res<()> {
     let day = AuditFilter { tenant: Some(tenant(3)), since_us, limit: 100, ..AuditFilter::default() };
     let first = audit.query(&day).await?;
     let cursor: Option<Cursor> = first.next;
-    let cases: Vec<(&str, AuditFilter)> = vec![
-        ("one tenant, one day, newest first", day.clone()),
-        ("one tenant, one day, second page (cursor)", AuditFilter { after: cursor, ..day.clone() }),
-        ("one tenant, one day, type auth.*", AuditFilter { kind_like: Some("auth.%".into()), ..day.clone() }),
+    // (id in the records, label, filter)
+    let cases: Vec<(&str, &str, AuditFilter)> = vec![
+        ("one-tenant-newest", "one tenant, one day, newest first", day.clone()),
         (
+            "one-tenant-second-page",
+            "one tenant, one day, second page (cursor)",
+            AuditFilter { after: cursor, ..day.clone() },
+        ),
+        (
+            "one-tenant-type-glob",
+            "one tenant, one day, type auth.*",
+            AuditFilter { kind_like: Some("auth.%".into()), ..day.clone() },
+        ),
+        (
+            "one-tenant-result-error",
             "one tenant, one day, result=error",
             AuditFilter { result: Some(ResultFilter(Outcome::Error)), ..day.clone() },
         ),
-        ("every tenant (operator), one day", AuditFilter { tenant: None, ..day.clone() }),
-        ("one tenant, one day, oldest first (export)", AuditFilter { order: Order::OldestFirst, ..day.clone() }),
+        ("every-tenant", "every tenant (operator), one day", AuditFilter { tenant: None, ..day.clone() }),
+        (
+            "one-tenant-oldest",
+            "one tenant, one day, oldest first (export)",
+            AuditFilter { order: Order::OldestFirst, ..day.clone() },
+        ),
     ];
-    println!("stored: {} events; each case 50 times, 100 a page", stored.max(count));
-    for (label, filter) in cases {
+    let events = stored.max(count);
+    println!("stored: {events} events; each case 50 times, 100 a page");
+    record::value(
+        "audit.query.events",
+        events as f64,
+        "events",
+        &format!("audit_bench query: events stored, {TENANTS} tenants over {SPAN_DAYS} days"),
+    );
+    for (id, label, filter) in cases {
         let mut samples = Vec::with_capacity(50);
         let mut returned = 0;
         for _ in 0..50 {
@@ -299,7 +369,15 @@ async fn query(url: &str, count: i64) -> Res<()> {
             returned = audit.query(&filter).await?.records.len();
             samples.push(at.elapsed());
         }
-        println!("  {label:<46} {returned:>3} records  {}", percentiles(samples));
+        let times = Percentiles::of(samples);
+        println!("  {label:<46} {returned:>3} records  {}", summary(times.as_ref()));
+        if let Some(times) = &times {
+            let how = format!(
+                "audit_bench query: {label}, first page of 100 ({returned} returned), 50 times, {events} events stored"
+            );
+            record::value(&format!("audit.query.{id}.p50"), times.p50, "ms", &how);
+            record::value(&format!("audit.query.{id}.p95"), times.p95, "ms", &how);
+        }
     }
     db.pool.close().await;
     Ok(())

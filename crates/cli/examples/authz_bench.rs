@@ -2,7 +2,9 @@
 //! tenant of 100 policies and a few hundred entities, and a batch of 100, beside a
 //! baseline of one trivial policy decided the same way in the same run. Prints JSON
 //! lines. Also writes the tenant's policies, schema and entities as files for the
-//! HTTP benchmark (bench/authz.sh).
+//! HTTP benchmarks (bench/authz.sh, and guard-bench's authorization scenarios, which
+//! read `requests.json`: the 10,000 distinct requests decided here), and, with
+//! `BENCH_RECORDS` set (bench/report.sh), appends its figures to the records.
 //!
 //!   authz_bench [decisions] [out-dir]
 
@@ -20,6 +22,9 @@ use guard_core::authz::engine::{DecisionInput, TenantEngine};
 use guard_core::authz::{AuthzState, PolicySnapshot};
 use guard_core::tenants::TenantId;
 use serde_json::{Value, json};
+
+#[path = "common/record.rs"]
+mod record;
 
 const SCHEMA: &str = r#"namespace Bench {
   entity Team;
@@ -167,6 +172,8 @@ fn main() {
         let batch: Vec<Value> = (0..100).map(request).collect();
         std::fs::write(dir.join("batch.json"), json!({ "requests": batch }).to_string()).expect("write");
         std::fs::write(dir.join("one.json"), request(1).to_string()).expect("write");
+        let requests: Vec<Value> = (0..10_000).map(request).collect();
+        std::fs::write(dir.join("requests.json"), Value::Array(requests).to_string()).expect("write");
     }
 
     let inputs: Vec<DecisionInput> =
@@ -192,6 +199,15 @@ fn main() {
             "baseline_p50_us": percentile(&base, 0.5), "baseline_p99_us": percentile(&base, 0.99),
         })
     );
+    let how = format!("authz_bench: {rounds} decisions, 100 policies, 570 entities, 10k distinct requests, uncached");
+    record::value("authz.decision.p50", percentile(&times, 0.5), "µs", &how);
+    record::value("authz.decision.p99", percentile(&times, 0.99), "µs", &how);
+    record::value(
+        "authz.baseline.p50",
+        percentile(&base, 0.5),
+        "µs",
+        &format!("authz_bench: {rounds} decisions, one permit-all policy, no entities, same requests"),
+    );
 
     // Batches of 100 distinct requests, decided one after another as the batch
     // endpoint does.
@@ -214,4 +230,10 @@ fn main() {
             "p50_ms": percentile(&batches, 0.5) / 1000.0, "p99_ms": percentile(&batches, 0.99) / 1000.0,
         })
     );
+    let how = format!(
+        "authz_bench: {} batches of 100 distinct requests, decided one after another, in process",
+        batches.len()
+    );
+    record::value("authz.batch.p50", percentile(&batches, 0.5) / 1000.0, "ms", &how);
+    record::value("authz.batch.p99", percentile(&batches, 0.99) / 1000.0, "ms", &how);
 }

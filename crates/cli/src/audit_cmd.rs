@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use guard_core::audit::{AuditFilter, AuditLog, AuditRecord, MAX_PAGE, Order, PLATFORM, QueryParams};
 use guard_core::events::{Actor, Event, EventSink};
+use guard_core::store::{Job, JobOutcome};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -89,7 +90,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: AuditAction) -> Result<()
     let result = match action {
         AuditAction::Query { selection, limit, format } => query(&all, &selection, limit, format).await,
         AuditAction::Export { selection, out } => export(&all, &selection, &out).await,
-        AuditAction::Verify { tenant, format } => verify(&all, tenant.as_deref(), format).await,
+        AuditAction::Verify { tenant, format } => verify(&db, &all, tenant.as_deref(), format).await,
         AuditAction::Prune => guard_api::apply_audit_retention(&all.tenants, &all.audit, loaded.config.audit.retention)
             .await
             .map(|n| say!("pruned {n} audit events past their retention"))
@@ -243,9 +244,26 @@ async fn export(all: &guard_api::Services, selection: &Selection, out: &std::pat
     Ok(())
 }
 
-async fn verify(all: &guard_api::Services, tenant: Option<&str>, format: crate::Format) -> Result<(), Failure> {
+async fn verify(
+    db: &guard_store::Database,
+    all: &guard_api::Services,
+    tenant: Option<&str>,
+    format: crate::Format,
+) -> Result<(), Failure> {
     let tenant = tenant_id(all, tenant).await?;
-    let report = all.audit.verify(tenant).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    let verified = all.audit.verify(tenant).await;
+    // Only a verification of every chain can say the log is intact; a break found in
+    // one tenant's chain is worth recording either way.
+    let outcome = match &verified {
+        Ok(report) if !report.intact => Some(JobOutcome::Broken),
+        Ok(_) if tenant.is_none() => Some(JobOutcome::Ok),
+        Err(_) if tenant.is_none() => Some(JobOutcome::Failed),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        crate::ops_cmd::record_job(db, Job::AuditVerify, outcome).await;
+    }
+    let report = verified.map_err(|e| Failure::Runtime(e.to_string()))?;
     let mut event = Event::success("audit.chain.verified", Actor::Operator)
         .details(json!({ "intact": report.intact, "records": report.records }));
     if let Some(tenant) = tenant.filter(|t| *t != PLATFORM) {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use guard_core::Config;
 use guard_core::backup::{ArchiveReader, ArchiveWriter, EXTENSION, Manifest, Retention, SECRET_TABLES, Value};
+use guard_core::store::{Job, JobOutcome};
 use guard_store::backup::{Loader, Snapshot};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -77,7 +78,10 @@ pub(crate) async fn run(file: Option<PathBuf>, action: BackupAction) -> Result<(
     match action {
         BackupAction::Create(args) => {
             let dir = args.dir.unwrap_or_else(|| config.backup.dir.clone());
-            create(&config, &dir, args.name, args.include_secrets).await.map(|_| ())
+            let created = create(&config, &dir, args.name, args.include_secrets).await;
+            let outcome = if created.is_ok() { JobOutcome::Ok } else { JobOutcome::Failed };
+            crate::ops_cmd::record_job_in(&config.database, Job::Backup, outcome).await;
+            created.map(|_| ())
         }
         BackupAction::List { dir } => list(&dir.unwrap_or_else(|| config.backup.dir.clone())),
         BackupAction::Verify(pick) => verify(&pick_file(&config, &pick)?),

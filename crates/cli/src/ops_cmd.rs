@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Subcommand;
 use guard_core::Config;
 use guard_core::events::{Actor, Event, EventSink};
+use guard_core::store::{Job, JobOutcome, JobRun};
 use guard_store::Database;
 
 use crate::database::services;
@@ -60,8 +61,43 @@ pub(crate) struct MaintenanceReport {
     pub deleted: u64,
 }
 
-/// One maintenance run: expired rows, audit retention, then VACUUM/ANALYZE.
+/// One maintenance run: expired rows, audit retention, then VACUUM/ANALYZE. A real
+/// run's outcome is recorded for monitoring.
 pub(crate) async fn run_maintenance(
+    config: &Config,
+    db: &Database,
+    tenants: &guard_core::tenants::TenantService,
+    audit: &guard_core::audit::AuditLog,
+    dry_run: bool,
+) -> Result<MaintenanceReport, Failure> {
+    let report = maintain(config, db, tenants, audit, dry_run).await;
+    if !dry_run {
+        let outcome = if report.is_ok() { JobOutcome::Ok } else { JobOutcome::Failed };
+        record_job(db, Job::Maintenance, outcome).await;
+    }
+    report
+}
+
+/// Records a job's outcome for monitoring. Not being able to is only logged: the
+/// job's own result is what its command reports.
+pub(crate) async fn record_job(db: &Database, job: Job, outcome: JobOutcome) {
+    if let Err(e) = db.ops.record_job(job, outcome).await {
+        tracing::warn!(error = %e, job = job.as_str(), "cannot record the job's outcome");
+    }
+}
+
+/// [`record_job`] for commands that have no database open.
+pub(crate) async fn record_job_in(config: &guard_core::config::DatabaseConfig, job: Job, outcome: JobOutcome) {
+    match guard_store::open(config).await {
+        Ok(db) => {
+            record_job(&db, job, outcome).await;
+            db.pool.close().await;
+        }
+        Err(e) => tracing::warn!(error = %e, job = job.as_str(), "cannot record the job's outcome"),
+    }
+}
+
+async fn maintain(
     config: &Config,
     db: &Database,
     tenants: &guard_core::tenants::TenantService,
@@ -185,6 +221,10 @@ pub(crate) async fn export_size_gauges(db: &Database) {
         Ok(events) => metrics::gauge!("guard_audit_events_stored").set(events as f64),
         Err(e) => tracing::debug!(error = %e, "cannot count audit events"),
     }
+    match db.ops.job_runs().await {
+        Ok(runs) => export_job_gauges(&runs),
+        Err(e) => tracing::debug!(error = %e, "cannot read the jobs' outcomes"),
+    }
 }
 
 /// `guard version`: the binary, and the schema of the configured database when it
@@ -221,6 +261,29 @@ pub(crate) async fn version(file: Option<PathBuf>) -> Result<(), Failure> {
         Err(Failure::Runtime(reason) | Failure::Config(reason)) => {
             say!("schema version applied: unknown ({reason})");
             Ok(())
+        }
+    }
+}
+
+/// Each job's last success and failure times, and whether the last audit
+/// verification found every chain intact.
+fn export_job_gauges(runs: &[JobRun]) {
+    let unix = |t: time::OffsetDateTime| t.unix_timestamp() as f64;
+    for run in runs {
+        let job = run.job.as_str();
+        if let Some(at) = run.last_success_at {
+            metrics::gauge!("guard_job_last_success_timestamp_seconds", "name" => job).set(unix(at));
+        }
+        if let Some(at) = run.last_failure_at {
+            metrics::gauge!("guard_job_last_failure_timestamp_seconds", "name" => job).set(unix(at));
+        }
+        if run.job == Job::AuditVerify {
+            match run.last_outcome {
+                JobOutcome::Ok => metrics::gauge!("guard_audit_chain_intact").set(1.0),
+                JobOutcome::Broken => metrics::gauge!("guard_audit_chain_intact").set(0.0),
+                // A verification that could not finish says nothing about the chains.
+                JobOutcome::Failed => {}
+            }
         }
     }
 }

@@ -150,6 +150,62 @@ pub struct MaintenanceStep {
     pub rows: u64,
 }
 
+/// Operator jobs whose outcomes are recorded for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Backup,
+    AuditVerify,
+    Maintenance,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [Job::Backup, Job::AuditVerify, Job::Maintenance];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Job::Backup => "backup",
+            Job::AuditVerify => "audit_verify",
+            Job::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.as_str() == text)
+    }
+}
+
+/// How a job run ended: `Broken` is an audit verification that found a break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Ok,
+    Failed,
+    Broken,
+}
+
+impl JobOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Ok => "ok",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Broken => "broken",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobOutcome> {
+        [JobOutcome::Ok, JobOutcome::Failed, JobOutcome::Broken].into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// A job's latest outcome and when it last succeeded and failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    pub job: Job,
+    pub last_outcome: JobOutcome,
+    pub last_run_at: time::OffsetDateTime,
+    pub last_success_at: Option<time::OffsetDateTime>,
+    pub last_failure_at: Option<time::OffsetDateTime>,
+}
+
 /// Operators' view of the database: sizes, clean-up, integrity.
 #[async_trait]
 pub trait OpsStore: Send + Sync {
@@ -172,4 +228,8 @@ pub trait OpsStore: Send + Sync {
     /// The backend's own integrity check and every foreign key; returns the problems
     /// found (none: healthy).
     async fn check_integrity(&self) -> Result<Vec<String>, StoreError>;
+    /// Records the outcome of an operator job run now.
+    async fn record_job(&self, job: Job, outcome: JobOutcome) -> Result<(), StoreError>;
+    /// Each job's latest outcome, for jobs that have run.
+    async fn job_runs(&self) -> Result<Vec<JobRun>, StoreError>;
 }

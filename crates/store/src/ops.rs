@@ -91,6 +91,61 @@ macro_rules! impl_ops_store {
             async fn check_integrity(&self) -> Result<Vec<String>, guard_core::store::StoreError> {
                 $integrity(self).await
             }
+
+            async fn record_job(
+                &self,
+                job: guard_core::store::Job,
+                outcome: guard_core::store::JobOutcome,
+            ) -> Result<(), guard_core::store::StoreError> {
+                let now = guard_core::stored_now();
+                let ok = outcome == guard_core::store::JobOutcome::Ok;
+                sqlx::query(
+                    "INSERT INTO job_runs (job, last_outcome, last_run_at, last_success_at, last_failure_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (job) DO UPDATE SET last_outcome = excluded.last_outcome, \
+                     last_run_at = excluded.last_run_at, \
+                     last_success_at = coalesce(excluded.last_success_at, job_runs.last_success_at), \
+                     last_failure_at = coalesce(excluded.last_failure_at, job_runs.last_failure_at)",
+                )
+                .bind(job.as_str())
+                .bind(outcome.as_str())
+                .bind(now)
+                .bind(ok.then_some(now))
+                .bind((!ok).then_some(now))
+                .execute(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn job_runs(&self) -> Result<Vec<guard_core::store::JobRun>, guard_core::store::StoreError> {
+                type Row = (
+                    String,
+                    String,
+                    time::OffsetDateTime,
+                    Option<time::OffsetDateTime>,
+                    Option<time::OffsetDateTime>,
+                );
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT job, last_outcome, last_run_at, last_success_at, last_failure_at FROM job_runs ORDER BY job",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                // Rows written by a newer guard with jobs this one does not know are skipped.
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(job, outcome, last_run_at, last_success_at, last_failure_at)| {
+                        Some(guard_core::store::JobRun {
+                            job: guard_core::store::Job::parse(&job)?,
+                            last_outcome: guard_core::store::JobOutcome::parse(&outcome)?,
+                            last_run_at,
+                            last_success_at,
+                            last_failure_at,
+                        })
+                    })
+                    .collect())
+            }
         }
     };
 }

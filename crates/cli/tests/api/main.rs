@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod mfa;
 mod migrations;
+mod observability;
 mod outage;
 mod passkeys;
 mod risk;
