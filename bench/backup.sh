@@ -27,8 +27,10 @@ BIN="$CARGO_TARGET_DIR/release"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 bench_name=guard_backup_bench
-cargo build --release --quiet -p guard-cli --bin guard
-cargo build --release --quiet -p guard-bench
+if [ -z "${SKIP_BUILD:-}" ]; then # bench/report.sh has built them
+  cargo build --release --quiet -p guard-cli --bin guard
+  cargo build --release --quiet -p guard-bench
+fi
 
 export GUARD_MASTER_KEY="dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=" LOG_LEVEL=warn
 export BACKUP_DIR="$work/backups"

@@ -22,8 +22,10 @@ PORT="${GUARD_PORT:-18092}"
 LEGIT_USERS="${LEGIT_USERS:-8}"
 LEGIT_EVERY="${LEGIT_EVERY:-8}"
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet -p guard-cli --bin guard
-cargo build --release --quiet -p guard-bench
+if [ -z "${SKIP_BUILD:-}" ]; then # bench/report.sh has built them
+  cargo build --release --quiet -p guard-cli --bin guard
+  cargo build --release --quiet -p guard-bench
+fi
 BIN="$CARGO_TARGET_DIR/release"
 BASELINE_PORT="${BASELINE_PORT:-18093}"
 G="http://127.0.0.1:$PORT"

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-PORT = 18090
+PORT = int(os.environ.get("GUARD_PORT", "18090"))
 
 
 def ready() -> bool:
@@ -32,7 +32,8 @@ def ready() -> bool:
 def main() -> None:
     binary, workdir, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     env = {"GUARD_LISTEN": f"127.0.0.1:{PORT}", "LOG_OUTPUT": "stderr"}
-    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "GUARD_MASTER_KEY"):
+    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "GUARD_MASTER_KEY", "RATE_LIMIT_ENABLED",
+                 "BRUTE_FORCE_PROTECTION"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     if "DATABASE_URL" not in env and not os.path.exists(os.path.join(workdir, "data", "guard.db")):

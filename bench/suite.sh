@@ -98,9 +98,7 @@ record memory.after-load "$loaded" MiB "VmRSS of guard serve after every scenari
 stop_guard
 
 # Start to ready on the database just used (now existing, with its data).
-startup_env=()
-[ "$BACKEND" = postgres ] && startup_env=("${backend_env[@]}")
-startup="$(env "${startup_env[@]}" python3 bench/startup.py "$BIN/guard" "$work" 20)"
+startup="$(env "${backend_env[@]}" GUARD_PORT="$PORT" python3 bench/startup.py "$BIN/guard" "$work" 20)"
 echo "$startup"
 record startup.median "$(echo "$startup" | sed -E 's/.*median ([0-9.]+) ms.*/\1/')" ms "$startup"
 record startup.max "$(echo "$startup" | sed -E 's/.*max ([0-9.]+) ms.*/\1/')" ms "$startup"

@@ -201,6 +201,22 @@ fn start_counters_at_zero() {
     for method in ["password", "passkey", "refresh_token"] {
         metrics::counter!("guard_auth_attempts_total", "method" => method).increment(0);
     }
+    for reason in [
+        "unknown_user",
+        "wrong_password",
+        "disabled",
+        "locked",
+        "pending_verification",
+        "risk_denied",
+        "account_delayed",
+        "account_locked",
+        "unknown_passkey",
+        "invalid_refresh_token",
+        "refresh_token_reused",
+        "session_ended",
+    ] {
+        metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(0);
+    }
 }
 
 /// GET /metrics

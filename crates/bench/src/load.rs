@@ -51,7 +51,9 @@ pub struct Latency {
 pub struct Outcome {
     /// Requests started in the measured part and answered.
     pub requests: u64,
-    /// `requests` over the measured part's length.
+    /// `requests` over the time from the measured part's start to its last answer (at
+    /// least its length): at a fixed rate the server cannot keep up with, this is what
+    /// it managed, not the rate offered.
     pub throughput: f64,
     pub latency_ms: Latency,
     /// Answers by status code.
@@ -91,13 +93,19 @@ struct Tally {
     histogram: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
+    /// When the last measured request was answered.
+    last_answer: Option<Instant>,
 }
+
+/// A request unanswered after this long counts as an error: a server that stops
+/// answering must not hold the run past its end.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Tally {
     fn new() -> Result<Tally, String> {
         // 1 µs to 10 minutes at 3 significant digits.
         let histogram = Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| format!("histogram: {e}"))?;
-        Ok(Tally { histogram, statuses: BTreeMap::new(), errors: 0 })
+        Ok(Tally { histogram, statuses: BTreeMap::new(), errors: 0, last_answer: None })
     }
 
     fn record(&mut self, latency: Duration) {
@@ -134,13 +142,15 @@ pub async fn run(addr: SocketAddr, prepared: Arc<Prepared>, plan: Plan) -> Resul
             *tally.statuses.entry(status).or_default() += n;
         }
         tally.errors += part.errors;
+        tally.last_answer = tally.last_answer.max(part.last_answer);
     }
+    let window = tally.last_answer.map_or(plan.duration, |last| last.duration_since(measured_from).max(plan.duration));
     let requests = tally.histogram.len();
     let ms = |micros: u64| micros as f64 / 1000.0;
     let h = &tally.histogram;
     Ok(Outcome {
         requests,
-        throughput: requests as f64 / plan.duration.as_secs_f64(),
+        throughput: requests as f64 / window.as_secs_f64(),
         latency_ms: Latency {
             p50: ms(h.value_at_quantile(0.50)),
             p95: ms(h.value_at_quantile(0.95)),
@@ -189,18 +199,19 @@ async fn work(
             break;
         }
         let request = prepared.request(&mut state);
-        let answer = connection.send(request).await;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, connection.send(request)).await;
         let latency = began.elapsed();
         let measured = began >= measured_from;
         match answer {
-            Ok((status, body)) => {
+            Ok(Ok((status, body))) => {
                 if measured {
                     tally.record(latency);
                     *tally.statuses.entry(status.as_u16()).or_default() += 1;
+                    tally.last_answer = Some(Instant::now());
                 }
                 prepared.answered(&mut state, status, &body).await;
             }
-            Err(_) => {
+            Ok(Err(_)) | Err(_) => {
                 if measured {
                     tally.errors += 1;
                 }

@@ -79,8 +79,11 @@ pub(crate) async fn run(file: Option<PathBuf>, action: BackupAction) -> Result<(
         BackupAction::Create(args) => {
             let dir = args.dir.unwrap_or_else(|| config.backup.dir.clone());
             let created = create(&config, &dir, args.name, args.include_secrets).await;
-            let outcome = if created.is_ok() { JobOutcome::Ok } else { JobOutcome::Failed };
-            crate::ops_cmd::record_job_in(&config.database, Job::Backup, outcome).await;
+            // A mistyped option is the operator's slip, not a failed backup.
+            if !matches!(created, Err(Failure::Config(_))) {
+                let outcome = if created.is_ok() { JobOutcome::Ok } else { JobOutcome::Failed };
+                crate::ops_cmd::record_job_in(&config.database, Job::Backup, outcome).await;
+            }
             created.map(|_| ())
         }
         BackupAction::List { dir } => list(&dir.unwrap_or_else(|| config.backup.dir.clone())),

@@ -86,8 +86,12 @@ pub(crate) async fn record_job(db: &Database, job: Job, outcome: JobOutcome) {
     }
 }
 
-/// [`record_job`] for commands that have no database open.
+/// [`record_job`] for commands that have no database open. A SQLite file that does
+/// not exist is left alone: opening it would create an empty database.
 pub(crate) async fn record_job_in(config: &guard_core::config::DatabaseConfig, job: Job, outcome: JobOutcome) {
+    if guard_store::backup::sqlite_path(config.url.expose()).is_some_and(|path| !path.exists()) {
+        return;
+    }
     match guard_store::open(config).await {
         Ok(db) => {
             record_job(&db, job, outcome).await;

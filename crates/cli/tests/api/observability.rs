@@ -214,7 +214,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 if depth_braces > 0 {
                     // a label name inside a matcher
                 } else if ["by", "without", "on", "ignoring", "group_left", "group_right"].contains(&word.as_str()) {
-                    labels_next = true;
+                    // group_left may come without a label list: then what follows is
+                    // an expression, not labels.
+                    labels_next = is_call;
                 } else if !(is_call
                     || KEYWORDS.contains(&word.as_str())
                     || start > 0 && chars[start - 1].is_ascii_digit())
@@ -258,6 +260,10 @@ fn metric_names_come_out_of_promql_as_prometheus_reads_it() {
     assert_eq!(
         metric_names("absent(nonexistent_metric) or vector(1e3)"),
         BTreeSet::from(["nonexistent_metric".to_owned()])
+    );
+    assert_eq!(
+        metric_names("guard_x * on (instance) group_left topk(1, guard_y)"),
+        BTreeSet::from(["guard_x".to_owned(), "guard_y".to_owned()])
     );
 }
 
