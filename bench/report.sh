@@ -100,6 +100,10 @@ print(json.dumps({
 PY
 }
 started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# Rerunning some sections into the same results keeps the first part's start.
+if [ -s "$RESULTS/records.jsonl" ] && [ -f "$RESULTS/machine.json" ]; then
+  started="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["started"])' "$RESULTS/machine.json")"
+fi
 machine "$started" "(running)"
 
 for backend in $BACKENDS; do

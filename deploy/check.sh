@@ -14,6 +14,7 @@
 # 3. deploy/systemd: `systemd-analyze verify` (any message it prints is a failure).
 # 4. deploy/Dockerfile: parsed with BuildKit's parser, plus rules (known
 #    instructions and flags, stages, non-root USER, HEALTHCHECK, .dockerignore).
+# 5. bench/k6/login.js: parsed by node as an ES module (k6 is not run here).
 #
 # Installs what is missing, from PyPI and Debian only (no GitHub, no Docker Hub):
 # a virtualenv under $GUARD_DEPLOY_CHECK_CACHE (default ~/.cache/guard-deploy-check)
@@ -523,6 +524,16 @@ fi
 # ---- 4. Dockerfile -----------------------------------------------------------------------------
 step "Dockerfile: deploy/Dockerfile"
 "$PY" "$WORK/checks.py" dockerfile "$DEPLOY/Dockerfile" "$ROOT" || fail "Dockerfile: see above"
+
+# ---- 5. k6 script -----------------------------------------------------------------------------
+# k6 itself is not installed here (AGPL); node parses the script as the ES module k6 loads.
+step "k6 script: bench/k6/login.js"
+if command -v node >/dev/null 2>&1; then
+  cp "$ROOT/bench/k6/login.js" "$WORK/k6-login.mjs"
+  node --check "$WORK/k6-login.mjs" && echo "  parses: ok" || fail "bench/k6/login.js does not parse"
+else
+  note "node is not available: bench/k6/login.js was not parsed"
+fi
 
 # ---- result ------------------------------------------------------------------------------------
 echo

@@ -81,6 +81,10 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 
 /// The database file a SQLite URL names (None: not a file URL).
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    // The SQLite driver takes any string as a file name, a PostgreSQL URL included.
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
     let options = SqliteConnectOptions::from_str(url).ok()?;
     let path = options.get_filename();
     (!path.as_os_str().is_empty() && !url.contains(":memory:") && !url.contains("mode=memory"))
