@@ -62,6 +62,9 @@ backend_env=()
 key="$(openssl rand -base64 32)"
 start_guard() { # extra environment...
   fresh_database
+  launch_guard "$@"
+}
+launch_guard() { # extra environment... (on the database of the last start_guard)
   backend_env=(DATABASE_URL="$url" GUARD_MASTER_KEY="$key")
   if [ "$BACKEND" = postgres ]; then
     backend_env+=(REDIS_URL="redis://127.0.0.1:6379" REDIS_KEY_PREFIX="guard-suite-$$-${fresh_count:-0}:")
@@ -102,6 +105,15 @@ startup="$(env "${backend_env[@]}" GUARD_PORT="$PORT" python3 bench/startup.py "
 echo "$startup"
 record startup.median "$(echo "$startup" | sed -E 's/.*median ([0-9.]+) ms.*/\1/')" ms "$startup"
 record startup.max "$(echo "$startup" | sed -E 's/.*max ([0-9.]+) ms.*/\1/')" ms "$startup"
+
+# Idle memory again after a restart on that database: without the first start's own
+# work (migrations, hashing the bootstrap administrator's password).
+launch_guard
+sleep 2
+idle="$(rss_mib "$server")"
+echo "resident memory, idle after a restart: $idle MiB"
+record memory.idle.restart "$idle" MiB "VmRSS of guard serve 2 s after /health/ready answered, restarted on the database of the runs above, $BACKEND"
+stop_guard
 
 # Decisions without the cache: a second guard, CACHE_SIZE=0.
 start_guard CACHE_SIZE=0

@@ -309,9 +309,11 @@ backend_test!(an_account_slows_down_then_locks_until_an_administrator_the_cli_or
     assert_eq!(wrong("127.0.0.40").await.status(), 401);
     pause(1.1).await;
     assert_eq!(wrong("127.0.0.41").await.status(), 401);
-    // Two failures: the next try must wait 2 s, whatever the address and the password.
+    // Two failures: the next try must wait 2 s from the last, whatever the address and
+    // the password (1 left when the machine took over a second to get here).
     let early = login_from(&app, "127.0.0.42", "hal@example.com", None).await;
-    assert_eq!(header(&early, "retry-after").as_deref(), Some("2"));
+    let wait = header(&early, "retry-after").and_then(|s| s.parse::<u64>().ok());
+    assert!(matches!(wait, Some(1 | 2)), "retry-after {wait:?}");
     expect_problem(early, 429, "rate_limited").await;
     pause(2.1).await;
     assert_eq!(wrong("127.0.0.43").await.status(), 401);

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use tokio::sync::Semaphore;
 
@@ -51,9 +52,8 @@ impl PasswordHasher {
     pub fn new(params: HashParams, threads: usize) -> Result<PasswordHasher, HashError> {
         let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|e| HashError(e.to_string()))?;
+        let decoy = decoy_hash(&argon_params)?;
         let argon2 = Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params));
-        let decoy =
-            argon2.hash_password(uuid::Uuid::now_v7().as_bytes()).map_err(|e| HashError(e.to_string()))?.to_string();
         Ok(PasswordHasher { params, argon2, permits: Arc::new(Semaphore::new(threads.max(1))), decoy: Arc::new(decoy) })
     }
 
@@ -106,6 +106,26 @@ impl PasswordHasher {
     }
 }
 
+/// A PHC string with `params`, a random salt and a random output. Verifying against it
+/// costs one full hash, as against a real one, and no password matches it. It is made
+/// without hashing, so that start-up neither waits for Argon2 nor keeps its working
+/// memory (19 MiB by default) in the allocator.
+fn decoy_hash(params: &Params) -> Result<String, HashError> {
+    let error = |e: &dyn std::fmt::Display| HashError(e.to_string());
+    let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| error(&e))?;
+    getrandom::fill(&mut output).map_err(|e| error(&e))?;
+    let decoy = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| error(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| error(&e))?),
+        hash: Some(Output::new(&output).map_err(|e| error(&e))?),
+    };
+    Ok(decoy.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +167,23 @@ mod tests {
         let hasher = PasswordHasher::new(cheap(), 1).unwrap();
         assert!(hasher.verify("x".into(), "plaintext".into()).await.is_err());
         hasher.verify_decoy("anything".into()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_decoy_costs_what_a_real_hash_costs_and_matches_nothing() {
+        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        let real = hasher.hash("a long enough passphrase".into()).await.unwrap();
+        let (decoy, real) = (PasswordHash::new(&hasher.decoy).unwrap(), PasswordHash::new(&real).unwrap());
+        // Verification runs Argon2 with the stored hash's algorithm, parameters and
+        // output length: the same as a real hash's, so it takes as long.
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert_eq!(decoy.version, real.version);
+        assert_eq!(Params::try_from(&decoy).unwrap(), Params::try_from(&real).unwrap());
+        assert_eq!(decoy.salt.unwrap().len(), real.salt.unwrap().len());
+        assert_eq!(decoy.hash.unwrap().len(), real.hash.unwrap().len());
+        let checked = hasher.verify(String::new(), hasher.decoy.to_string()).await.unwrap();
+        assert_eq!(checked, Verification { valid: false, needs_rehash: false });
+        assert_ne!(hasher.decoy, PasswordHasher::new(cheap(), 1).unwrap().decoy, "a random salt and output");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
