@@ -563,7 +563,8 @@ record). For each backend it:\n\n\
    with every core busy) and loads the baseline with `guard-bench load --scenario health`;\n\
 3. starts `guard serve` on a fresh database (PostgreSQL with Redis for the second\n\
    backend; rate limits and brute-force protection off, as these runs measure\n\
-   throughput), reads its resident memory after 2 s idle, times 20 starts to ready\n\
+   throughput), reads its resident memory after 2 s idle (and, later, after a restart\n\
+   on the same database), times 20 starts to ready\n\
    (`bench/startup.py`), then drives each scenario with `guard-bench load` (2 s\n\
    warm-up, 10 s measured): `/health`, `/health/db`, `/v1/me`, sign-in at saturation\n\
    and at a fixed 80 % of the ceiling, token refresh, `/v1/audit`, and authorization\n\
