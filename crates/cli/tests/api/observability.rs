@@ -267,6 +267,80 @@ fn metric_names_come_out_of_promql_as_prometheus_reads_it() {
     );
 }
 
+/// The label names each `metric{label op "value", …}` selector of an expression
+/// matches on, as (metric, label) pairs.
+fn matched_labels(expr: &str) -> BTreeSet<(String, String)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut pairs = BTreeSet::new();
+    let mut i = 0;
+    let mut word = String::new();
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            word.clear();
+        } else if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else if c == '{' && !word.is_empty() && !word.starts_with(|c: char| c.is_ascii_digit()) {
+            // name op "value" (, name op "value")* up to the closing brace
+            let metric = std::mem::take(&mut word);
+            i += 1;
+            let mut label = String::new();
+            while i < chars.len() && chars[i] != '}' {
+                match chars[i] {
+                    '"' | '\'' | '`' => {
+                        let quote = chars[i];
+                        i += 1;
+                        while i < chars.len() && chars[i] != quote {
+                            i += if chars[i] == '\\' { 2 } else { 1 };
+                        }
+                    }
+                    '=' | '!' | '~' if !label.is_empty() => {
+                        pairs.insert((metric.clone(), std::mem::take(&mut label)));
+                    }
+                    ch if ch.is_ascii_alphanumeric() || ch == '_' => label.push(ch),
+                    _ => {}
+                }
+                i += 1;
+            }
+        } else if !c.is_whitespace() || !word.is_empty() && chars.get(i + 1).is_some_and(|n| *n != '{') {
+            word.clear();
+        }
+        i += 1;
+    }
+    pairs
+}
+
+#[test]
+fn label_matchers_come_out_of_promql_with_their_metric() {
+    let pairs = matched_labels(
+        r#"sum by (route) (rate(guard_http_requests_total{instance=~"$instance", status=~"5..", route!="/x{y}"}[5m])) / on(instance) up{job="guard"} and vector(1)"#,
+    );
+    let expected = [
+        ("guard_http_requests_total", "instance"),
+        ("guard_http_requests_total", "route"),
+        ("guard_http_requests_total", "status"),
+        ("up", "job"),
+    ];
+    assert_eq!(pairs, expected.iter().map(|(m, l)| (m.to_string(), l.to_string())).collect());
+    assert!(matched_labels("sum(rate(guard_x[5m]))").is_empty());
+}
+
+/// Label names each exported metric name carries in a Prometheus text exposition.
+fn exported_labels(scrape: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else { continue };
+        let Some((inside, _)) = rest.rsplit_once('}') else { continue };
+        let names = inside.split("\",").filter_map(|pair| pair.split_once('=')).map(|(k, _)| k.trim().to_owned());
+        labels.entry(name.to_owned()).or_default().extend(names);
+    }
+    labels
+}
+
 /// Metric names with samples in a Prometheus text exposition.
 fn exported(scrape: &str) -> BTreeSet<String> {
     scrape
@@ -393,6 +467,27 @@ backend_test!(every_metric_in_the_dashboards_and_rules_is_exported_by_a_running_
             checked.insert(name);
         }
     }
+    // Each label a selector matches on is one the metric carries: a renamed or
+    // misspelt label selects nothing, as surely as a misspelt metric. Prometheus adds
+    // `instance` and `job` to every series it scrapes.
+    let carried = exported_labels(&scrape);
+    let mut labels_checked = 0;
+    for (file, expr) in dashboard_exprs.iter().chain(&rule_exprs) {
+        for (metric, label) in matched_labels(expr) {
+            if metric.contains(':') || metric == "up" || ["instance", "job"].contains(&label.as_str()) {
+                continue;
+            }
+            labels_checked += 1;
+            let family = ["", "_bucket", "_count", "_sum"]
+                .iter()
+                .map(|suffix| metric.strip_suffix(suffix).unwrap_or(&metric))
+                .flat_map(|base| [base.to_owned(), format!("{base}_bucket"), format!("{base}_count")]);
+            if !family.clone().any(|name| carried.get(&name).is_some_and(|labels| labels.contains(&label))) {
+                missing.push(format!("{file}: {metric} has no label {label} (in {expr})"));
+            }
+        }
+    }
+    assert!(labels_checked >= 10, "only {labels_checked} label matchers found");
     for (file, query) in &variables {
         let metric = query.split("label_values(").nth(1).and_then(|rest| rest.split([',', ')']).next()).unwrap_or("");
         // label_values(LABEL) without a metric names no metric.
