@@ -731,3 +731,18 @@ fn copy_text(out: &mut Vec<u8>, value: &Value, udt: &str) -> Result<(), StoreErr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_path;
+
+    #[test]
+    fn only_sqlite_file_urls_name_a_file() {
+        assert_eq!(sqlite_path("sqlite://data/guard.db"), Some("data/guard.db".into()));
+        assert_eq!(sqlite_path("sqlite:guard.db?mode=rwc"), Some("guard.db".into()));
+        // The driver itself would take these as file names.
+        assert_eq!(sqlite_path("postgres://postgres@127.0.0.1/guard"), None);
+        assert_eq!(sqlite_path("postgresql://127.0.0.1/guard"), None);
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

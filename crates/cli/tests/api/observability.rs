@@ -149,6 +149,16 @@ const KEYWORDS: &[&str] = &[
     "group",
 ];
 
+/// The index of the quote that closes the string opening at `open` (past the end when
+/// it is not closed); backslash escapes are skipped.
+fn closing_quote(chars: &[char], open: usize) -> usize {
+    let mut i = open + 1;
+    while i < chars.len() && chars[i] != chars[open] {
+        i += if chars[i] == '\\' { 2 } else { 1 };
+    }
+    i
+}
+
 /// The metric names a PromQL expression selects: identifiers outside strings, label
 /// matchers, ranges and grouping clauses that are not functions, keywords or Grafana
 /// variables.
@@ -162,16 +172,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     while i < chars.len() {
         let c = chars[i];
         match c {
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            '"' | '\'' | '`' => i = closing_quote(&chars, i) + 1,
             '{' => {
                 depth_braces += 1;
                 i += 1;
@@ -277,10 +278,7 @@ fn matched_labels(expr: &str) -> BTreeSet<(String, String)> {
     while i < chars.len() {
         let c = chars[i];
         if c == '"' || c == '\'' || c == '`' {
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
+            i = closing_quote(&chars, i);
             word.clear();
         } else if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
             word.push(c);
@@ -291,13 +289,7 @@ fn matched_labels(expr: &str) -> BTreeSet<(String, String)> {
             let mut label = String::new();
             while i < chars.len() && chars[i] != '}' {
                 match chars[i] {
-                    '"' | '\'' | '`' => {
-                        let quote = chars[i];
-                        i += 1;
-                        while i < chars.len() && chars[i] != quote {
-                            i += if chars[i] == '\\' { 2 } else { 1 };
-                        }
-                    }
+                    '"' | '\'' | '`' => i = closing_quote(&chars, i),
                     '=' | '!' | '~' if !label.is_empty() => {
                         pairs.insert((metric.clone(), std::mem::take(&mut label)));
                     }
