@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::auth_routes::{account_error, user_json};
 use crate::extract::{AppJson, AppPath, AppQuery};
-use crate::tenancy::{Caller, PlatformAdmin, TenantAdmin};
+use crate::tenancy::{Caller, PlatformAdmin, TenantAdmin, require_control};
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -262,6 +262,8 @@ async fn update_user(
     if body.roles.is_some() {
         crate::tenancy::require(&state, &caller, "users.roles").await?;
     }
+    let target = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    require_control(&state, &caller, &target).await?;
     let update = UserUpdate {
         username: body.username,
         display_name: body.display_name,
@@ -269,8 +271,11 @@ async fn update_user(
         roles: body.roles,
         password_change_required: body.password_change_required,
     };
-    let user =
-        state.users.update(actor(&caller), &caller.tenant.id.to_string(), &user, update).await.map_err(user_error)?;
+    let user = state
+        .users
+        .update(actor(&caller), &caller.tenant.id.to_string(), &target.id.to_string(), update)
+        .await
+        .map_err(user_error)?;
     // Roles and status are what Cedar sees of a user: decide with the new ones now.
     state.authz.invalidate(caller.tenant.id);
     Ok(AppJson(user_json(&user)))
@@ -282,7 +287,13 @@ async fn disable_user(
     TenantAdmin(caller): TenantAdmin,
     AppPath(user): AppPath<String>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let user = state.users.disable(actor(&caller), &caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    let target = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    require_control(&state, &caller, &target).await?;
+    let user = state
+        .users
+        .disable(actor(&caller), &caller.tenant.id.to_string(), &target.id.to_string())
+        .await
+        .map_err(user_error)?;
     // Roles and status are what Cedar sees of a user: decide with the new ones now.
     state.authz.invalidate(caller.tenant.id);
     Ok(AppJson(user_json(&user)))
@@ -294,7 +305,13 @@ async fn delete_user(
     TenantAdmin(caller): TenantAdmin,
     AppPath(user): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.users.delete(actor(&caller), &caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    let target = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    require_control(&state, &caller, &target).await?;
+    state
+        .users
+        .delete(actor(&caller), &caller.tenant.id.to_string(), &target.id.to_string())
+        .await
+        .map_err(user_error)?;
     // Roles and status are what Cedar sees of a user: decide with the new ones now.
     state.authz.invalidate(caller.tenant.id);
     Ok(StatusCode::NO_CONTENT)
@@ -317,6 +334,7 @@ async fn reset_user_password(
     AppQuery(body): AppQuery<ResetBody>,
 ) -> Result<Response, ApiError> {
     let user = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    require_control(&state, &caller, &user).await?;
     if body.return_link {
         let link = state.accounts.reset_link(&caller.tenant, &user).await.map_err(account_error)?;
         return Ok(AppJson(json!({ "link": link })).into_response());

@@ -119,6 +119,8 @@ pub(crate) fn account_error(e: AccountError) -> ApiError {
         AccountError::WrongPassword => {
             ApiError::new(ErrorCode::InvalidCredentials).detail("the current password is not correct")
         }
+        AccountError::Delayed(wait) => auth_error(AuthError::Delayed(wait)),
+        AccountError::Locked(wait) => auth_error(AuthError::AccountLocked(wait)),
         AccountError::Store(e) => ApiError::from(e),
         AccountError::Internal(e) => ApiError::internal(e),
     }
@@ -153,17 +155,18 @@ async fn signup(
     AppJson(body): AppJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
     let limit = enforce(&state, Action::Signup, &tenant, ip, None).await?;
-    let done = state
+    // A new and an already registered email get the same answer (the owner of the
+    // existing account is mailed instead), so sign-up does not tell who has one.
+    state
         .accounts
         .signup(&tenant, &body.email, body.password, body.username.as_deref(), body.display_name.as_deref())
         .await
         .map_err(account_error)?;
     let body = json!({
-        "user": user_json(&done.user),
-        "verification_sent": done.verification_sent,
+        "status": "check your email to continue",
         "verification_required": tenant.settings.email_verification_required,
     });
-    Ok(with_limit_headers((StatusCode::CREATED, AppJson(body)).into_response(), limit))
+    Ok(with_limit_headers((StatusCode::ACCEPTED, AppJson(body)).into_response(), limit))
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,7 +374,7 @@ async fn request_reset(
     AppJson(body): AppJson<ResetRequest>,
 ) -> Result<Response, ApiError> {
     let limit = enforce(&state, Action::PasswordReset, &tenant, ip, Some(&account_key(&body.email))).await?;
-    state.accounts.request_reset(&tenant, &body.email).await.map_err(account_error)?;
+    state.accounts.request_reset_later((*tenant).clone(), body.email);
     let body = json!({ "status": "if an account uses this email, a reset link is on its way" });
     Ok(with_limit_headers((StatusCode::ACCEPTED, AppJson(body)).into_response(), limit))
 }
@@ -411,11 +414,13 @@ struct PasswordChange {
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    let ip = ip.to_string();
     state
         .accounts
-        .change_password(&caller.tenant, &caller.who, body.current_password, body.new_password)
+        .change_password(&caller.tenant, &caller.who, body.current_password, body.new_password, Some(&ip))
         .await
         .map_err(account_error)?;
     Ok(StatusCode::NO_CONTENT)

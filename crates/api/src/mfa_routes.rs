@@ -161,6 +161,7 @@ async fn reset(
     AppPath(user): AppPath<String>,
 ) -> Result<AppJson<Value>, ApiError> {
     let user = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(crate::admin_routes::user_error)?;
+    crate::tenancy::require_control(&state, &caller, &user).await?;
     let removed =
         state.mfa.reset(crate::admin_routes::actor(&caller), &caller.tenant, user.id).await.map_err(mfa_error)?;
     Ok(AppJson(json!({ "reset": true, "factors_removed": removed })))

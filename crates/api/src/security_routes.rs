@@ -66,6 +66,7 @@ async fn unlock(
     AppPath(user): AppPath<String>,
 ) -> Result<AppJson<Value>, ApiError> {
     let user = state.users.find(&caller.tenant.id.to_string(), &user).await.map_err(user_error)?;
+    crate::tenancy::require_control(&state, &caller, &user).await?;
     let had = state.auth.brute_force().unlock(actor(&caller), caller.tenant.id, user.email.as_str()).await?;
     Ok(AppJson(json!({ "unlocked": true, "had_failures": had })))
 }

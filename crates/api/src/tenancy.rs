@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, header};
 use guard_core::sessions::{AuthError, Authenticated, SessionToken};
 use guard_core::tenants::{Tenant, TenantError, TenantStatus};
+use guard_core::users::User;
 use guard_proto::ErrorCode;
 
 use crate::{ApiError, AppState};
@@ -214,6 +215,27 @@ pub(crate) async fn require(state: &AppState, caller: &Caller, action: &str) -> 
     Err(ApiError::new(ErrorCode::Forbidden)
         .detail(format!("the action {action} is not permitted to you in this tenant"))
         .extension("action", serde_json::json!(action)))
+}
+
+/// Refuses with 403 unless the caller may take control of `target`'s account: hold
+/// every right of guard's API the target holds (as if active), and `users.roles` when
+/// the target holds roles. Every administrative action on another account that could
+/// hand it over or shut its owner out goes through here (docs/authorization.md).
+pub(crate) async fn require_control(state: &AppState, caller: &Caller, target: &User) -> Result<(), ApiError> {
+    let missing = state
+        .authz
+        .control_shortfall(caller.tenant.id, caller.who.user.id.0, target.id.0)
+        .await
+        .map_err(crate::authz_routes::authz_error)?;
+    let Some(first) = missing.first() else { return Ok(()) };
+    Err(ApiError::new(ErrorCode::Forbidden)
+        .detail(format!(
+            "this account holds rights you lack ({}): only someone holding all of them may change it, reset its \
+             password or second factors, unlock, disable or delete it",
+            missing.join(", ")
+        ))
+        .extension("action", serde_json::json!(first))
+        .extension("missing_actions", serde_json::json!(missing)))
 }
 
 /// A caller whom the tenant's policies permit the route's administrative action

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::email::{EmailStore, EmailTokenPurpose, NewEmailToken, OutboxSender, Template};
 use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::passwords::{PasswordContext, PasswordHasher, PasswordPolicy};
+use crate::security::Refusal;
 use crate::sessions::{AuthService, Authenticated, SessionScope, SessionToken};
 use crate::store::StoreError;
 use crate::tenants::Tenant;
@@ -37,6 +38,12 @@ pub enum AccountError {
     /// The current password given for a change is wrong.
     #[error("the current password is not correct")]
     WrongPassword,
+    /// The account failed recently: wait this long before the next try.
+    #[error("too many wrong passwords for this account")]
+    Delayed(std::time::Duration),
+    /// The account is locked for this long.
+    #[error("the account is locked")]
+    Locked(std::time::Duration),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -55,12 +62,14 @@ pub struct AccountService {
     public_url: Arc<str>,
 }
 
-/// What [`AccountService::signup`] made.
+/// What [`AccountService::signup`] did. Both answer the caller the same way, so
+/// that sign-up does not tell who has an account.
 #[derive(Debug, Clone)]
-pub struct SignedUp {
-    pub user: User,
-    /// A verification email was queued.
-    pub verification_sent: bool,
+pub enum SignedUp {
+    /// A new account, pending verification; the verification link was mailed.
+    Created(User),
+    /// The email already had an account: its owner was mailed a notice instead.
+    Existing,
 }
 
 fn now() -> OffsetDateTime {
@@ -151,14 +160,38 @@ impl AccountService {
                 .target(new.id.to_string())
                 .details(json!({ "via": "signup" })),
         );
+        let email = new.email.clone();
         let user = match self.users.create(&new, &record).await {
             Ok(user) => user,
-            Err(StoreError::Conflict(_)) => return Err(AccountError::Taken),
+            Err(StoreError::Conflict(_)) => {
+                let Some(existing) = self.users.get_by_email(tenant.id, &email).await? else {
+                    // The user name, not the email, is taken: names are shown to
+                    // others anyway, and the person signing up must pick another.
+                    return Err(AccountError::Taken);
+                };
+                self.notify_existing(tenant, &existing).await?;
+                return Ok(SignedUp::Existing);
+            }
             Err(e) => return Err(e.into()),
         };
         self.events.committed(&record);
         self.send_verification(tenant, &user).await?;
-        Ok(SignedUp { user, verification_sent: true })
+        Ok(SignedUp::Created(user))
+    }
+
+    /// Tells the owner of `user` that someone tried to sign up with their address.
+    async fn notify_existing(&self, tenant: &Tenant, user: &User) -> Result<(), AccountError> {
+        let values = [("email", user.email.as_str()), ("tenant", tenant.name.as_str())];
+        self.outbox.queue(Some(tenant.id), Template::AccountExists, user.email.as_str(), &values).await?;
+        self.events
+            .emit(
+                Event::success("user.signup.existing", Actor::System)
+                    .tenant(tenant.id.0)
+                    .target(user.id.to_string())
+                    .outcome(Outcome::Denied),
+            )
+            .await;
+        Ok(())
     }
 
     async fn new_token(
@@ -273,6 +306,18 @@ impl AccountService {
         }
     }
 
+    /// [`Self::request_reset`] after the caller has had its answer: the work (a token
+    /// and a mail for an existing account, nothing otherwise) would make the answer
+    /// slower for an account that exists. A failure is logged.
+    pub fn request_reset_later(&self, tenant: Tenant, email: String) {
+        let accounts = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = accounts.request_reset(&tenant, &email).await {
+                tracing::error!(%error, tenant = %tenant.slug, "a password reset request failed");
+            }
+        });
+    }
+
     /// Sets a new password with a reset token: every session of the user ends, a
     /// locked or unverified account becomes active (the email proved ownership).
     pub async fn confirm_reset(&self, tenant: &Tenant, token: &str, password: String) -> Result<User, AccountError> {
@@ -309,15 +354,25 @@ impl AccountService {
     }
 
     /// Changes the caller's password after checking the current one; their other
-    /// sessions end.
+    /// sessions end. A wrong current password counts against the account as a failed
+    /// sign-in from `ip` does (delays, lock, address block), so a stolen session
+    /// cannot be used to guess it.
     pub async fn change_password(
         &self,
         tenant: &Tenant,
         who: &Authenticated,
         current: String,
         new: String,
+        ip: Option<&str>,
     ) -> Result<User, AccountError> {
         let user = &who.user;
+        let account = crate::risk::account_hash(user.email.as_str());
+        let brute_force = self.auth.brute_force();
+        match brute_force.check_account(tenant.id, &account).await? {
+            Some(Refusal::Delayed { retry_after }) => return Err(AccountError::Delayed(retry_after)),
+            Some(Refusal::Locked { retry_after }) => return Err(AccountError::Locked(retry_after)),
+            None => {}
+        }
         let stored = self.users.password_hash(tenant.id, user.id).await?;
         let valid = match stored {
             Some(stored) => self.hasher.verify(current, stored).await.map(|v| v.valid),
@@ -325,11 +380,14 @@ impl AccountService {
         }
         .map_err(|e| AccountError::Internal(e.to_string()))?;
         if !valid {
+            brute_force.failed(tenant.id, &account, ip).await?;
             let mut event = Event::success("auth.password.change", Actor::User(user.id.0)).tenant(tenant.id.0);
             event.outcome = Outcome::Failure;
             self.events.emit(event.target(user.id.to_string()).details(json!({ "reason": "wrong_password" }))).await;
             return Err(AccountError::WrongPassword);
         }
+        // The right password proves the owner, as a sign-in does.
+        brute_force.succeeded(tenant.id, &account).await?;
         self.check_password(tenant, &new, &user.email, user.username.as_ref())?;
         let change = UserChange {
             password_hash: Some(self.hash(new).await?),

@@ -227,10 +227,25 @@ macro_rules! impl_user_store {
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(crate::error::from_sqlx)?;
-                    match row {
+                    let user = match row {
                         Some(row) => crate::users::from_row(&row)?,
                         None => return Err(guard_core::store::StoreError::NotFound),
+                    };
+                    // A link mailed before the password changed or the account was
+                    // disabled must not work after: it would undo the change.
+                    if change.ends_email_tokens() {
+                        sqlx::query(
+                            "UPDATE email_tokens SET used_at = $1 \
+                             WHERE tenant_id = $2 AND user_id = $3 AND used_at IS NULL",
+                        )
+                        .bind(crate::tenants::now())
+                        .bind(tenant.0)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::error::from_sqlx)?;
                     }
+                    user
                 });
                 Ok(user)
             }

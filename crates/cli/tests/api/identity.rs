@@ -69,10 +69,10 @@ backend_test!(sign_up_verify_sign_in_tokens_refresh_and_sign_out, |backend| {
     let signup =
         post(&app, "acme", "/v1/auth/password/signup", json!({ "email": "Ada@Example.com", "password": PASSWORD }))
             .await;
-    assert_eq!(signup.status(), 201);
+    assert_eq!(signup.status(), 202);
     let signed_up: Value = signup.json().await.unwrap();
-    assert_eq!(signed_up["user"]["status"], "pending_verification");
     assert_eq!(signed_up["verification_required"], true);
+    assert!(signed_up.get("user").is_none(), "sign-up says nothing of the account: {signed_up}");
 
     // Verification is required: no sign-in before it.
     let early =
@@ -226,8 +226,9 @@ backend_test!(concurrent_refreshes_of_many_families_each_rotate_their_own, |back
     assert_eq!(home.await.status(), 200);
 });
 
-backend_test!(sign_up_rejects_bad_input_and_taken_emails_without_side_effects, |backend| {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+backend_test!(sign_up_rejects_bad_input_and_answers_a_taken_email_like_a_new_one, |backend| {
+    let Some(sink) = SmtpSink::start() else { return };
+    let Some(app) = TestApp::builder(backend).env("SMTP_URL", sink.url()).spawn().await else { return };
     let weak =
         post(&app, "default", "/v1/auth/password/signup", json!({ "email": "bo@example.com", "password": "password" }))
             .await;
@@ -238,13 +239,28 @@ backend_test!(sign_up_rejects_bad_input_and_taken_emails_without_side_effects, |
     let ok =
         post(&app, "default", "/v1/auth/password/signup", json!({ "email": "bo@example.com", "password": PASSWORD }))
             .await;
-    assert_eq!(ok.status(), 201);
-    let taken =
-        post(&app, "default", "/v1/auth/password/signup", json!({ "email": "BO@example.com", "password": PASSWORD }))
-            .await;
-    expect_problem(taken, 409, "conflict").await;
+    assert_eq!(ok.status(), 202);
+    let fresh: Value = ok.json().await.unwrap();
+    sink.wait_for("bo@example.com", "Confirm your email", MAIL_WAIT).await;
+    // The same email in another letter case, and then once the account is disabled:
+    // the answer is the new account's, and the owner is told by email.
+    let again = json!({ "email": "BO@example.com", "password": "another fine passphrase" });
+    let taken = post(&app, "default", "/v1/auth/password/signup", again.clone()).await;
+    assert_eq!(taken.status(), 202);
+    assert_eq!(taken.json::<Value>().await.unwrap(), fresh, "a taken email answers as a new one");
+    sink.wait_for("bo@example.com", "tried to sign up", MAIL_WAIT).await;
+    let carol = json!({ "email": "carol@example.com", "password": PASSWORD });
+    assert_eq!(post(&app, "default", "/v1/auth/password/signup", carol).await.status(), 202);
+    app.state.users.disable(Actor::Operator, "default", "carol@example.com").await.unwrap();
+    let disabled = json!({ "email": "Carol@Example.com", "password": PASSWORD });
+    let taken = post(&app, "default", "/v1/auth/password/signup", disabled).await;
+    assert_eq!(taken.status(), 202);
+    assert_eq!(taken.json::<Value>().await.unwrap(), fresh, "a disabled account's email answers as a new one");
     let page = app.state.users.list("default", None, None, None, 10).await.unwrap();
-    assert_eq!(page.users.len(), 1, "nothing but the one account was created");
+    assert_eq!(page.users.len(), 2, "no account was created for a taken email");
+    // The password given with a taken email changed nothing.
+    let refused = post(&app, "default", "/v1/auth/password/login", again).await;
+    expect_problem(refused, 401, "invalid_credentials").await;
     // Verification is optional by default: the pending account may sign in.
     let session = login(&app, "default", "bo@example.com", PASSWORD).await;
     assert_eq!(session["user"]["status"], "pending_verification");

@@ -98,7 +98,7 @@ backend_test!(without_redis_each_process_limits_sign_ins_per_address_and_account
             .send()
     };
     let first = signup("dee@example.com").await.unwrap();
-    assert_eq!(first.status(), 201);
+    assert_eq!(first.status(), 202);
     assert_eq!(header(&first, "ratelimit-remaining").as_deref(), Some("0"));
     expect_limited(signup("eli@example.com").await.unwrap()).await;
     // A tenant's own limit replaces the installation's.
@@ -113,7 +113,7 @@ backend_test!(without_redis_each_process_limits_sign_ins_per_address_and_account
         .send()
         .await
         .unwrap();
-    assert_eq!(roomy_signup.status(), 201);
+    assert_eq!(roomy_signup.status(), 202);
     assert_eq!(header(&roomy_signup, "ratelimit-limit").as_deref(), Some("2"));
     assert_eq!(header(&roomy_signup, "ratelimit-remaining").as_deref(), Some("1"));
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -416,7 +416,7 @@ async fn two_guard_processes_sharing_redis_enforce_one_limit_and_one_block() {
         let response =
             post(n, "/v1/auth/password/signup", json!({ "email": format!("p{n}@example.com"), "password": PASSWORD }));
         let response = response.await.unwrap();
-        if response.status() == 201 {
+        if response.status() == 202 {
             created += 1;
         } else {
             expect_limited(response).await;

@@ -5,6 +5,7 @@
 // A test binary: helpers outside #[test] functions fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod account_control;
 mod audit;
 mod auth;
 mod authz;

@@ -288,6 +288,13 @@ impl TenantEngine {
     /// Brings a user into this engine: `Guard::User` with its roles and groups as
     /// parents.
     pub fn add_user(&self, facts: &UserFacts) -> Result<Arc<UserEntry>, AuthzError> {
+        let entry = Arc::new(self.user_entry(facts)?);
+        self.users.insert(facts.id, entry.clone());
+        Ok(entry)
+    }
+
+    /// A user as Cedar would see it, without keeping it in this engine.
+    pub fn user_entry(&self, facts: &UserFacts) -> Result<UserEntry, AuthzError> {
         let mut attrs = HashMap::new();
         attrs.insert("email".to_owned(), RestrictedExpression::new_string(facts.email.clone()));
         if let Some(username) = &facts.username {
@@ -308,9 +315,7 @@ impl TenantEngine {
         };
         let alone = Entities::from_entities([entity.clone()], None).map_err(invalid)?;
         let with_stored = self.entities.clone().add_entities([entity], None).map_err(invalid)?;
-        let entry = Arc::new(UserEntry { alone, with_stored });
-        self.users.insert(facts.id, entry.clone());
-        Ok(entry)
+        Ok(UserEntry { alone, with_stored })
     }
 
     /// Checks a request against the schema (when there is one) and reads its context

@@ -253,6 +253,56 @@ impl Authz {
         Ok((*decision).clone())
     }
 
+    /// What `caller` lacks to take control of `target`'s account (reset its password
+    /// or second factors, unlock, disable, delete or change it): every action of
+    /// guard's API the target could use were the account active, and `users.roles`
+    /// when the target holds any role, since controlling the account hands over its
+    /// roles. Empty: the caller may. Neither cached nor audited when empty; a refusal
+    /// is audited as a denial of `users.write` on the target.
+    pub async fn control_shortfall(
+        &self,
+        tenant: TenantId,
+        caller: Uuid,
+        target: Uuid,
+    ) -> Result<Vec<&'static str>, AuthzError> {
+        if caller == target {
+            return Ok(Vec::new());
+        }
+        let engine = self.engine(tenant).await?;
+        let Some(facts) = self.inner.store.user_facts(tenant, target).await? else { return Ok(Vec::new()) };
+        // A locked or disabled account loses its rights only until someone who
+        // controls it makes it active again.
+        let potential = super::model::UserFacts { status: "active".to_owned(), ..facts };
+        let target_entry = engine.user_entry(&potential)?;
+        let caller_entry = self.user_entry(&engine, caller).await?;
+        let caller_may = |action: &str| -> Result<bool, AuthzError> {
+            Ok(match &caller_entry {
+                Some(entry) => engine.decide_admin(entry, caller, action)?.allowed(),
+                None => false,
+            })
+        };
+        let mut missing = Vec::new();
+        for (action, _) in builtin::ADMIN_ACTIONS {
+            if engine.decide_admin(&target_entry, target, action)?.allowed() && !caller_may(action)? {
+                missing.push(*action);
+            }
+        }
+        if !potential.roles.is_empty() && !missing.contains(&"users.roles") && !caller_may("users.roles")? {
+            missing.push("users.roles");
+        }
+        if !missing.is_empty() {
+            let refusal = Decision {
+                decision: "deny",
+                reasons: missing.iter().map(|a| (*a).to_owned()).collect(),
+                errors: Vec::new(),
+            };
+            let principal = format!("{}::\"{caller}\"", user_type());
+            let resource = format!("{}::\"{target}\"", user_type());
+            self.audit_denied(tenant, Actor::User(caller), &refusal, &principal, "users.write", &resource);
+        }
+        Ok(missing)
+    }
+
     fn audit_denied(
         &self,
         tenant: TenantId,

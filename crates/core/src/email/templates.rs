@@ -14,6 +14,7 @@ pub enum Template {
     RecoveryCodeUsed,
     LoginCode,
     PasskeyAdded,
+    AccountExists,
 }
 
 impl Template {
@@ -26,6 +27,7 @@ impl Template {
             Template::RecoveryCodeUsed => "recovery_code_used",
             Template::LoginCode => "login_code",
             Template::PasskeyAdded => "passkey_added",
+            Template::AccountExists => "account_exists",
         }
     }
 
@@ -61,16 +63,22 @@ impl Template {
                 include_str!("../../templates/passkey_added.txt"),
                 include_str!("../../templates/passkey_added.html"),
             ],
+            Template::AccountExists => [
+                include_str!("../../templates/account_exists.subject"),
+                include_str!("../../templates/account_exists.txt"),
+                include_str!("../../templates/account_exists.html"),
+            ],
         }
     }
 
-    const ALL: [Template; 6] = [
+    const ALL: [Template; 7] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::PasswordChanged,
         Template::RecoveryCodeUsed,
         Template::LoginCode,
         Template::PasskeyAdded,
+        Template::AccountExists,
     ];
 }
 

@@ -32,6 +32,12 @@ impl UserChange {
     pub fn status(status: UserStatus) -> UserChange {
         UserChange { status: Some(status), ..UserChange::default() }
     }
+
+    /// Whether the change ends the user's outstanding emailed links (reset and
+    /// verification): a new password, or a disabled account.
+    pub fn ends_email_tokens(&self) -> bool {
+        self.password_hash.is_some() || self.status == Some(UserStatus::Disabled)
+    }
 }
 
 /// One page of users, oldest first.
