@@ -200,7 +200,7 @@ backend_test!(a_tenant_requiring_mfa_forces_enrolment_after_the_grace_period, |b
     expect_problem(remove.await, 409, "mfa_required").await;
 });
 
-backend_test!(an_administrator_resets_a_users_factors, |backend| {
+backend_test!(an_administrator_resets_a_users_factors_and_ends_their_sessions, |backend| {
     let Some(app) = TestApp::spawn(backend).await else { return };
     new_user(&app, "default", "boss@example.com", &[ADMIN_ROLE]).await;
     new_user(&app, "default", "lost@example.com", &[]).await;
@@ -216,6 +216,14 @@ backend_test!(an_administrator_resets_a_users_factors, |backend| {
     let reset = send(&app, "DELETE", "default", "/v1/users/lost@example.com/mfa", Some(boss), json!(null)).await;
     assert_eq!(reset.status(), 200);
     assert_eq!(reset.json::<Value>().await.unwrap()["factors_removed"], true);
+    // Whoever held the account's sessions and tokens must sign in again.
+    for token in [&user_session, first["access_token"].as_str().unwrap()] {
+        let me = send(&app, "GET", "default", "/v1/me", Some(token), json!(null)).await;
+        expect_problem(me, 401, "unauthenticated").await;
+    }
+    let refresh = json!({ "refresh_token": first["refresh_token"] });
+    let refreshed = send(&app, "POST", "default", "/v1/auth/token/refresh", None, refresh).await;
+    expect_problem(refreshed, 401, "invalid_refresh_token").await;
     assert_eq!(password_step(&app, "default", "lost@example.com").await.status(), 200, "the password alone again");
     let missing = send(&app, "DELETE", "default", "/v1/users/nobody@example.com/mfa", Some(boss), json!(null));
     expect_problem(missing.await, 404, "not_found").await;

@@ -317,3 +317,30 @@ backend_test!(a_sign_in_that_must_enrol_registers_a_passkey_and_expired_steps_ch
     assert!(metrics.contains(r#"guard_mfa_verifications_total{method="webauthn",result="success"}"#), "{metrics}");
     assert!(metrics.contains(r#"guard_auth_attempts_total{method="passkey"}"#), "{metrics}");
 });
+
+backend_test!(failed_passkey_sign_ins_count_towards_blocking_the_address, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("BRUTE_FORCE_PROTECTION", "true")
+        .env("IP_BLOCK_THRESHOLD", "3")
+        .env("LOCKOUT_THRESHOLD", "100")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    relying_party(&app, "default").await;
+    new_user(&app, "default", "ann@example.com", &[]).await;
+    new_user(&app, "default", "boss@example.com", &[ADMIN_ROLE]).await;
+    let ann_key = SoftAuthenticator::new();
+    let ann = sign_in(&app, "default", "ann@example.com").await;
+    register(&app, "default", &ann, &ann_key, "ann's key").await;
+    // The passkey no longer belongs to anyone: each try is a failed sign-in.
+    let boss = sign_in(&app, "default", "boss@example.com").await;
+    let reset = send(&app, "DELETE", "default", "/v1/users/ann@example.com/mfa", Some(&boss), json!(null)).await;
+    assert_eq!(reset.status(), 200);
+    for _ in 0..4 {
+        expect_problem(passkey_sign_in(&app, "default", &ann_key).await, 401, "webauthn_failed").await;
+    }
+    // More than three failures in a minute block the address for every sign-in route.
+    expect_problem(password_step(&app, "default", "ann@example.com").await, 403, "ip_blocked").await;
+});

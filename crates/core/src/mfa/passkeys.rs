@@ -468,33 +468,51 @@ impl MfaService {
         let ceremony = self.take_ceremony(tenant, ceremony, CeremonyPurpose::SignIn).await?;
         let state: DiscoverableAuthentication = serde_json::from_str(&ceremony.state)
             .map_err(|e| MfaError::Internal(format!("stored authentication state: {e}")))?;
+        let ip = client.ip.clone();
+        let ip = ip.as_deref();
         let (user_handle, credential_id) = match webauthn.identify_discoverable_authentication(&credential) {
             Ok(found) => found,
-            Err(_) => return Err(self.refuse_passkey(tenant, "unknown_passkey").await),
+            Err(_) => return Err(self.refuse_passkey(tenant, "unknown_passkey", None, ip).await),
         };
         let stored = self.store.passkey_by_credential_id(tenant.id, credential_id).await?;
         let Some(stored) = stored.filter(|p| p.user.0 == user_handle) else {
-            return Err(self.refuse_passkey(tenant, "unknown_passkey").await);
+            return Err(self.refuse_passkey(tenant, "unknown_passkey", None, ip).await);
         };
         let Some(user) = self.users.get(tenant.id, stored.user).await? else {
-            return Err(self.refuse_passkey(tenant, "unknown_passkey").await);
+            return Err(self.refuse_passkey(tenant, "unknown_passkey", None, ip).await);
         };
+        let account = crate::risk::account_hash(user.email.as_str());
         let verify = |passkey: &Passkey| {
             webauthn.finish_discoverable_authentication_v2(&credential, state, passkey).map_err(|e| e.to_string())
         };
-        self.check_assertion(tenant, &user, verify, &stored).await?;
+        if let Err(e) = self.check_assertion(tenant, &user, verify, &stored).await {
+            if matches!(e, MfaError::WebauthnRejected(_)) {
+                self.auth.count_failure(tenant.id, Some(&account), ip).await?;
+            }
+            return Err(e);
+        }
         if !may_use_session(tenant, &user) {
-            return Err(self.refuse_passkey(tenant, user.status.as_str()).await);
+            return Err(self.refuse_passkey(tenant, user.status.as_str(), Some(&account), ip).await);
         }
         // A verified passkey is two factors already: only the deny threshold acts.
         let mut client = client;
-        let account = crate::risk::account_hash(user.email.as_str());
         self.auth.assess(tenant, &account, Some(user.id), &mut client).await.map_err(MfaError::Auth)?;
         self.auth.open_session(tenant, user, client, None, &["hwk", "user"]).await.map_err(MfaError::Auth)
     }
 
-    async fn refuse_passkey(&self, tenant: &Tenant, reason: &'static str) -> MfaError {
+    /// A refused passkey sign-in: counted like a failed password sign-in, against the
+    /// address (and the account, when the passkey named one), and recorded.
+    async fn refuse_passkey(
+        &self,
+        tenant: &Tenant,
+        reason: &'static str,
+        account: Option<&[u8; 32]>,
+        ip: Option<&str>,
+    ) -> MfaError {
         metrics::counter!("guard_auth_failures_total", "reason" => reason).increment(1);
+        if let Err(e) = self.auth.count_failure(tenant.id, account, ip).await {
+            return MfaError::Store(e);
+        }
         let event = Event::success("auth.login.failure", Actor::System).tenant(tenant.id.0).outcome(Outcome::Failure);
         self.events.emit(event.details(json!({ "reason": reason, "method": "passkey" }))).await;
         MfaError::WebauthnRejected("the passkey is not registered here or cannot sign in".into())

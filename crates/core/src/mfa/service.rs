@@ -418,15 +418,20 @@ impl MfaService {
         self.store.enrollment_counts().await
     }
 
-    /// Removes every factor of `user` (an administrator's reset), always recorded.
+    /// Removes every factor of `user` (an administrator's reset), always recorded, and
+    /// ends every session of the user with its refresh and access tokens.
     pub async fn reset(&self, actor: Actor, tenant: &Tenant, user: UserId) -> Result<bool, MfaError> {
         if self.users.get(tenant.id, user).await?.is_none() {
             return Err(MfaError::Store(StoreError::NotFound));
         }
         // Recorded whether or not there was anything to remove.
-        let record = self.events.record(&self.event("mfa.reset", actor, tenant, user));
+        let record = self.events.record(&self.event("mfa.reset", actor.clone(), tenant, user));
         let removed = self.store.remove_factors(tenant.id, user, &record).await?;
         self.events.committed(&record);
+        // A reset is for a lost authenticator or a stolen account: whoever holds a
+        // session now must prove the account again, as after a password reset.
+        let scope = crate::sessions::SessionScope { tenant: Some(tenant.id), user: Some(user), except: None };
+        self.auth.revoke_all(actor, scope).await?;
         Ok(removed)
     }
 }

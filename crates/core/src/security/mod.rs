@@ -168,7 +168,15 @@ impl BruteForce {
                 .emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until })))
                 .await;
         }
-        let Some(ip) = ip else { return Ok(()) };
+        self.address_failed(tenant, ip).await
+    }
+
+    /// Blocks `ip` when its failed sign-ins of the last minute (as recorded by the risk
+    /// signals) are over the threshold: for failures that name no account, such as an
+    /// unknown passkey.
+    pub async fn address_failed(&self, tenant: TenantId, ip: Option<&str>) -> Result<(), StoreError> {
+        let Some(ip) = ip.filter(|_| self.config.enabled) else { return Ok(()) };
+        let now = unix_now();
         let failures = self.store.ip_failures_since(ip, now - 60).await?;
         if failures > u64::from(self.config.ip_block_threshold) && self.store.ip_block(ip, now).await?.is_none() {
             let at = crate::stored_now();

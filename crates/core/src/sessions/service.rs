@@ -26,7 +26,7 @@ use crate::passwords::PasswordHasher;
 use crate::risk::{self, RiskDecision, RiskService};
 use crate::security::{BruteForce, Refusal};
 use crate::store::StoreError;
-use crate::tenants::{Tenant, TenantStatus};
+use crate::tenants::{Tenant, TenantId, TenantStatus};
 use crate::users::{Email, User, UserChange, UserId, UserStatus, UserStore};
 
 /// Why a sign-in or an authentication failed.
@@ -269,10 +269,7 @@ impl AuthService {
         }
         let decision = self.assess(tenant, &account, found.as_ref().map(|(u, _)| u.id), &mut client).await?;
         let ip = client.ip.clone();
-        let failed_attempt = || async {
-            self.risk.record_attempt(tenant.id, &account, ip.as_deref(), false).await?;
-            self.brute_force.failed(tenant.id, &account, ip.as_deref()).await
-        };
+        let failed_attempt = || self.count_failure(tenant.id, Some(&account), ip.as_deref());
         let Some((user, Some(stored))) = found else {
             self.hasher.verify_decoy(password).await.map_err(internal)?;
             failed_attempt().await.map_err(store)?;
@@ -344,6 +341,24 @@ impl AuthService {
             ))
             .await;
         Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }))
+    }
+
+    /// Counts a failed sign-in from `ip` in the risk signals and against the address,
+    /// and against `account` (delays, lock) when the attempt named one.
+    pub(crate) async fn count_failure(
+        &self,
+        tenant: TenantId,
+        account: Option<&[u8; 32]>,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // The risk signals count attempts by account; one that named none counts
+        // under the address alone.
+        let anonymous = risk::account_hash(&format!("address:{}", ip.unwrap_or_default()));
+        self.risk.record_attempt(tenant, account.unwrap_or(&anonymous), ip, false).await?;
+        match account {
+            Some(account) => self.brute_force.failed(tenant, account, ip).await,
+            None => self.brute_force.address_failed(tenant, ip).await,
+        }
     }
 
     /// Emails `user` a one-time code for the second step of a risky sign-in; its hash.
