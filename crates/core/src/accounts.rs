@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::email::{EmailStore, EmailTokenPurpose, NewEmailToken, OutboxSender, Template};
 use crate::events::{Actor, Event, EventSink, Outcome};
 use crate::passwords::{PasswordContext, PasswordHasher, PasswordPolicy};
-use crate::security::Refusal;
+use crate::security::{Admission, Refusal};
 use crate::sessions::{AuthService, Authenticated, SessionScope, SessionToken};
 use crate::store::StoreError;
 use crate::tenants::Tenant;
@@ -368,11 +368,11 @@ impl AccountService {
         let user = &who.user;
         let account = crate::risk::account_hash(user.email.as_str());
         let brute_force = self.auth.brute_force();
-        match brute_force.check_account(tenant.id, &account).await? {
-            Some(Refusal::Delayed { retry_after }) => return Err(AccountError::Delayed(retry_after)),
-            Some(Refusal::Locked { retry_after }) => return Err(AccountError::Locked(retry_after)),
-            None => {}
-        }
+        let admitted = match brute_force.admit(tenant.id, &account).await? {
+            Admission::Admitted { failures } => failures,
+            Admission::Refused(Refusal::Delayed { retry_after }) => return Err(AccountError::Delayed(retry_after)),
+            Admission::Refused(Refusal::Locked { retry_after }) => return Err(AccountError::Locked(retry_after)),
+        };
         let stored = self.users.password_hash(tenant.id, user.id).await?;
         let valid = match stored {
             Some(stored) => self.hasher.verify(current, stored).await.map(|v| v.valid),
@@ -380,7 +380,7 @@ impl AccountService {
         }
         .map_err(|e| AccountError::Internal(e.to_string()))?;
         if !valid {
-            brute_force.failed(tenant.id, &account, ip).await?;
+            brute_force.admitted_failed(tenant.id, admitted, ip).await?;
             let mut event = Event::success("auth.password.change", Actor::User(user.id.0)).tenant(tenant.id.0);
             event.outcome = Outcome::Failure;
             self.events.emit(event.target(user.id.to_string()).details(json!({ "reason": "wrong_password" }))).await;

@@ -3,6 +3,26 @@
 //! on both backends.
 
 /// Implements `SecurityStore` for a `SqlStore` of one backend.
+/// Admits one try of an account (see `SecurityStore::admit_attempt`): $1 tenant, $2
+/// account hash, $3 now, $4 failures before delays start, $5 failures that lock, $6
+/// the lock's end. The wait ladder matches `guard_core::security::delay_seconds`.
+pub(crate) const ADMIT_ATTEMPT: &str = "\
+    INSERT INTO account_lockouts (tenant_id, account_hash, failures, last_failure_unix, locked_until_unix) \
+    VALUES ($1, $2, 1, $3, CASE WHEN $5 <= 1 THEN $6 ELSE NULL END) \
+    ON CONFLICT (tenant_id, account_hash) DO UPDATE SET \
+      failures = CASE WHEN account_lockouts.locked_until_unix IS NOT NULL THEN 1 \
+        ELSE account_lockouts.failures + 1 END, \
+      locked_until_unix = CASE \
+        WHEN (CASE WHEN account_lockouts.locked_until_unix IS NOT NULL THEN 1 \
+          ELSE account_lockouts.failures + 1 END) >= $5 THEN $6 \
+        ELSE NULL END, \
+      last_failure_unix = $3 \
+    WHERE (account_lockouts.locked_until_unix IS NOT NULL AND account_lockouts.locked_until_unix <= $3) \
+      OR (account_lockouts.locked_until_unix IS NULL AND NOT (account_lockouts.failures >= $4 \
+        AND account_lockouts.last_failure_unix + CASE account_lockouts.failures - $4 \
+          WHEN 0 THEN 1 WHEN 1 THEN 2 WHEN 2 THEN 4 WHEN 3 THEN 8 WHEN 4 THEN 16 WHEN 5 THEN 32 ELSE 60 END > $3)) \
+    RETURNING failures, last_failure_unix, locked_until_unix";
+
 macro_rules! impl_security_store {
     ($store:ty) => {
         impl $store {
@@ -178,6 +198,54 @@ macro_rules! impl_security_store {
                     });
                 }
                 Ok(guard_core::security::AccountFailures { failures, last_failure_unix, locked_until_unix })
+            }
+
+            async fn admit_attempt(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                account: &[u8; 32],
+                now_unix: i64,
+                delay_after: u64,
+                lock_at: u64,
+                lock_until_unix: i64,
+            ) -> Result<Option<guard_core::security::AccountFailures>, guard_core::store::StoreError> {
+                // One statement: the decision and the count cannot be split by a
+                // concurrent try. No row back means refused (locked, or delayed).
+                let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(crate::security::ADMIT_ATTEMPT)
+                    .bind(tenant.0)
+                    .bind(&account[..])
+                    .bind(now_unix)
+                    .bind(i64::try_from(delay_after).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(lock_at).unwrap_or(i64::MAX))
+                    .bind(lock_until_unix)
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err(crate::error::from_sqlx)?;
+                Ok(row.map(|(failures, last_failure_unix, locked_until_unix)| guard_core::security::AccountFailures {
+                    failures: u64::try_from(failures).unwrap_or(0),
+                    last_failure_unix,
+                    locked_until_unix,
+                }))
+            }
+
+            async fn release_attempt(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                account: &[u8; 32],
+                lock_at: u64,
+            ) -> Result<(), guard_core::store::StoreError> {
+                sqlx::query(
+                    "UPDATE account_lockouts SET failures = failures - 1, \
+                     locked_until_unix = CASE WHEN failures - 1 < $3 THEN NULL ELSE locked_until_unix END \
+                     WHERE tenant_id = $1 AND account_hash = $2 AND failures > 0",
+                )
+                .bind(tenant.0)
+                .bind(&account[..])
+                .bind(i64::try_from(lock_at).unwrap_or(i64::MAX))
+                .execute(&self.writer)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(())
             }
 
             async fn prune(

@@ -274,3 +274,37 @@ backend_test!(a_reset_request_answers_before_it_does_any_work_for_the_account, |
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 });
+
+backend_test!(fifty_concurrent_wrong_sign_ins_lock_the_account_at_exactly_the_threshold, |backend| {
+    let Some(app) = TestApp::builder(backend)
+        .env("BRUTE_FORCE_PROTECTION", "true")
+        .env("IP_BLOCK_THRESHOLD", "1000")
+        .env("LOCKOUT_DELAY_AFTER", "100")
+        .env("LOCKOUT_THRESHOLD", "5")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    new_user(&app, TENANT, "cy@example.com", &[]).await;
+    let tries = (0..50).map(|n| sign_in(&app, "cy@example.com", if n % 2 == 0 { "wrong one" } else { "wrong two" }));
+    let answers = futures_util::future::join_all(tries).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    statuses.sort_unstable();
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 423).count();
+    assert_eq!((wrong, locked), (5, 45), "only the threshold's worth of tries were weighed: {statuses:?}");
+    let count = "SELECT failures FROM account_lockouts";
+    let failures: i64 = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+            sqlx::query_scalar(count).fetch_one(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+            sqlx::query_scalar(count).fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    assert_eq!(failures, 5, "the account locked at exactly the threshold");
+    expect_problem(sign_in(&app, "cy@example.com", PASSWORD).await, 423, "account_locked").await;
+});

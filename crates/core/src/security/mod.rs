@@ -86,6 +86,23 @@ pub trait SecurityStore: Send + Sync {
         lock_at: u64,
         lock_until_unix: i64,
     ) -> Result<AccountFailures, StoreError>;
+    /// Admits one try of the account at `now_unix`, in one atomic step: refused
+    /// (`None`) while the account is locked or, after `delay_after` failures, within
+    /// its delay; otherwise counted as a failure at once (the new state), locking the
+    /// account until `lock_until_unix` when the count reaches `lock_at`. A lock that
+    /// has run out starts the count afresh.
+    async fn admit_attempt(
+        &self,
+        tenant: TenantId,
+        account: &[u8; 32],
+        now_unix: i64,
+        delay_after: u64,
+        lock_at: u64,
+        lock_until_unix: i64,
+    ) -> Result<Option<AccountFailures>, StoreError>;
+    /// Takes back one try counted by [`Self::admit_attempt`] that turned out right,
+    /// lifting the lock it set when the count falls below `lock_at`.
+    async fn release_attempt(&self, tenant: TenantId, account: &[u8; 32], lock_at: u64) -> Result<(), StoreError>;
     /// Forgets the account's failures (a success, a reset, an unlock); false when
     /// there were none.
     async fn clear_account(&self, tenant: TenantId, account: &[u8; 32]) -> Result<bool, StoreError>;
@@ -112,6 +129,22 @@ fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The wait after `over` failures beyond the delay threshold: 1 s, 2 s, 4 s … at
+/// most a minute. The stores compute the same ladder in SQL.
+pub fn delay_seconds(over: u64) -> i64 {
+    (1i64 << over.min(6)).min(60)
+}
+
+/// What [`BruteForce::admit`] decided about a try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The try may go ahead; it is counted, and the account's count is now `failures`.
+    Admitted {
+        failures: u64,
+    },
+    Refused(Refusal),
+}
+
 fn seconds(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
 }
@@ -135,20 +168,85 @@ impl BruteForce {
             return Ok(None);
         }
         let Some(state) = self.store.account_failures(tenant, account).await? else { return Ok(None) };
+        Ok(self.refusal(&state, unix_now()))
+    }
+
+    /// Lets one password try of `account` go ahead, or refuses it, in one atomic step
+    /// with counting it: the try counts as a failure from the start, and a success
+    /// forgets it ([`Self::succeeded`]). So concurrent wrong tries cannot slip past
+    /// the lock together: the account locks at exactly the threshold. A try let
+    /// through that fails is reported with [`Self::admitted_failed`].
+    pub async fn admit(&self, tenant: TenantId, account: &[u8; 32]) -> Result<Admission, StoreError> {
+        if !self.config.enabled {
+            return Ok(Admission::Admitted { failures: 0 });
+        }
         let now = unix_now();
+        let lock_until = now + i64::try_from(self.config.lockout_duration.as_secs()).unwrap_or(i64::MAX / 2);
+        let admitted = self
+            .store
+            .admit_attempt(
+                tenant,
+                account,
+                now,
+                u64::from(self.config.lockout_delay_after),
+                u64::from(self.config.lockout_threshold),
+                lock_until,
+            )
+            .await?;
+        if let Some(state) = admitted {
+            return Ok(Admission::Admitted { failures: state.failures });
+        }
+        let state = self.store.account_failures(tenant, account).await?;
+        // Refused a moment ago: whatever has changed since, the caller waits a little.
+        let refusal = state.and_then(|state| self.refusal(&state, now));
+        Ok(Admission::Refused(refusal.unwrap_or(Refusal::Delayed { retry_after: Duration::from_secs(1) })))
+    }
+
+    /// A try that [`Self::admit`] let through proved the password, but the sign-in
+    /// waits for a second step: the password no longer counts as a failure (the
+    /// second step is counted on its own).
+    pub async fn admitted_right(&self, tenant: TenantId, account: &[u8; 32]) -> Result<(), StoreError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        self.store.release_attempt(tenant, account, u64::from(self.config.lockout_threshold)).await
+    }
+
+    /// A try that [`Self::admit`] let through failed (it is already counted): the
+    /// lock it may have reached is recorded, and the address's failures are weighed.
+    pub async fn admitted_failed(&self, tenant: TenantId, failures: u64, ip: Option<&str>) -> Result<(), StoreError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        if failures == u64::from(self.config.lockout_threshold) {
+            self.locked_event(tenant, failures).await;
+        }
+        self.address_failed(tenant, ip).await
+    }
+
+    async fn locked_event(&self, tenant: TenantId, failures: u64) {
+        let lock_until = unix_now() + i64::try_from(self.config.lockout_duration.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut event = Event::success("security.account.locked", Actor::System).tenant(tenant.0);
+        event.outcome = Outcome::Denied;
+        self.events.emit(event.details(json!({ "failures": failures, "locked_until_unix": lock_until }))).await;
+    }
+
+    fn refusal(&self, state: &AccountFailures, now: i64) -> Option<Refusal> {
         if let Some(until) = state.locked_until_unix.filter(|until| *until > now) {
-            return Ok(Some(Refusal::Locked { retry_after: seconds(until - now) }));
+            return Some(Refusal::Locked { retry_after: seconds(until - now) });
+        }
+        if state.locked_until_unix.is_some() {
+            // A lock that has run out: the next try starts the count afresh.
+            return None;
         }
         let delay_after = u64::from(self.config.lockout_delay_after);
         if state.failures >= delay_after {
-            let exponent = u32::try_from(state.failures - delay_after).unwrap_or(u32::MAX).min(6);
-            let wait = (1i64 << exponent).min(60);
-            let ready = state.last_failure_unix + wait;
+            let ready = state.last_failure_unix + delay_seconds(state.failures - delay_after);
             if ready > now {
-                return Ok(Some(Refusal::Delayed { retry_after: seconds(ready - now) }));
+                return Some(Refusal::Delayed { retry_after: seconds(ready - now) });
             }
         }
-        Ok(None)
+        None
     }
 
     /// Counts a failed sign-in of `account` from `ip`: may lock the account and block
@@ -162,11 +260,7 @@ impl BruteForce {
         let threshold = u64::from(self.config.lockout_threshold);
         let state = self.store.add_account_failure(tenant, account, now, threshold, lock_until).await?;
         if state.failures == threshold {
-            let mut event = Event::success("security.account.locked", Actor::System).tenant(tenant.0);
-            event.outcome = Outcome::Denied;
-            self.events
-                .emit(event.details(json!({ "failures": state.failures, "locked_until_unix": lock_until })))
-                .await;
+            self.locked_event(tenant, state.failures).await;
         }
         self.address_failed(tenant, ip).await
     }

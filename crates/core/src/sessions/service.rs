@@ -24,7 +24,7 @@ use crate::keys::{KeyError, TokenService};
 use crate::mfa::{CHALLENGE_LIFETIME, ChallengePurpose, MfaStore, NewChallenge};
 use crate::passwords::PasswordHasher;
 use crate::risk::{self, RiskDecision, RiskService};
-use crate::security::{BruteForce, Refusal};
+use crate::security::{Admission, BruteForce, Refusal};
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantId, TenantStatus};
 use crate::users::{Email, User, UserChange, UserId, UserStatus, UserStore};
@@ -255,21 +255,29 @@ impl AuthService {
             Err(_) => None,
         };
         let account = risk::account_hash(email);
-        if let Some(refusal) = self.brute_force.check_account(tenant.id, &account).await.map_err(store)? {
-            return Err(match refusal {
-                Refusal::Delayed { retry_after } => {
-                    metrics::counter!("guard_auth_failures_total", "reason" => "account_delayed").increment(1);
-                    AuthError::Delayed(retry_after)
-                }
-                Refusal::Locked { retry_after } => {
-                    metrics::counter!("guard_auth_failures_total", "reason" => "account_locked").increment(1);
-                    AuthError::AccountLocked(retry_after)
-                }
-            });
-        }
+        let admitted = match self.brute_force.admit(tenant.id, &account).await.map_err(store)? {
+            Admission::Admitted { failures } => failures,
+            Admission::Refused(refusal) => {
+                return Err(match refusal {
+                    Refusal::Delayed { retry_after } => {
+                        metrics::counter!("guard_auth_failures_total", "reason" => "account_delayed").increment(1);
+                        AuthError::Delayed(retry_after)
+                    }
+                    Refusal::Locked { retry_after } => {
+                        metrics::counter!("guard_auth_failures_total", "reason" => "account_locked").increment(1);
+                        AuthError::AccountLocked(retry_after)
+                    }
+                });
+            }
+        };
         let decision = self.assess(tenant, &account, found.as_ref().map(|(u, _)| u.id), &mut client).await?;
         let ip = client.ip.clone();
-        let failed_attempt = || self.count_failure(tenant.id, Some(&account), ip.as_deref());
+        // The try is counted against the account already (admitted): what is left
+        // is the risk signals and the address.
+        let failed_attempt = || async {
+            self.risk.record_attempt(tenant.id, &account, ip.as_deref(), false).await?;
+            self.brute_force.admitted_failed(tenant.id, admitted, ip.as_deref()).await
+        };
         let Some((user, Some(stored))) = found else {
             self.hasher.verify_decoy(password).await.map_err(internal)?;
             failed_attempt().await.map_err(store)?;
@@ -305,6 +313,8 @@ impl AuthService {
             success.mfa_enrollment_due_at = enrollment_due;
             return Ok(LoginOutcome::Complete(Box::new(success)));
         }
+        // The password was right: only the second step can count against the account.
+        self.brute_force.admitted_right(tenant.id, &account).await.map_err(store)?;
         if let Some(hash) = rehash {
             let change = UserChange { password_hash: Some(hash), ..UserChange::default() };
             let event =
