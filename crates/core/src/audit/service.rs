@@ -205,7 +205,9 @@ impl AuditLog {
     }
 
     /// Seals what the process writes (woken by each write) and what other processes
-    /// write (polled), until `stop` turns true.
+    /// write (polled), until `stop` turns true (or its sender is gone); then seals what
+    /// is left and signs each chain's end before returning, wherever in its loop the
+    /// stop found it.
     pub async fn run_sealer(self, poll: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         // Every interval each grown chain's head is signed, even when the chain then
         // stays quiet: its newest records do not wait for the next write.
@@ -218,20 +220,48 @@ impl AuditLog {
             if let Err(e) = self.seal(force).await {
                 tracing::warn!(error = %e, "cannot seal audit records");
             }
+            // The stop may have come during that pass.
             if *stop.borrow() {
-                return;
+                break;
             }
-            tokio::select! {
+            let stopped = tokio::select! {
                 _ = self.wake.notified() => {
                     // Let the writes of a busy moment gather into one sealing pass:
                     // each pass costs the (SQLite) writer a transaction.
-                    tokio::time::sleep(SEAL_GATHER).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(SEAL_GATHER) => false,
+                        _ = stop.changed() => true,
+                    }
                 }
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => {
-                    let _ = self.seal(true).await;
+                _ = tokio::time::sleep(poll) => false,
+                _ = stop.changed() => true,
+            };
+            if stopped {
+                break;
+            }
+        }
+        self.seal_at_exit().await;
+    }
+
+    /// The last pass before the process exits: every queued record sealed and every
+    /// grown chain's head signed, so the log does not end past its last checkpoint
+    /// (the operations guide promises a checkpoint at shutdown). One retry, for a
+    /// database busy with another process.
+    async fn seal_at_exit(&self) {
+        for attempt in 1..=2 {
+            match self.seal(true).await {
+                Ok(sealed) => {
+                    tracing::info!(sealed, "audit chains sealed and signed at shutdown");
                     return;
                 }
+                Err(e) if attempt == 1 => {
+                    tracing::warn!(error = %e, "cannot seal audit records at shutdown; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "cannot seal audit records at shutdown: the next start's sealer signs the chains' ends"
+                ),
             }
         }
     }
