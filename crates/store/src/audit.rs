@@ -336,109 +336,118 @@ macro_rules! impl_audit_store {
                 keys: &guard_core::audit::AuditKeys,
             ) -> Result<Vec<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> {
                 let fail = crate::error::from_sqlx;
-                let mut tx = self.writer.begin().await.map_err(fail)?;
-                // The sealer lock, taken by a write before anything is read: on SQLite
-                // the write lock, on PostgreSQL this row until commit. A second sealer
-                // waits, then reads a queue without what the first one moved.
-                let now = guard_core::stored_now();
-                sqlx::query(
-                    "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ('audit-sealer', '-', $1, $1) \
-                     ON CONFLICT (name) DO UPDATE SET acquired_at = excluded.acquired_at",
-                )
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-                // The limit written out: with a parameter, PostgreSQL's generic plan
-                // sorts the whole queue instead of walking its primary key.
-                let rows: Vec<crate::audit::QueueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM audit_queue ORDER BY pos LIMIT {limit}",
-                    crate::audit::QUEUE_COLUMNS
-                )))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(fail)?;
-                if rows.is_empty() {
-                    tx.rollback().await.map_err(fail)?;
-                    return Ok(Vec::new());
-                }
-                let mut by_chain: std::collections::BTreeMap<uuid::Uuid, Vec<(i64, guard_core::audit::AuditRecord)>> =
-                    std::collections::BTreeMap::new();
-                for row in rows {
-                    let (pos, record) = crate::audit::from_queue_row(row);
-                    by_chain.entry(record.tenant).or_default().push((pos, record));
-                }
-                let mut heads = Vec::with_capacity(by_chain.len());
-                for (tenant, queued) in by_chain {
+                // Sealed records are what checkpoints sign and delivery sends: their
+                // commit reaches the disk before it returns, whatever the configured
+                // durability, and takes every earlier commit with it.
+                let mut conn = self.flushing_writer().await?;
+                let sealed: Result<Vec<(guard_core::audit::ChainState, u64)>, guard_core::store::StoreError> = async {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
+                    // The sealer lock, taken by a write before anything is read: on SQLite
+                    // the write lock, on PostgreSQL this row until commit. A second sealer
+                    // waits, then reads a queue without what the first one moved.
+                    let now = guard_core::stored_now();
                     sqlx::query(
-                        "INSERT INTO audit_chains (tenant_id, last_seq, last_hash, anchor_seq, anchor_hash) \
-                         VALUES ($1, 0, $2, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                        "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ('audit-sealer', '-', $1, $1) \
+                         ON CONFLICT (name) DO UPDATE SET acquired_at = excluded.acquired_at",
                     )
-                    .bind(tenant)
-                    .bind(vec![0u8; 32])
+                    .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(fail)?;
-                    let (mut seq, mut hash, anchor_seq, anchor_hash): (i64, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
-                        "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chains WHERE tenant_id = $1",
-                    )
-                    .bind(tenant)
-                    .fetch_one(&mut *tx)
+                    // The limit written out: with a parameter, PostgreSQL's generic plan
+                    // sorts the whole queue instead of walking its primary key.
+                    let rows: Vec<crate::audit::QueueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {} FROM audit_queue ORDER BY pos LIMIT {limit}",
+                        crate::audit::QUEUE_COLUMNS
+                    )))
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(fail)?;
-                    let count = queued.len() as u64;
-                    let mut sealed = Vec::with_capacity(queued.len());
-                    for (pos, mut record) in queued {
-                        seq += 1;
-                        hash = keys.link(&hash, seq, &guard_core::audit::content_bytes(&record));
-                        record.seq = Some(seq);
-                        record.hash = Some(hash.clone());
-                        sealed.push((pos, record));
+                    if rows.is_empty() {
+                        tx.rollback().await.map_err(fail)?;
+                        return Ok(Vec::new());
                     }
-                    // Several rows a statement: the sealer shares the (SQLite) writer
-                    // with every request.
-                    for chunk in crate::audit::seal_chunks(&sealed) {
-                        let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
-                        for (_, r) in chunk {
-                            insert = insert
-                                .bind(r.id)
-                                .bind(r.tenant)
-                                .bind(r.seq)
-                                .bind(r.at_us)
-                                .bind(&r.kind)
-                                .bind(&r.actor)
-                                .bind(&r.target)
-                                .bind(&r.result)
-                                .bind(&r.ip)
-                                .bind(&r.user_agent)
-                                .bind(&r.request_id)
-                                .bind(&r.details)
-                                .bind(&r.mac)
-                                .bind(&r.hash);
-                        }
-                        insert.execute(&mut *tx).await.map_err(fail)?;
+                    let mut by_chain: std::collections::BTreeMap<uuid::Uuid, Vec<(i64, guard_core::audit::AuditRecord)>> =
+                        std::collections::BTreeMap::new();
+                    for row in rows {
+                        let (pos, record) = crate::audit::from_queue_row(row);
+                        by_chain.entry(record.tenant).or_default().push((pos, record));
                     }
-                    for (first, last) in crate::audit::runs(sealed.iter().map(|(pos, _)| *pos)) {
-                        sqlx::query("DELETE FROM audit_queue WHERE pos >= $1 AND pos <= $2")
-                            .bind(first)
-                            .bind(last)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(fail)?;
-                    }
-                    sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
+                    let mut heads = Vec::with_capacity(by_chain.len());
+                    for (tenant, queued) in by_chain {
+                        sqlx::query(
+                            "INSERT INTO audit_chains (tenant_id, last_seq, last_hash, anchor_seq, anchor_hash) \
+                             VALUES ($1, 0, $2, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                        )
                         .bind(tenant)
-                        .bind(seq)
-                        .bind(&hash)
+                        .bind(vec![0u8; 32])
                         .execute(&mut *tx)
                         .await
                         .map_err(fail)?;
-                    let head =
-                        guard_core::audit::ChainState { tenant, last_seq: seq, last_hash: hash, anchor_seq, anchor_hash };
-                    heads.push((head, count));
+                        let (mut seq, mut hash, anchor_seq, anchor_hash): (i64, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
+                            "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chains WHERE tenant_id = $1",
+                        )
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                        let count = queued.len() as u64;
+                        let mut sealed = Vec::with_capacity(queued.len());
+                        for (pos, mut record) in queued {
+                            seq += 1;
+                            hash = keys.link(&hash, seq, &guard_core::audit::content_bytes(&record));
+                            record.seq = Some(seq);
+                            record.hash = Some(hash.clone());
+                            sealed.push((pos, record));
+                        }
+                        // Several rows a statement: the sealer shares the (SQLite) writer
+                        // with every request.
+                        for chunk in crate::audit::seal_chunks(&sealed) {
+                            let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::audit::seal_sql(chunk.len())));
+                            for (_, r) in chunk {
+                                insert = insert
+                                    .bind(r.id)
+                                    .bind(r.tenant)
+                                    .bind(r.seq)
+                                    .bind(r.at_us)
+                                    .bind(&r.kind)
+                                    .bind(&r.actor)
+                                    .bind(&r.target)
+                                    .bind(&r.result)
+                                    .bind(&r.ip)
+                                    .bind(&r.user_agent)
+                                    .bind(&r.request_id)
+                                    .bind(&r.details)
+                                    .bind(&r.mac)
+                                    .bind(&r.hash);
+                            }
+                            insert.execute(&mut *tx).await.map_err(fail)?;
+                        }
+                        for (first, last) in crate::audit::runs(sealed.iter().map(|(pos, _)| *pos)) {
+                            sqlx::query("DELETE FROM audit_queue WHERE pos >= $1 AND pos <= $2")
+                                .bind(first)
+                                .bind(last)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(fail)?;
+                        }
+                        sqlx::query("UPDATE audit_chains SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1")
+                            .bind(tenant)
+                            .bind(seq)
+                            .bind(&hash)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(fail)?;
+                        let head =
+                            guard_core::audit::ChainState { tenant, last_seq: seq, last_hash: hash, anchor_seq, anchor_hash };
+                        heads.push((head, count));
+                    }
+                    tx.commit().await.map_err(fail)?;
+                    Ok(heads)
                 }
-                tx.commit().await.map_err(fail)?;
-                Ok(heads)
+                .await;
+                self.release_writer(conn).await;
+                sealed
             }
 
             async fn chains(
@@ -525,7 +534,10 @@ macro_rules! impl_audit_store {
                 &self,
                 checkpoint: &guard_core::audit::Checkpoint,
             ) -> Result<(), guard_core::store::StoreError> {
-                sqlx::query(
+                // On disk before the caller logs it, or anything outside the database
+                // vouches for it.
+                let mut conn = self.flushing_writer().await?;
+                let stored = sqlx::query(
                     "INSERT INTO audit_checkpoints (tenant_id, seq, hash, at_us, key_id, signature) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING",
                 )
@@ -535,10 +547,12 @@ macro_rules! impl_audit_store {
                 .bind(checkpoint.at_us)
                 .bind(&checkpoint.key_id)
                 .bind(&checkpoint.signature)
-                .execute(&self.writer)
+                .execute(&mut *conn)
                 .await
                 .map(|_| ())
-                .map_err(crate::error::from_sqlx)
+                .map_err(crate::error::from_sqlx);
+                self.release_writer(conn).await;
+                stored
             }
 
             async fn query(

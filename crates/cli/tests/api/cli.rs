@@ -50,6 +50,27 @@ fn bad_configuration_exits_2_naming_the_key_the_value_and_what_is_expected() {
 }
 
 #[test]
+fn sqlite_synchronous_off_or_unknown_is_refused_at_start() {
+    for value in ["off", "sometimes", "2"] {
+        let guard = GuardCommand::new(GUARD).env("SQLITE_SYNCHRONOUS", value);
+        for args in [&["config", "check"][..], &["serve"]] {
+            let output = guard.run_for(args, Duration::from_secs(20));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "SQLITE_SYNCHRONOUS={value} {args:?}: {stderr}");
+            assert!(stderr.contains("SQLITE_SYNCHRONOUS"), "{stderr}");
+            assert!(stderr.contains(&format!("\"{value}\"")), "{stderr}");
+            assert!(stderr.contains("expected full, extra or normal"), "{stderr}");
+        }
+    }
+    let guard = GuardCommand::new(GUARD).env("SQLITE_SYNCHRONOUS", "normal");
+    let output = guard.run(&["config", "check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let row = stdout.lines().find(|l| l.starts_with("database.sqlite_synchronous")).unwrap_or_default();
+    assert!(row.contains("normal") && row.ends_with("env SQLITE_SYNCHRONOUS"), "{stdout}");
+}
+
+#[test]
 fn an_unknown_key_in_guard_toml_exits_2_listing_the_valid_keys() {
     let guard = GuardCommand::new(GUARD);
     std::fs::write(guard.dir().join("guard.toml"), "[database]\nmax_connections = 5\n").unwrap();

@@ -494,6 +494,7 @@ impl Builder<'_> {
         let conn_max_idle_time = self.get("database.conn_max_idle_time", parse::optional_duration);
         let acquire_timeout = self.get("database.acquire_timeout", |t| parse::duration(t).filter(|d| !d.is_zero()));
         let sqlite_busy_timeout = self.get("database.sqlite_busy_timeout", parse::duration);
+        let sqlite_synchronous = self.get("database.sqlite_synchronous", super::SqliteSynchronous::parse);
         if let (Some(open), Some(Some(idle))) = (max_open_conns, max_idle_conns)
             && idle > open
         {
@@ -581,6 +582,7 @@ impl Builder<'_> {
                 conn_max_idle_time: conn_max_idle_time?,
                 acquire_timeout: acquire_timeout?,
                 sqlite_busy_timeout: sqlite_busy_timeout?,
+                sqlite_synchronous: sqlite_synchronous?,
             },
             redis: RedisConfig {
                 url: redis_url.ok()?,

@@ -151,6 +151,13 @@ pub const SETTINGS: &[Setting] = &[
         DURATION,
         "SQLite only: how long a write waits for a lock held by another connection.",
     ),
+    s(
+        "database.sqlite_synchronous",
+        "SQLITE_SYNCHRONOUS",
+        Some("full"),
+        "full, extra or normal (off is refused: a power cut could corrupt the database)",
+        "SQLite only: full flushes every commit to disk before it is acknowledged; normal is faster but a power cut can lose the last writes acknowledged (never a sealed audit record or checkpoint); extra is full in WAL mode.",
+    ),
     secret(
         "redis.url",
         "REDIS_URL",
