@@ -400,6 +400,9 @@ async fn confirm_reset(
 async fn me(caller: Caller) -> AppJson<Value> {
     let mut body = user_json(&caller.who.user);
     body["tenant"] = json!(caller.tenant.slug);
+    // How this session was authenticated, as its access tokens state it.
+    body["amr"] = json!(caller.who.session.amr);
+    body["auth_time"] = json!(time(&caller.who.session.created_at));
     AppJson(body)
 }
 

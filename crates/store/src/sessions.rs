@@ -14,7 +14,7 @@ pub(crate) const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (session_id, generation, tenant_id, token_hash, created_at) VALUES ($1, 0, $2, $3, $4)";
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, ip, user_agent, risk_score, \
-     risk_reasons";
+     risk_reasons, amr";
 
 /// A session from a row with [`COLUMNS`].
 pub(crate) fn from_row<R: Row>(row: &R) -> Result<Session, StoreError>
@@ -42,6 +42,11 @@ where
             device: None,
             risk,
         },
+        amr: row
+            .try_get::<Option<String>, _>("amr")
+            .map_err(e)?
+            .map(|text| text.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -126,8 +131,8 @@ macro_rules! impl_session_store {
                 let mut tx = self.writer.begin().await.map_err(crate::error::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant_id, user_id, token_hash, created_at, last_seen_at, expires_at, \
-                     idle_expires_at, ip, user_agent, risk_score, risk_reasons) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     idle_expires_at, ip, user_agent, risk_score, risk_reasons, amr) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(s.id.0)
                 .bind(s.tenant.0)
@@ -141,6 +146,7 @@ macro_rules! impl_session_store {
                 .bind(s.client.user_agent.as_deref())
                 .bind(s.client.risk.as_ref().map(|r| i64::from(r.score)))
                 .bind(s.client.risk_reasons_text())
+                .bind((!s.amr.is_empty()).then(|| s.amr.join(" ")))
                 .execute(&mut *tx)
                 .await
                 .map_err(crate::error::from_sqlx)?;

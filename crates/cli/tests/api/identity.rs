@@ -98,7 +98,10 @@ backend_test!(sign_up_verify_sign_in_tokens_refresh_and_sign_out, |backend| {
     assert_eq!(by_session.json::<Value>().await.unwrap()["email"], "ada@example.com");
     let by_access = get_as(&app, "acme", "/v1/me", &access).await;
     assert_eq!(by_access.status(), 200);
-    assert_eq!(by_access.json::<Value>().await.unwrap()["email"], "ada@example.com");
+    let me: Value = by_access.json().await.unwrap();
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["amr"], json!(["pwd"]), "a password sign-in: {me}");
+    assert_eq!(me["auth_time"], session["session"]["created_at"]);
     // An access token of one tenant is nothing in another.
     expect_problem(get_as(&app, "default", "/v1/me", &access).await, 401, "unauthenticated").await;
 
@@ -107,6 +110,9 @@ backend_test!(sign_up_verify_sign_in_tokens_refresh_and_sign_out, |backend| {
     let claims = pyjwt_verify(&app.url("/t/acme/.well-known/jwks.json"), &access, issuer).expect("PyJWT verifies");
     assert_eq!(claims["sub"], session["user"]["id"]);
     assert_eq!(claims["sid"], session["session"]["id"]);
+    assert_eq!(claims["amr"], json!(["pwd"]), "RFC 8176 methods: {claims}");
+    let auth_time = claims["auth_time"].as_i64().expect("auth_time");
+    assert!(auth_time <= claims["iat"].as_i64().unwrap() && auth_time > 1_700_000_000, "{claims}");
     let mut forged = access.clone();
     forged.pop();
     forged.push(if access.ends_with('A') { 'B' } else { 'A' });
@@ -125,6 +131,9 @@ backend_test!(sign_up_verify_sign_in_tokens_refresh_and_sign_out, |backend| {
     assert_ne!(second, first);
     let new_access = refreshed["access_token"].as_str().unwrap().to_owned();
     assert_eq!(get_as(&app, "acme", "/v1/me", &new_access).await.status(), 200);
+    // A refreshed access token states the same authentication.
+    let again = jwt_part(&new_access, 1);
+    assert_eq!((&again["amr"], &again["auth_time"]), (&claims["amr"], &claims["auth_time"]));
     let replay = post(&app, "acme", "/v1/auth/token/refresh", json!({ "refresh_token": first })).await;
     expect_problem(replay, 401, "invalid_refresh_token").await;
     let after_replay = post(&app, "acme", "/v1/auth/token/refresh", json!({ "refresh_token": second })).await;

@@ -125,6 +125,16 @@ backend_test!(totp_enrolment_sign_in_replay_and_recovery_codes, |backend| {
     let done: Value = done.json().await.unwrap();
     let me = send(&app, "GET", "default", "/v1/me", Some(done["session_token"].as_str().unwrap()), json!(null)).await;
     assert_eq!(me.status(), 200);
+    // The session and its access tokens say a second factor was used (RFC 8176).
+    assert_eq!(me.json::<Value>().await.unwrap()["amr"], json!(["pwd", "otp", "mfa"]));
+    let access = done["access_token"].as_str().unwrap();
+    let claims = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{claims}");
+    assert!(claims["auth_time"].is_i64(), "{claims}");
     // The challenge is spent with its sign-in.
     expect_problem(verify(&app, "default", &pending, &pyotp(&secret, 30)).await, 401, "invalid_mfa_challenge").await;
 

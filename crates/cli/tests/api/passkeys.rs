@@ -126,6 +126,7 @@ backend_test!(a_passkey_registers_then_signs_in_with_and_without_a_password, |ba
         ok_json(send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, body.clone()).await, 200).await;
     let me = send(&app, "GET", "default", "/v1/me", done["session_token"].as_str(), json!(null)).await;
     assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["amr"], json!(["pwd", "hwk", "mfa"]));
     expect_problem(
         send(&app, "POST", "default", "/v1/auth/mfa/webauthn/finish", None, body).await,
         401,
@@ -136,6 +137,8 @@ backend_test!(a_passkey_registers_then_signs_in_with_and_without_a_password, |ba
     // Passwordless: the passkey names its user.
     let done = ok_json(passkey_sign_in(&app, "default", &key).await, 200).await;
     assert_eq!(done["user"]["email"], "pk@example.com");
+    let me = send(&app, "GET", "default", "/v1/me", done["access_token"].as_str(), json!(null)).await;
+    assert_eq!(me.json::<Value>().await.unwrap()["amr"], json!(["hwk", "user", "mfa"]), "a verified passkey");
     assert!(done["access_token"].is_string());
     let started = ok_json(send(&app, "POST", "default", "/v1/auth/passkey/start", None, json!(null)).await, 200).await;
     let assertion = key.get(&started["options"], ORIGIN);

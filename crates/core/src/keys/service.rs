@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::master::MasterKey;
 use super::model::{KeyId, KeyStatus, NewSigningKey, SigningAlgorithm, SigningKey};
 use super::store::KeyStore;
-use crate::sessions::SessionId;
+use crate::sessions::{Session, SessionId};
 use crate::store::StoreError;
 use crate::tenants::{Tenant, TenantId};
 use crate::users::UserId;
@@ -182,6 +182,13 @@ pub struct AccessClaims {
     pub sid: SessionId,
     /// The tenant's id.
     pub tid: TenantId,
+    /// How the session was authenticated (RFC 8176), for resource servers and
+    /// policies that demand a second factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// When the user authenticated (the session's start), seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// Issues and checks access tokens (JWT).
@@ -208,21 +215,23 @@ impl TokenService {
     }
 
     /// A signed access token for `user` in `session`, and its lifetime in seconds.
-    pub async fn issue(&self, tenant: &Tenant, user: UserId, session: SessionId) -> Result<(String, u64), KeyError> {
+    pub async fn issue(&self, tenant: &Tenant, session: &Session) -> Result<(String, u64), KeyError> {
         let keys = self.keys.keys(tenant.id).await?;
         let (kid, algorithm, encoding) = &keys.signer;
         let lifetime = tenant.settings.access_token_lifetime_seconds;
         let iat = OffsetDateTime::now_utc().unix_timestamp();
         let claims = AccessClaims {
             iss: self.issuer(tenant),
-            sub: user,
+            sub: session.user,
             aud: tenant.settings.access_token_audience.clone(),
             exp: iat.saturating_add_unsigned(lifetime),
             iat,
             nbf: iat,
             jti: Uuid::now_v7(),
-            sid: session,
+            sid: session.id,
             tid: tenant.id,
+            amr: session.amr.clone(),
+            auth_time: Some(session.created_at.unix_timestamp()),
         };
         let mut header = Header::new(algorithm.jwt());
         header.kid = Some(kid.0.clone());

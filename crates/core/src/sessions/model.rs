@@ -66,9 +66,35 @@ pub struct Session {
     #[serde(with = "time::serde::rfc3339")]
     pub idle_expires_at: OffsetDateTime,
     pub client: ClientInfo,
+    /// How the session was authenticated, as RFC 8176 method references (`pwd`,
+    /// `otp`, `hwk`, `user`, `mfa`); empty for a session opened before guard kept them.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 impl Session {
+    /// The RFC 8176 method references of a sign-in proved by guard's `methods`
+    /// (`pwd`, `totp`, `email_code`, `recovery_code`, `hwk`, `user`): one-time codes
+    /// of every kind are `otp`, and two kinds of factor (or a passkey verifying its
+    /// user) add `mfa`.
+    pub fn amr_of(methods: &[&str]) -> Vec<String> {
+        let mut amr: Vec<String> = Vec::new();
+        for method in methods {
+            let value = match *method {
+                "totp" | "email_code" | "recovery_code" | "otp" => "otp",
+                other => other,
+            };
+            if !amr.iter().any(|v| v == value) {
+                amr.push(value.to_owned());
+            }
+        }
+        let factors = amr.iter().filter(|v| matches!(v.as_str(), "pwd" | "otp" | "hwk" | "swk" | "user")).count();
+        if factors >= 2 {
+            amr.push("mfa".to_owned());
+        }
+        amr
+    }
+
     /// True when the session can no longer be used at `now`.
     pub fn expired(&self, now: OffsetDateTime) -> bool {
         now >= self.expires_at || now >= self.idle_expires_at

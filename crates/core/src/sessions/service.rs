@@ -413,6 +413,7 @@ impl AuthService {
             expires_at,
             idle_expires_at,
             client,
+            amr: Session::amr_of(methods),
         };
         let rehashed = rehash.is_some();
         let record = self.events.record(
@@ -433,7 +434,7 @@ impl AuthService {
         // still counts towards the account's lock.
         let account = risk::account_hash(user.email.as_str());
         self.brute_force.succeeded(tenant.id, &account).await.map_err(AuthError::Store)?;
-        let (access_token, expires_in) = self.tokens.issue(tenant, user.id, session.id).await?;
+        let (access_token, expires_in) = self.tokens.issue(tenant, &session).await?;
         let tokens = IssuedTokens { access_token, expires_in, refresh_token: refresh };
         Ok(LoginSuccess { session, token, tokens, user, mfa_enrollment_due_at: None })
     }
@@ -557,7 +558,7 @@ impl AuthService {
             AuthError::Unauthenticated => invalid("session_ended"),
             other => other,
         })?;
-        let (access_token, expires_in) = self.tokens.issue(tenant, who.user.id, who.session.id).await?;
+        let (access_token, expires_in) = self.tokens.issue(tenant, &who.session).await?;
         Ok(IssuedTokens { access_token, expires_in, refresh_token: next })
     }
 
