@@ -512,3 +512,38 @@ async fn replicas_sharing_redis_honour_a_revocation_at_once() {
     expect_problem(get_as(&b, "default", "/v1/me", token).await, 401, "unauthenticated").await;
     expect_problem(get_as(&b, "default", "/v1/me", access).await, 401, "unauthenticated").await;
 }
+
+backend_test!(replicas_sharing_redis_end_a_deleted_users_sessions_at_once, |backend| {
+    let Some(redis) = guard_testkit::redis_url() else { return };
+    let prefix = format!("guard-test-{}:", uuid::Uuid::now_v7());
+    let Some(a) = TestApp::builder(backend)
+        .env("REDIS_URL", redis.clone())
+        .env("REDIS_KEY_PREFIX", prefix.clone())
+        .env("CACHE_TTL_SESSIONS", "300s")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    let b = TestApp::builder(backend)
+        .share_database_of(&a)
+        .env("REDIS_URL", redis)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("CACHE_TTL_SESSIONS", "300s")
+        .spawn()
+        .await
+        .unwrap();
+    user(&a, "default", "gone@example.com", &[]).await;
+    let session = login(&a, "default", "gone@example.com", PASSWORD).await;
+    let token = session["session_token"].as_str().unwrap();
+    let access = session["access_token"].as_str().unwrap();
+    for app in [&a, &b] {
+        assert_eq!(get_as(app, "default", "/v1/me", token).await.status(), 200);
+        assert_eq!(get_as(app, "default", "/v1/me", access).await.status(), 200);
+    }
+    a.state.users.delete(Actor::Operator, "default", "gone@example.com").await.unwrap();
+    for app in [&b, &a] {
+        expect_problem(get_as(app, "default", "/v1/me", token).await, 401, "unauthenticated").await;
+        expect_problem(get_as(app, "default", "/v1/me", access).await, 401, "unauthenticated").await;
+    }
+});
