@@ -69,6 +69,12 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(reason) => ApiError::new(ErrorCode::DatabaseUnavailable).detail(reason),
             StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict),
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound),
+            StoreError::InvalidData(reason) => {
+                // The database's words name no secret, but they are its words: logged, not sent.
+                tracing::info!(reason = %reason, "the database refused a value in the request");
+                ApiError::new(ErrorCode::BadRequest)
+                    .detail("a value in the request is not valid data (a control character in text, for example)")
+            }
             other => ApiError::internal(other),
         }
     }
@@ -140,6 +146,7 @@ mod tests {
             (StoreError::Unavailable("down".into()), "database_unavailable", 503),
             (StoreError::Conflict("dup".into()), "conflict", 409),
             (StoreError::NotFound, "not_found", 404),
+            (StoreError::InvalidData("secret detail".into()), "bad_request", 400),
             (StoreError::Internal("secret detail".into()), "internal_error", 500),
             (StoreError::SchemaTooNew { applied: 9, known: 2 }, "internal_error", 500),
         ];

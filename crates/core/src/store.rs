@@ -48,6 +48,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The database refused a value as invalid data (PostgreSQL's SQLSTATE class 22,
+    /// for example a NUL character in text): the caller's input, not a fault.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
     #[error("database error: {0}")]
     Internal(String),
 }
