@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth_routes::{account_error, user_json};
-use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::extract::{AppJson, AppPath, AppQuery, PageLimit};
 use crate::tenancy::{Caller, PlatformAdmin, TenantAdmin, require_control};
 use crate::{ApiError, AppState};
 
@@ -77,7 +77,8 @@ pub(crate) fn user_error(e: UserError) -> ApiError {
 #[serde(deny_unknown_fields)]
 struct Page {
     cursor: Option<uuid::Uuid>,
-    limit: Option<u32>,
+    #[serde(default)]
+    limit: PageLimit<100, 500>,
 }
 
 /// GET /v1/tenants
@@ -86,7 +87,7 @@ async fn list_tenants(
     _admin: PlatformAdmin,
     AppQuery(page): AppQuery<Page>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let found = state.tenants.list(page.cursor.map(TenantId), page.limit.unwrap_or(100)).await.map_err(tenant_error)?;
+    let found = state.tenants.list(page.cursor.map(TenantId), page.limit.get()).await.map_err(tenant_error)?;
     Ok(AppJson(json!({
         "tenants": found.tenants.iter().map(tenant_json).collect::<Vec<_>>(),
         "next_cursor": found.next_cursor,
@@ -155,7 +156,8 @@ struct UserQuery {
     email_prefix: Option<String>,
     status: Option<UserStatus>,
     cursor: Option<uuid::Uuid>,
-    limit: Option<u32>,
+    #[serde(default)]
+    limit: PageLimit<100, 500>,
 }
 
 /// GET /v1/users
@@ -171,7 +173,7 @@ async fn list_users(
             query.email_prefix.as_deref(),
             query.status,
             query.cursor.map(UserId),
-            query.limit.unwrap_or(100),
+            query.limit.get(),
         )
         .await
         .map_err(user_error)?;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::admin_routes::actor;
-use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::extract::{AppJson, AppPath, AppQuery, PageLimit};
 use crate::tenancy::{Caller, PlatformAdmin, TenantAdmin};
 use crate::{ApiError, AppState};
 
@@ -311,7 +311,8 @@ async fn delete_schema(State(state): State<AppState>, TenantAdmin(caller): Tenan
 #[serde(deny_unknown_fields)]
 struct VersionPage {
     before: Option<i64>,
-    limit: Option<u32>,
+    #[serde(default)]
+    limit: PageLimit<50, 1000>,
 }
 
 async fn list_versions(
@@ -319,13 +320,7 @@ async fn list_versions(
     TenantAdmin(caller): TenantAdmin,
     AppQuery(page): AppQuery<VersionPage>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidParameter)
-            .detail("limit: 1 to 1000")
-            .extension("parameter", json!("limit")));
-    }
-    let versions = state.authz.versions(caller.tenant.id, page.before, limit).await.map_err(authz_error)?;
+    let versions = state.authz.versions(caller.tenant.id, page.before, page.limit.get()).await.map_err(authz_error)?;
     Ok(AppJson(json!({ "versions": versions.iter().map(|v| version_json(v, false)).collect::<Vec<_>>() })))
 }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use guard_proto::{ErrorCode, Problem};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::Lifecycle;
+use crate::raw_problem::ProblemIo;
 
 /// How the server talks to clients.
 #[derive(Debug, Clone)]
@@ -150,11 +151,14 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// 431 for a head over the limit, measured as HTTP/1.1 sends it. hyper's own check
-/// cannot go below 8 KiB, and HTTP/2 counts differently.
+/// 431 `headers_too_large` for a head over the limit, measured as HTTP/1.1 sends it.
+/// hyper's own check cannot go below 8 KiB, and HTTP/2 counts differently.
 async fn limit_head(State(limit): State<usize>, request: Request, next: Next) -> Response {
     if head_size(&request) > limit {
-        return StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.into_response();
+        let problem = Problem::new(ErrorCode::HeadersTooLarge).with_detail(format!(
+            "the request line and header fields are larger than this server accepts ({limit} bytes)"
+        ));
+        return crate::error::problem_response(problem, None);
     }
     next.run(request).await
 }
@@ -201,7 +205,10 @@ impl Connection {
         });
         // Owned, so the task holds no borrow of the shared builder across awaits.
         let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service)).into_owned();
+            // hyper's own answers to heads it cannot parse are rewritten as problems.
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(io)), TowerToHyperService::new(service))
+                .into_owned();
         let mut connection = std::pin::pin!(watcher.watch(connection));
         // hyper's header timeout starts only once HTTP/1 is recognised, and HTTP/2 has
         // none: a client that sends no request at all is closed here.

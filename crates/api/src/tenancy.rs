@@ -67,7 +67,7 @@ impl FromRequestParts<AppState> for CurrentTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(reference) = parts.headers.get(&X_TENANT_ID).and_then(|v| v.to_str().ok()).map(str::trim) else {
+        let Some(reference) = crate::extract::header_text(&parts.headers, &X_TENANT_ID)?.map(str::trim) else {
             return Err(ApiError::new(ErrorCode::TenantRequired)
                 .detail("name the tenant with the X-Tenant-ID header (its slug or id)"));
         };

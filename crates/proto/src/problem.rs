@@ -16,6 +16,18 @@ pub enum ErrorCode {
     InvalidJson,
     /// A query parameter is malformed or out of range; `parameter` names it.
     InvalidParameter,
+    /// Text in the request (a body field, query parameter, path segment or header)
+    /// holds a control character (U+0000 to U+001F, U+007F to U+009F); `source` and
+    /// `name` say where. Nothing changed.
+    ControlCharacter,
+    /// The HTTP layer could not parse the request head (a control byte in a header
+    /// field, for example); the request reached no handler.
+    MalformedRequest,
+    /// The request head (request line and header fields) is larger than the server
+    /// accepts; the request reached no handler.
+    HeadersTooLarge,
+    /// The request target is longer than the HTTP layer accepts.
+    UriTooLong,
     /// The request body was not sent as `application/json`.
     UnsupportedMediaType,
     /// The request body is larger than the configured limit.
@@ -100,10 +112,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 45] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidParameter,
+        ErrorCode::ControlCharacter,
+        ErrorCode::MalformedRequest,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::UriTooLong,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -150,6 +166,10 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidParameter => "invalid_parameter",
+            ErrorCode::ControlCharacter => "control_character",
+            ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
@@ -197,6 +217,8 @@ impl ErrorCode {
             ErrorCode::BadRequest
             | ErrorCode::InvalidJson
             | ErrorCode::InvalidParameter
+            | ErrorCode::ControlCharacter
+            | ErrorCode::MalformedRequest
             | ErrorCode::TenantRequired
             | ErrorCode::WeakPassword
             | ErrorCode::InvalidToken
@@ -223,6 +245,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UriTooLong => 414,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::RateLimited => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InternalError => 500,
@@ -241,6 +265,10 @@ impl ErrorCode {
             ErrorCode::BadRequest => "Bad request",
             ErrorCode::InvalidJson => "Invalid JSON body",
             ErrorCode::InvalidParameter => "Invalid query parameter",
+            ErrorCode::ControlCharacter => "Control character in text",
+            ErrorCode::MalformedRequest => "Malformed request",
+            ErrorCode::HeadersTooLarge => "Request head too large",
+            ErrorCode::UriTooLong => "URI too long",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::PayloadTooLarge => "Request body too large",
             ErrorCode::NotFound => "Not found",
@@ -364,6 +392,10 @@ mod tests {
             ("bad_request", 400),
             ("invalid_json", 400),
             ("invalid_parameter", 400),
+            ("control_character", 400),
+            ("malformed_request", 400),
+            ("headers_too_large", 431),
+            ("uri_too_long", 414),
             ("unsupported_media_type", 415),
             ("payload_too_large", 413),
             ("not_found", 404),

@@ -128,6 +128,7 @@ async fn an_unsafe_client_request_id_is_replaced() {
 #[tokio::test]
 async fn a_bad_query_parameter_is_a_400_problem_that_names_it() {
     let Some(app) = app(Backend::Sqlite).await else { return };
-    let body = expect_problem(app.get("/test/slow?ms=soon").await, 400, "bad_request").await;
+    let body = expect_problem(app.get("/test/slow?ms=soon").await, 400, "invalid_parameter").await;
     assert!(body["detail"].as_str().unwrap().contains("ms"), "{body}");
+    assert_eq!(body["parameter"], "ms", "{body}");
 }

@@ -15,6 +15,7 @@ mod debug;
 mod errors;
 mod hardening;
 mod health;
+mod hostile_input;
 mod identity;
 mod limits;
 mod logs;
