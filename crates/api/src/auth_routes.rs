@@ -13,7 +13,7 @@ use guard_core::keys::KeyError;
 use guard_core::mfa::ChallengePurpose;
 use guard_core::ratelimit::{Action, account_key};
 use guard_core::sessions::{
-    AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, Session, SessionId, SessionToken,
+    AuthError, ClientInfo, IssuedTokens, LoginOutcome, LoginSuccess, PendingLogin, Session, SessionId, SessionToken,
 };
 use guard_core::tenants::TenantStatus;
 use guard_core::users::User;
@@ -241,17 +241,21 @@ async fn login(
     let response = match outcome {
         LoginOutcome::Complete(done) => signed_in(&state, &done, json!({})),
         LoginOutcome::SecondFactor(pending) => {
-            let body = json!({
-                "mfa_required": true,
-                "challenge_id": pending.challenge.expose(),
-                "methods": pending.methods,
-                "enrollment_required": pending.purpose == ChallengePurpose::Enroll,
-                "expires_at": time(&pending.expires_at),
-            });
-            no_store((StatusCode::ACCEPTED, AppJson(body)).into_response())
+            no_store((StatusCode::ACCEPTED, AppJson(pending_json(&pending))).into_response())
         }
     };
     Ok(with_limit_headers(with_device_cookie(response, device_cookie), limit))
+}
+
+/// The answer to a sign-in that waits for a second step (or an enrolment).
+pub(crate) fn pending_json(pending: &PendingLogin) -> Value {
+    json!({
+        "mfa_required": true,
+        "challenge_id": pending.challenge.expose(),
+        "methods": pending.methods,
+        "enrollment_required": pending.purpose == ChallengePurpose::Enroll,
+        "expires_at": time(&pending.expires_at),
+    })
 }
 
 /// The answer to a completed sign-in: `extra` fields, tokens, the session (also as a

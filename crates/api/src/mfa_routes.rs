@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use guard_core::mfa::{MfaError, TotpEnrollment};
+use guard_core::mfa::{MfaError, SecondStep, TotpEnrollment};
 use guard_core::ratelimit::Action;
 use guard_proto::ErrorCode;
 use serde::Deserialize;
@@ -81,7 +81,13 @@ async fn verify(
     AppJson(body): AppJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let limit = enforce(&state, Action::MfaVerify, &tenant, ip, None).await?;
-    let done = state.mfa.verify(&tenant, &body.challenge_id, &body.code).await.map_err(mfa_error)?;
+    let done = match state.mfa.verify(&tenant, &body.challenge_id, &body.code).await.map_err(mfa_error)? {
+        SecondStep::Done(done) => done,
+        SecondStep::Enrol(pending) => {
+            let body = crate::auth_routes::pending_json(&pending);
+            return Ok(with_limit_headers(no_store((StatusCode::ACCEPTED, AppJson(body)).into_response()), limit));
+        }
+    };
     let extra = match &done.recovery_codes {
         Some(codes) => json!({ "recovery_codes": codes }),
         None => json!({}),

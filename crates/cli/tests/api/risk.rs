@@ -118,3 +118,59 @@ backend_test!(risky_sign_ins_are_scored_stepped_up_by_email_and_refused, |backen
     // Eve's own device and address are not affected.
     assert_eq!(sign_in_from(&app, "127.0.0.1", Some(&device), "eve@example.com", PASSWORD).await.status(), 200);
 });
+
+backend_test!(a_risky_sign_in_that_must_enrol_proves_the_account_by_email_before_enrolling, |backend| {
+    let Some(sink) = SmtpSink::start() else { return };
+    let Some(app) = TestApp::builder(backend).env("SMTP_URL", sink.url()).spawn().await else { return };
+    app.state.tenants.create(Actor::Operator, "Risky", Some("risky")).await.unwrap();
+    let settings = json!({
+        "risk_mfa_threshold": 50, "risk_deny_threshold": 90,
+        "mfa_required": true, "mfa_enrollment_grace_seconds": 1,
+    });
+    app.state.tenants.update_settings(Actor::Operator, "risky", &settings).await.unwrap();
+    new_user(&app, "risky", "eve@example.com", &[]).await;
+    // A first sign-in inside the grace period gives guard a device and address to
+    // compare with; then the grace period runs out.
+    let first = sign_in_from(&app, "127.0.0.1", None, "eve@example.com", PASSWORD).await;
+    assert_eq!(first.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // A new device on a new network: flagged. The password alone does not open an
+    // enrolment; an emailed code must prove the account first.
+    let risky = sign_in_from(&app, "127.0.1.5", None, "eve@example.com", PASSWORD).await;
+    assert_eq!(risky.status(), 202);
+    let pending: Value = risky.json().await.unwrap();
+    assert_eq!(pending["methods"], json!(["email_code"]), "{pending}");
+    assert_eq!(pending["enrollment_required"], false, "{pending}");
+    let post = |path: &'static str, body: Value| {
+        app.http.post(app.url(path)).header("x-tenant-id", "risky").json(&body).send()
+    };
+    let early = post("/v1/auth/mfa/totp", json!({ "challenge_id": pending["challenge_id"] })).await.unwrap();
+    assert!(early.status().is_client_error(), "no enrolment before the emailed code: {}", early.status());
+    let early = post("/v1/auth/mfa/webauthn/start", json!({ "challenge_id": pending["challenge_id"] })).await.unwrap();
+    assert!(early.status().is_client_error(), "no passkey enrolment before the emailed code: {}", early.status());
+
+    let mail = sink.wait_for("eve@example.com", "sign-in code", Duration::from_secs(10)).await;
+    let text = mail["text"].as_str().unwrap();
+    let code: String =
+        text.lines().map(str::trim).find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit())).unwrap().to_owned();
+    let proved = post("/v1/auth/mfa/verify", json!({ "challenge_id": pending["challenge_id"], "code": code }));
+    let proved = proved.await.unwrap();
+    assert_eq!(proved.status(), 202, "the code leads to the enrolment, not a session");
+    let enrol: Value = proved.json().await.unwrap();
+    assert_eq!(enrol["enrollment_required"], true, "{enrol}");
+    assert_eq!(enrol["methods"], json!(["totp", "webauthn"]), "{enrol}");
+    assert!(enrol.get("session_token").is_none(), "{enrol}");
+    assert_ne!(enrol["challenge_id"], pending["challenge_id"], "a new challenge for the enrolment");
+    // The spent challenge is gone; the new one enrols TOTP and signs in.
+    let again = post("/v1/auth/mfa/verify", json!({ "challenge_id": pending["challenge_id"], "code": "000000" }));
+    expect_problem(again.await.unwrap(), 401, "invalid_mfa_challenge").await;
+    let started = post("/v1/auth/mfa/totp", json!({ "challenge_id": enrol["challenge_id"] })).await.unwrap();
+    assert_eq!(started.status(), 201);
+    let secret = started.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
+    let body = json!({ "challenge_id": enrol["challenge_id"], "code": crate::mfa::pyotp(&secret, 0) });
+    let done = post("/v1/auth/mfa/verify", body).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["recovery_codes"].as_array().map(Vec::len), Some(10), "{done}");
+});

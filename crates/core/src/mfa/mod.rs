@@ -9,7 +9,7 @@ mod store;
 mod totp;
 
 pub use passkeys::{MAX_PASSKEYS, PasskeyInfo, RegisteredPasskey, StartedCeremony};
-pub use service::{MfaError, MfaService, MfaStatus, TotpEnrollment, VerifiedLogin};
+pub use service::{MfaError, MfaService, MfaStatus, SecondStep, TotpEnrollment, VerifiedLogin};
 pub use store::{
     Ceremony, CeremonyPurpose, Challenge, ChallengePurpose, EnrollmentCount, MfaStore, NewChallenge, StoredPasskey,
     TotpFactor,

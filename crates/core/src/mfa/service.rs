@@ -112,6 +112,16 @@ pub struct VerifiedLogin {
     pub recovery_codes: Option<Vec<String>>,
 }
 
+/// Where a verified second step leads.
+#[derive(Debug, Clone)]
+pub enum SecondStep {
+    /// The sign-in is complete.
+    Done(VerifiedLogin),
+    /// The emailed code proved a flagged sign-in of an account that must enrol a
+    /// factor: the enrolment comes next, under this challenge.
+    Enrol(crate::sessions::PendingLogin),
+}
+
 /// Second factors.
 #[derive(Clone)]
 pub struct MfaService {
@@ -381,7 +391,7 @@ impl MfaService {
 
     /// Completes a sign-in with the challenge and a code: TOTP or a recovery code for
     /// a `verify` challenge, the first TOTP code for an `enroll` one.
-    pub async fn verify(&self, tenant: &Tenant, presented: &str, code: &str) -> Result<VerifiedLogin, MfaError> {
+    pub async fn verify(&self, tenant: &Tenant, presented: &str, code: &str) -> Result<SecondStep, MfaError> {
         let (challenge, user, token) = self.challenge(tenant, presented).await?;
         let proved = match challenge.purpose {
             ChallengePurpose::Verify => match &challenge.email_code_hash {
@@ -391,8 +401,22 @@ impl MfaService {
             ChallengePurpose::Enroll => self.confirm_totp(tenant, &user, code).await.map(|c| ("totp", Some(c))),
         };
         let (method, recovery_codes) = self.counted_against_account(tenant, &user, proved).await?;
+        if method == "email_code" && self.auth.must_enrol(tenant, &user).await? {
+            // The emailed code proved the account; the factor the tenant requires is
+            // enrolled next, under a new challenge (this one is spent).
+            if !self.store.delete_challenge(tenant.id, &token.hash()).await? {
+                return Err(MfaError::InvalidChallenge);
+            }
+            let methods: &'static [&'static str] = &["totp", "webauthn"];
+            let pending = self
+                .auth
+                .new_challenge(tenant, &user, ChallengePurpose::Enroll, methods, &challenge.client, None)
+                .await
+                .map_err(MfaError::Auth)?;
+            return Ok(SecondStep::Enrol(pending));
+        }
         let login = self.complete(tenant, &token, user, challenge.client, amr(method)).await?;
-        Ok(VerifiedLogin { recovery_codes, ..login })
+        Ok(SecondStep::Done(VerifiedLogin { recovery_codes, ..login }))
     }
 
     /// Spends the challenge and opens the session its second step earned.

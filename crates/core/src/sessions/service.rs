@@ -327,12 +327,35 @@ impl AuthService {
             (true, true) => (ChallengePurpose::Verify, &["totp", "webauthn", "recovery_code"]),
             (true, false) => (ChallengePurpose::Verify, &["totp", "recovery_code"]),
             (false, true) => (ChallengePurpose::Verify, &["webauthn", "recovery_code"]),
-            (false, false) if must_enrol => (ChallengePurpose::Enroll, &["totp", "webauthn"]),
+            // A sign-in the risk signals flag proves the account by an emailed code
+            // first, even when a factor must be enrolled: a new factor is not to be
+            // set up on the strength of a password alone (the enrolment follows).
+            (false, false) if must_enrol && !step_up => (ChallengePurpose::Enroll, &["totp", "webauthn"]),
             (false, false) => (ChallengePurpose::Verify, &["email_code"]),
         };
         let email_code =
             if methods == ["email_code"] { Some(self.send_login_code(tenant, &user, &client).await?) } else { None };
+        let pending = self.new_challenge(tenant, &user, purpose, methods, &client, email_code).await?;
+        self.events
+            .emit(Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
+                json!({ "purpose": purpose.as_str(), "methods": methods, "risk": client.risk, "step_up": step_up }),
+            ))
+            .await;
+        Ok(LoginOutcome::SecondFactor(pending))
+    }
+
+    /// Stores a sign-in challenge for `user`'s next step.
+    pub(crate) async fn new_challenge(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        purpose: ChallengePurpose,
+        methods: &'static [&'static str],
+        client: &ClientInfo,
+        email_code_hash: Option<TokenHash>,
+    ) -> Result<PendingLogin, AuthError> {
         let challenge = new_token()?;
+        let at = now();
         let expires_at = at + CHALLENGE_LIFETIME;
         let new = NewChallenge {
             id_hash: challenge.hash(),
@@ -342,15 +365,25 @@ impl AuthService {
             created_at: at,
             expires_at,
             client: client.clone(),
-            email_code_hash: email_code,
+            email_code_hash,
         };
-        self.mfa.create_challenge(&new).await.map_err(store)?;
-        self.events
-            .emit(Event::success("auth.login.mfa_required", Actor::User(user.id.0)).tenant(tenant.id.0).details(
-                json!({ "purpose": purpose.as_str(), "methods": methods, "risk": client.risk, "step_up": step_up }),
-            ))
-            .await;
-        Ok(LoginOutcome::SecondFactor(PendingLogin { challenge, purpose, methods, expires_at }))
+        self.mfa.create_challenge(&new).await.map_err(AuthError::Store)?;
+        Ok(PendingLogin { challenge, purpose, methods, expires_at })
+    }
+
+    /// Whether `user` must enrol a factor before signing in: the tenant requires one,
+    /// the user has none, and the enrolment grace period is over.
+    pub(crate) async fn must_enrol(&self, tenant: &Tenant, user: &User) -> Result<bool, StoreError> {
+        if !tenant.settings.mfa_required {
+            return Ok(false);
+        }
+        let has_totp = self.mfa.totp(tenant.id, user.id).await?.is_some_and(|f| f.confirmed_at.is_some());
+        if has_totp || !self.mfa.passkeys(tenant.id, user.id).await?.is_empty() {
+            return Ok(false);
+        }
+        let at = now();
+        let due = at + seconds(tenant.settings.mfa_enrollment_grace_seconds);
+        Ok(self.mfa.enrollment_deadline(tenant.id, user.id, due).await? <= at)
     }
 
     /// Counts a failed sign-in from `ip` in the risk signals and against the address,
