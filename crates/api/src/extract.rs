@@ -172,15 +172,28 @@ where
     }
 }
 
-/// The text of header `name`: `None` when absent or not visible ASCII, a 400
-/// `control_character` problem when it holds a control character (hyper has already
-/// refused all but tab in the raw bytes; UTF-8 C1 controls are caught here).
-pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ApiError> {
+/// The text of header `name`: `None` when absent or not visible ASCII, an error (a
+/// 400 `control_character` problem) when it holds a control character. hyper has
+/// already refused all but tab in the raw bytes; UTF-8 C1 controls are caught here.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ControlInHeader> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     if let Some(c) = std::str::from_utf8(value.as_bytes()).ok().and_then(control_in) {
-        return Err(control_character("header", name.as_str(), c));
+        return Err(ControlInHeader { header: name.clone(), c });
     }
     Ok(value.to_str().ok())
+}
+
+/// A control character in a header guard reads as text.
+#[derive(Debug)]
+pub(crate) struct ControlInHeader {
+    header: HeaderName,
+    c: char,
+}
+
+impl From<ControlInHeader> for ApiError {
+    fn from(e: ControlInHeader) -> ApiError {
+        control_character("header", e.header.as_str(), e.c)
+    }
 }
 
 /// A list's `limit` parameter: absent means `DEFAULT`, otherwise a whole number from
