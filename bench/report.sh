@@ -11,13 +11,14 @@
 #
 # Sections: suite (bench/suite.sh: HTTP scenarios, memory, start-up, in-process
 # decisions), limiter, audit (bench/audit.sh), flood (bench/login_flood.sh), backup
-# (bench/backup.sh).
+# (bench/backup.sh), durability (bench/sqlite_sync.sh: each SQLITE_SYNCHRONOUS level;
+# SQLite only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guard-target}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
-SECTIONS="${SECTIONS:-suite limiter audit flood backup}"
+SECTIONS="${SECTIONS:-suite limiter audit flood backup durability}"
 RESULTS="${RESULTS:-$CARGO_TARGET_DIR/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 # A quick run tries the harness: its report is not the record.
 if [ "${QUICK:-0}" = 1 ]; then OUT="${OUT:-$RESULTS/BENCHMARKS.md}"; else OUT="${OUT:-BENCHMARKS.md}"; fi
@@ -125,6 +126,7 @@ for backend in $BACKENDS; do
   # A flood answered with server errors is a finding for the report, not the end of it.
   if want flood; then bash bench/login_flood.sh || echo "login flood: server errors (recorded)" >&2; fi
   if want backup; then CROSS=0 bash bench/backup.sh; fi
+  if want durability && [ "$backend" = sqlite ]; then bash bench/sqlite_sync.sh; fi
 done
 
 machine "$started" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -419,6 +419,58 @@ fn backup_figure(r: &Records, backend: &str, id: &str, limit: f64) -> Cell {
     Cell { text, met }
 }
 
+/// SQLITE_SYNCHRONOUS levels bench/sqlite_sync.sh measures, with what a power cut can
+/// take at each.
+const SQLITE_LEVELS: [(&str, &str); 3] = [
+    (
+        "normal",
+        "writes acknowledged since the last fsync, which each audit sealing pass forces (about every 200 ms \
+         while writes arrive): sign-ups, password and MFA changes, revocations; never a sealed audit record \
+         or a signed checkpoint",
+    ),
+    ("full", "nothing acknowledged (the default)"),
+    ("extra", "nothing acknowledged; in WAL mode the same fsyncs as full"),
+];
+
+/// The "SQLite durability" table: token refresh (a write a request) at each
+/// SQLITE_SYNCHRONOUS level, beside the baseline of the same run; `None` when
+/// bench/sqlite_sync.sh did not run.
+fn durability_table(r: &Records) -> Option<String> {
+    if !SQLITE_LEVELS.iter().any(|(level, _)| r.load("sqlite", &format!("durability.refresh.{level}")).is_some()) {
+        return None;
+    }
+    let mut out = String::from(
+        "\n## SQLite durability\n\n\
+         `bash bench/sqlite_sync.sh`: guard on a fresh SQLite file for each `SQLITE_SYNCHRONOUS`\n\
+         level, driven with `POST /v1/auth/token/refresh` (each request commits a write: the new\n\
+         token, the old one revoked, the audit record), with 16 connections and with one.\n\n\
+         | SQLITE_SYNCHRONOUS | A power cut can lose | Refresh, 16 conn. | Refresh, 1 conn. |\n\
+         |---|---|---|---|\n",
+    );
+    for (level, loses) in SQLITE_LEVELS {
+        let cell = |id: String| match r.load("sqlite", &id) {
+            Some(l) => {
+                let mut text = format!("{} req/s, p50 {}, p99 {}", thousands(l.throughput), ms(l.p50), ms(l.p99));
+                if let Some(base) = against_baseline(r, "sqlite", &id, "durability.baseline.health") {
+                    let _ = write!(text, " ({base})");
+                }
+                if l.failed() > 0 {
+                    let _ = write!(text, "; {} failed", l.failed());
+                }
+                text
+            }
+            None => "not measured in this run".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| `{level}` | {loses} | {} | {} |",
+            cell(format!("durability.refresh.{level}")),
+            cell(format!("durability.refresh-one.{level}"))
+        );
+    }
+    Some(out)
+}
+
 fn machine_lines(machine: &Value) -> String {
     let field = |k: &str| machine.get(k).and_then(Value::as_str).unwrap_or("unknown").to_owned();
     let mut out = String::new();
@@ -499,6 +551,9 @@ pub fn render(records: &Records, machine: &Value) -> String {
             let _ = writeln!(out, "- {m}");
         }
     }
+    if let Some(table) = durability_table(records) {
+        out.push_str(&table);
+    }
     out.push_str("\n## Every figure of the run\n");
     for (backend, name) in BACKENDS {
         let _ = writeln!(out, "\n### {name}\n");
@@ -574,7 +629,8 @@ record). For each backend it:\n\n\
    `limiter keys` (rate limiter), `audit_bench ingest|verify|query` (10 million events);\n\
 5. runs `bench/audit.sh` (the audit log's cost on requests, against a build without audit\n\
    writes), `bench/login_flood.sh` (the operations guide's login flood) and\n\
-   `bench/backup.sh` (1 million users with sessions and 10 million audit events);\n\
+   `bench/backup.sh` (1 million users with sessions and 10 million audit events), and on\n\
+   SQLite `bench/sqlite_sync.sh` (token refresh at each `SQLITE_SYNCHRONOUS` level);\n\
 6. renders this file with `guard-bench report`.\n\n\
 Each step appends its figures to `records.jsonl` in the results folder (one JSON object\n\
 a line, with the backend), which `guard-bench report --results DIR` reads.\n\
@@ -634,6 +690,26 @@ mod tests {
         assert!(report.contains("**met**: 12.0 MiB"), "{report}");
         assert!(report.contains("- Resident memory, idle after start (SQLite)"), "{report}");
         assert_eq!(report.matches("\n| 2 |").count(), 3);
+    }
+
+    #[test]
+    fn the_durability_table_shows_each_level_beside_the_baseline_only_when_measured() {
+        let none = Records::parse(&load_line("sqlite", "health", 1.0, 1.0, r#"{"200":1}"#))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(durability_table(&none).is_none());
+        let text = [
+            load_line("sqlite", "durability.baseline.health", 10_000.0, 1.0, r#"{"200":100}"#),
+            load_line("sqlite", "durability.refresh.normal", 2_000.0, 9.0, r#"{"200":100}"#),
+            load_line("sqlite", "durability.refresh.full", 1_000.0, 19.0, r#"{"200":100}"#),
+        ]
+        .join("\n");
+        let records = Records::parse(&text).unwrap_or_else(|e| unreachable!("{e}"));
+        let table = durability_table(&records).unwrap_or_default();
+        assert!(table.contains("| `full` | nothing acknowledged (the default) | 1,000 req/s"), "{table}");
+        assert!(table.contains("0.20 × the baseline's 10,000 req/s"), "{table}");
+        assert!(table.contains("| `extra` |") && table.contains("not measured in this run"), "{table}");
+        let report = render(&records, &serde_json::json!({}));
+        assert!(report.contains("## SQLite durability"), "{report}");
     }
 
     #[test]
