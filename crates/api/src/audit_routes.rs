@@ -65,7 +65,7 @@ async fn query(
     })))
 }
 
-/// GET /v1/audit/export: every selected record, oldest first, one JSON object a line,
+/// GET /v1/audit/export: every selected sealed record in chain order, one JSON object a line,
 /// streamed page by page.
 async fn export(
     State(state): State<AppState>,
@@ -78,7 +78,7 @@ async fn export(
             reason: "an export has no limit: narrow it with since and until".into(),
         }));
     }
-    let first = filter(&caller, &params, Order::OldestFirst, EXPORT_PAGE).map_err(invalid)?;
+    let first = filter(&caller, &params, Order::Chain, EXPORT_PAGE).map_err(invalid)?;
     // The first page is read before answering, so that a database failure is a
     // problem document rather than a cut stream.
     let page = state.audit.query(&first).await?;
@@ -95,10 +95,10 @@ async fn export(
                 }
                 lines.push(b'\n');
             }
-            let following = match page.next {
+            let following = match page.next_position {
                 None => None,
-                Some(cursor) => {
-                    filter.after = Some(cursor);
+                Some(position) => {
+                    filter.after_position = Some(position);
                     match audit.query(&filter).await {
                         Ok(page) => Some((page, filter)),
                         Err(e) => {

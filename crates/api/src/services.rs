@@ -123,12 +123,15 @@ impl Services {
 }
 
 /// Retention: prunes every chain of the audit log to its tenant's
-/// `audit_retention_days`, or `default`; returns how many records went.
+/// `audit_retention_days`, or the configured retention, keeping what the configured
+/// sink has not received yet; returns how many records went.
 pub async fn apply_audit_retention(
     tenants: &TenantService,
     audit: &AuditLog,
-    default: std::time::Duration,
+    config: &guard_core::config::AuditConfig,
 ) -> Result<u64, String> {
+    let default = config.retention;
+    let held_for: Vec<String> = config.delivery.iter().map(guard_core::audit::Sink::name).collect();
     let mut retention = std::collections::HashMap::new();
     let mut cursor = None;
     loop {
@@ -143,5 +146,8 @@ pub async fn apply_audit_retention(
             None => break,
         }
     }
-    audit.prune(|tenant| retention.get(&tenant).copied().unwrap_or(default)).await.map_err(|e| e.to_string())
+    audit
+        .prune(|tenant| retention.get(&tenant).copied().unwrap_or(default), &held_for)
+        .await
+        .map_err(|e| e.to_string())
 }

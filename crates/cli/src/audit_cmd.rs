@@ -91,7 +91,7 @@ pub(crate) async fn run(file: Option<PathBuf>, action: AuditAction) -> Result<()
         AuditAction::Query { selection, limit, format } => query(&all, &selection, limit, format).await,
         AuditAction::Export { selection, out } => export(&all, &selection, &out).await,
         AuditAction::Verify { tenant, format } => verify(&db, &all, tenant.as_deref(), format).await,
-        AuditAction::Prune => guard_api::apply_audit_retention(&all.tenants, &all.audit, loaded.config.audit.retention)
+        AuditAction::Prune => guard_api::apply_audit_retention(&all.tenants, &all.audit, &loaded.config.audit)
             .await
             .map(|n| say!("pruned {n} audit events past their retention"))
             .map_err(Failure::Runtime),
@@ -209,7 +209,7 @@ async fn query(
 }
 
 async fn export(all: &guard_api::Services, selection: &Selection, out: &std::path::Path) -> Result<(), Failure> {
-    let mut filter = filter(all, selection, Order::OldestFirst).await?;
+    let mut filter = filter(all, selection, Order::Chain).await?;
     let io = |e: std::io::Error| Failure::Runtime(format!("{}: {e}", out.display()));
     let sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
@@ -231,8 +231,8 @@ async fn export(all: &guard_api::Services, selection: &Selection, out: &std::pat
             writer.write_all(b"\n").map_err(io)?;
         }
         count += page.records.len() as u64;
-        match page.next {
-            Some(next) => filter.after = Some(next),
+        match page.next_position {
+            Some(next) => filter.after_position = Some(next),
             None => break,
         }
     }

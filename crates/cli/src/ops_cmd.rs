@@ -126,8 +126,7 @@ async fn maintain(
     if dry_run {
         lines.push("audit retention and VACUUM/ANALYZE are not run in a dry run".to_owned());
     } else {
-        let pruned =
-            guard_api::apply_audit_retention(tenants, audit, config.audit.retention).await.map_err(Failure::Runtime)?;
+        let pruned = guard_api::apply_audit_retention(tenants, audit, &config.audit).await.map_err(Failure::Runtime)?;
         lines.push(format!("{verb} {pruned:>9}  audit events past their retention"));
         deleted += pruned;
         let before = db.ops.database_size().await.map_err(fail)?;

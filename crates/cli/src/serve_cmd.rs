@@ -171,11 +171,12 @@ async fn start_background(
     tasks.push(tokio::spawn(state.authz.clone().run_refresher(state.config.authz.refresh_interval, stop.clone())));
     if let Some(sink) = &state.config.audit.delivery {
         let deliverer =
-            guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone()).map_err(Failure::Config)?;
+            guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone(), state.config.audit.delivery_start)
+                .map_err(Failure::Config)?;
         tracing::info!(sink = %sink.name(), "audit events are delivered to a sink");
         tasks.push(tokio::spawn(deliverer.run(stop.clone())));
     }
-    let (tenants, audit, retention) = (state.tenants.clone(), state.audit.clone(), state.config.audit.retention);
+    let (tenants, audit, audit_config) = (state.tenants.clone(), state.audit.clone(), state.config.audit.clone());
     let (keys, key_max_age) = (state.keys.clone(), state.config.security.signing_key_max_age);
     let mut retention_stop = stop.clone();
     tasks.push(tokio::spawn(async move {
@@ -184,7 +185,7 @@ async fn start_background(
                 Ok(found) => crate::cert_cmd::export_key_expiry(&found),
                 Err(e) => tracing::warn!(error = %e, "cannot list signing keys for their expiry"),
             }
-            match guard_api::apply_audit_retention(&tenants, &audit, retention).await {
+            match guard_api::apply_audit_retention(&tenants, &audit, &audit_config).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "audit events past their retention deleted"),
                 Err(e) => tracing::warn!(error = %e, "cannot apply audit retention"),

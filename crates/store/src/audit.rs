@@ -251,9 +251,22 @@ pub(crate) fn query_sql(filter: &AuditFilter) -> (String, Vec<Param>) {
     if let Some(target) = &filter.target {
         add(&mut sql, " AND target = ?", Param::Text(target.clone()));
     }
+    if filter.order == Order::Chain {
+        sql.push_str(" AND seq IS NOT NULL");
+        if let Some(after) = filter.after_position {
+            params.push(Param::Id(after.tenant));
+            params.push(Param::Id(after.tenant));
+            params.push(Param::Int(after.seq));
+            let n = params.len();
+            sql.push_str(&format!(" AND (tenant_id > ${} OR (tenant_id = ${} AND seq > ${n}))", n - 2, n - 1));
+        }
+        params.push(Param::Int(i64::from(filter.limit) + 1));
+        sql.push_str(&format!(" ORDER BY tenant_id, seq LIMIT ${}", params.len()));
+        return (sql, params);
+    }
     let (compare, direction) = match filter.order {
         Order::NewestFirst => ("<", "DESC"),
-        Order::OldestFirst => (">", "ASC"),
+        Order::OldestFirst | Order::Chain => (">", "ASC"),
     };
     if let Some(after) = filter.after {
         params.push(Param::Int(after.at_us));

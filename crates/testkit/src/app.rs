@@ -144,7 +144,9 @@ impl TestAppBuilder {
         tokio::spawn(state.audit.clone().run_sealer(std::time::Duration::from_secs(1), outbox_stop.clone()));
         tokio::spawn(state.authz.clone().run_refresher(state.config.authz.refresh_interval, outbox_stop.clone()));
         if let Some(sink) = &state.config.audit.delivery {
-            let deliverer = guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone()).expect("deliverer");
+            let deliverer =
+                guard_core::audit::Deliverer::new(state.audit.clone(), sink.clone(), state.config.audit.delivery_start)
+                    .expect("deliverer");
             tokio::spawn(deliverer.run(outbox_stop.clone()));
         }
         if let Some((store, files)) = certificates {

@@ -20,6 +20,31 @@ const BATCH: u32 = 500;
 const LEASE: Duration = Duration::from_secs(30);
 /// The lease's name.
 const LEASE_NAME: &str = "audit-delivery";
+/// The chain id under which a sink's first pass is recorded: a sink with this
+/// position has been set up, whatever its chains' positions.
+const SINK_STARTED: Uuid = Uuid::max();
+
+/// Where delivery to a sink guard has not delivered to before starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryStart {
+    /// With the records sealed from the sink's first pass on: a new SIEM does not
+    /// receive the whole kept log at once.
+    #[default]
+    Now,
+    /// With every record kept.
+    Beginning,
+}
+
+impl DeliveryStart {
+    /// `now` or `beginning`.
+    pub fn parse(text: &str) -> Option<DeliveryStart> {
+        match text.trim() {
+            "now" => Some(DeliveryStart::Now),
+            "beginning" => Some(DeliveryStart::Beginning),
+            _ => None,
+        }
+    }
+}
 
 /// Where records go.
 #[derive(Debug, Clone)]
@@ -72,6 +97,7 @@ fn is_loopback(host: &str) -> bool {
 pub struct Deliverer {
     log: AuditLog,
     sink: Sink,
+    start: DeliveryStart,
     name: String,
     holder: String,
     hostname: String,
@@ -80,8 +106,8 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// A deliverer of `log` to `sink`.
-    pub fn new(log: AuditLog, sink: Sink) -> Result<Deliverer, String> {
+    /// A deliverer of `log` to `sink`, starting at `start` when the sink is new.
+    pub fn new(log: AuditLog, sink: Sink, start: DeliveryStart) -> Result<Deliverer, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -92,7 +118,16 @@ impl Deliverer {
             .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
             .unwrap_or_else(|| "-".to_owned());
         let name = sink.name();
-        Ok(Deliverer { log, sink, name, holder: Uuid::now_v7().to_string(), hostname, http, syslog: Mutex::new(None) })
+        Ok(Deliverer {
+            log,
+            sink,
+            start,
+            name,
+            holder: Uuid::now_v7().to_string(),
+            hostname,
+            http,
+            syslog: Mutex::new(None),
+        })
     }
 
     /// Delivers until `stop` turns true: every second, or sooner after a full batch;
@@ -147,6 +182,7 @@ impl Deliverer {
             self.record_lag(oldest_waiting);
             return Ok(0);
         }
+        let positions = self.set_up(positions).await.map_err(text)?;
         let mut sent = 0;
         let mut oldest_waiting: Option<i64> = None;
         for chain in store.chains(None).await.map_err(text)? {
@@ -177,6 +213,24 @@ impl Deliverer {
         metrics::counter!("guard_audit_delivered_total").increment(sent);
         self.record_lag(oldest_waiting);
         Ok(sent)
+    }
+
+    /// The positions of a sink seen for the first time, set to where delivery starts:
+    /// each chain's sealed end (`now`) or nothing (`beginning`). A sink that already
+    /// has positions (delivering before this mark existed) keeps them.
+    async fn set_up(&self, positions: Vec<(Uuid, i64)>) -> Result<Vec<(Uuid, i64)>, crate::store::StoreError> {
+        if positions.iter().any(|(tenant, _)| *tenant == SINK_STARTED) {
+            return Ok(positions);
+        }
+        let store = self.log.store();
+        if positions.is_empty() && self.start == DeliveryStart::Now {
+            for chain in store.chains(None).await? {
+                store.set_delivered(&self.name, chain.tenant, chain.last_seq).await?;
+            }
+            tracing::info!(sink = %self.name, "a new audit sink: delivery starts with the events sealed from now on");
+        }
+        store.set_delivered(&self.name, SINK_STARTED, 0).await?;
+        store.delivered(&self.name).await
     }
 
     fn record_lag(&self, oldest_waiting: Option<i64>) {

@@ -18,10 +18,10 @@ mod store;
 mod when;
 
 pub use chain::{AuditKeys, content_bytes};
-pub use delivery::{Deliverer, Sink};
+pub use delivery::{Deliverer, DeliveryStart, Sink};
 pub use model::{
-    AuditFilter, AuditPage, AuditRecord, ChainState, Checkpoint, Cursor, InvalidParam, Order, PLATFORM, QueryParams,
-    REQUEST, RequestContext, ResultFilter, type_pattern,
+    AuditFilter, AuditPage, AuditRecord, ChainPosition, ChainState, Checkpoint, Cursor, InvalidParam, Order, PLATFORM,
+    QueryParams, REQUEST, RequestContext, ResultFilter, type_pattern,
 };
 pub use service::{AuditLog, Broken, ChainReport, MAX_PAGE, VerifyReport};
 pub use store::AuditStore;

@@ -155,6 +155,18 @@ pub enum Order {
     #[default]
     NewestFirst,
     OldestFirst,
+    /// Sealed records only, in chain order (by tenant, then sequence), paged by
+    /// [`AuditFilter::after_position`]: exports. Unlike a time order, a page boundary
+    /// cannot pass over a record whose transaction commits late with an earlier time:
+    /// it is sealed after the boundary, with a higher sequence.
+    Chain,
+}
+
+/// A place in the chains: `tenant`'s record `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainPosition {
+    pub tenant: Uuid,
+    pub seq: i64,
 }
 
 /// A position in a listing: the last record returned.
@@ -192,6 +204,8 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub target: Option<String>,
     pub after: Option<Cursor>,
+    /// With [`Order::Chain`]: the records after this position.
+    pub after_position: Option<ChainPosition>,
     pub order: Order,
     pub limit: u32,
 }
@@ -201,6 +215,8 @@ pub struct AuditFilter {
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
     pub next: Option<Cursor>,
+    /// With [`Order::Chain`]: where the next page starts.
+    pub next_position: Option<ChainPosition>,
 }
 
 /// The LIKE pattern (escape `\`) of a type glob: `*` any run, `?` one character.
@@ -332,6 +348,18 @@ impl QueryParams {
                 _ => return Err(bad("limit", format!("{text:?} is not a whole number from 1 to {max_limit}"))),
             },
         };
-        Ok(AuditFilter { tenant, since_us, until_us, kind_like, result, actor, target, after, order, limit })
+        Ok(AuditFilter {
+            tenant,
+            since_us,
+            until_us,
+            kind_like,
+            result,
+            actor,
+            target,
+            after,
+            after_position: None,
+            order,
+            limit,
+        })
     }
 }

@@ -473,28 +473,43 @@ impl AuditLog {
     pub async fn query(&self, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
         self.seal(false).await?;
         let mut records = self.store.query(filter).await?;
-        let next = if records.len() > filter.limit as usize {
-            records.truncate(filter.limit as usize);
-            records.last().map(|r| Cursor { at_us: r.at_us, id: r.id })
-        } else {
-            None
-        };
-        Ok(AuditPage { records, next })
+        if records.len() <= filter.limit as usize {
+            return Ok(AuditPage { records, next: None, next_position: None });
+        }
+        records.truncate(filter.limit as usize);
+        let last = records.last();
+        let next = last.map(|r| Cursor { at_us: r.at_us, id: r.id });
+        let next_position = last
+            .filter(|_| filter.order == super::model::Order::Chain)
+            .and_then(|r| Some(super::model::ChainPosition { tenant: r.tenant, seq: r.seq? }));
+        Ok(AuditPage { records, next, next_position })
     }
 
     /// Retention: for each chain, drops the records covered by the latest checkpoint
     /// older than the chain's retention (`retention(tenant)`); returns how many went.
     /// The checkpoint becomes the chain's anchor, so what remains still verifies.
-    pub async fn prune(&self, retention: impl Fn(Uuid) -> Duration) -> Result<u64, StoreError> {
+    /// Records not yet delivered to each sink of `held_for` are kept whatever their
+    /// age: a chain is cut no further than the position every such sink has reached
+    /// (nowhere, for a sink that has not started).
+    pub async fn prune(&self, retention: impl Fn(Uuid) -> Duration, held_for: &[String]) -> Result<u64, StoreError> {
         let mut pruned = 0;
+        let mut delivered = Vec::with_capacity(held_for.len());
+        for sink in held_for {
+            delivered.push(self.store.delivered(sink).await?);
+        }
         for chain in self.store.chains(None).await? {
             let cutoff = now_us() - retention(chain.tenant).as_micros() as i64;
+            let held_at = delivered
+                .iter()
+                .map(|positions| positions.iter().find(|(t, _)| *t == chain.tenant).map_or(0, |(_, seq)| *seq))
+                .min()
+                .unwrap_or(i64::MAX);
             let anchor = self
                 .store
                 .checkpoints(chain.tenant)
                 .await?
                 .into_iter()
-                .filter(|c| c.at_us < cutoff && c.seq > chain.anchor_seq && self.keys.signed(c))
+                .filter(|c| c.at_us < cutoff && c.seq > chain.anchor_seq && c.seq <= held_at && self.keys.signed(c))
                 .max_by_key(|c| c.seq);
             if let Some(anchor) = anchor {
                 pruned += self.store.prune(&anchor).await?;

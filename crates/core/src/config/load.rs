@@ -451,6 +451,7 @@ impl Builder<'_> {
             Ok(token) => self.optional("audit.delivery_url", |t| crate::audit::Sink::parse(t, token.clone()).ok()),
             Err(()) => Err(()),
         };
+        let delivery_start = self.get("audit.delivery_start", crate::audit::DeliveryStart::parse);
         let eval_timeout = self.get("authz.eval_timeout_ms", |t| parse::integer_in(t, 1, 10_000));
         let cache_size = self.get("authz.cache_size", |t| parse::integer_in(t, 0, 10_000_000));
         let refresh_interval =
@@ -620,6 +621,7 @@ impl Builder<'_> {
                 retention: audit_retention?,
                 checkpoint_interval: checkpoint_interval?,
                 delivery: delivery.ok()?,
+                delivery_start: delivery_start?,
             },
             authz: super::AuthzConfig {
                 eval_timeout: std::time::Duration::from_millis(u64::from(eval_timeout?)),

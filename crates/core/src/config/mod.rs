@@ -130,6 +130,8 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Where sealed events are delivered, if anywhere.
     pub delivery: Option<crate::audit::Sink>,
+    /// Where delivery to a new sink starts.
+    pub delivery_start: crate::audit::DeliveryStart,
 }
 
 /// Secrets at rest and token signing.

@@ -358,6 +358,13 @@ pub const SETTINGS: &[Setting] = &[
     ),
     secret("audit.delivery_token", "AUDIT_DELIVERY_TOKEN", None, "any text", "Bearer token for the audit webhook."),
     s(
+        "audit.delivery_start",
+        "AUDIT_DELIVERY_START",
+        Some("now"),
+        "now or beginning",
+        "Where delivery to a sink guard has not delivered to before starts: with the events sealed from then on (now), or with every event kept (beginning).",
+    ),
+    s(
         "authz.eval_timeout_ms",
         "EVAL_TIMEOUT_MS",
         Some("100"),

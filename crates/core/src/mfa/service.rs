@@ -116,7 +116,7 @@ pub struct VerifiedLogin {
 #[derive(Debug, Clone)]
 pub enum SecondStep {
     /// The sign-in is complete.
-    Done(VerifiedLogin),
+    Done(Box<VerifiedLogin>),
     /// The emailed code proved a flagged sign-in of an account that must enrol a
     /// factor: the enrolment comes next, under this challenge.
     Enrol(crate::sessions::PendingLogin),
@@ -416,7 +416,7 @@ impl MfaService {
             return Ok(SecondStep::Enrol(pending));
         }
         let login = self.complete(tenant, &token, user, challenge.client, amr(method)).await?;
-        Ok(SecondStep::Done(VerifiedLogin { recovery_codes, ..login }))
+        Ok(SecondStep::Done(Box::new(VerifiedLogin { recovery_codes, ..login })))
     }
 
     /// Spends the challenge and opens the session its second step earned.
