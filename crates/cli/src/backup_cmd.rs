@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use guard_core::Config;
 use guard_core::backup::{ArchiveReader, ArchiveWriter, EXTENSION, Manifest, Retention, SECRET_TABLES, Value};
-use guard_core::store::{Job, JobOutcome};
+use guard_core::store::{Job, JobOutcome, SERVE_LEASE_PREFIX};
 use guard_store::backup::{Loader, Snapshot};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -69,6 +69,10 @@ pub(crate) struct RestoreArgs {
     /// Do not back up the database being replaced (when it cannot be read, say).
     #[arg(long)]
     no_safety_backup: bool,
+    /// Restore even though a `guard serve` holds its lease on the database (each
+    /// running server does; one that died holds it at most 30 s).
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) async fn run(file: Option<PathBuf>, action: BackupAction) -> Result<(), Failure> {
@@ -480,6 +484,9 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
             return Err(Failure::Runtime("not restored".into()));
         }
     }
+    if !args.force {
+        refuse_if_served(&config).await?;
+    }
     // What is replaced is kept first.
     let database = &config.database;
     let current = if args.no_safety_backup { 0 } else { replaced_schema_version(&config).await? };
@@ -541,7 +548,13 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
             drop(count_tx);
         };
         let (_, loaded) = tokio::join!(forward, loader.load(name, &entry.columns, counted));
-        let loaded = loaded.map_err(|e| store_failure(&e, database))?;
+        // Nothing is replaced before the commit below.
+        let loaded = loaded.map_err(|e| {
+            Failure::Runtime(format!(
+                "table {name}: {}; the database is unchanged",
+                store_failure(&e, database).message()
+            ))
+        })?;
         let decoded = decoder.await.map_err(runtime)?.map_err(bad)?;
         if loaded != entry.rows || decoded != entry.rows {
             return Err(Failure::Runtime(format!(
@@ -555,6 +568,13 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
     // Bring an older backup up to this guard's schema.
     let db = guard_store::open(database).await.map_err(|e| store_failure(&e, database))?;
     let applied = db.migrations.up().await.map_err(|e| store_failure(&e, database))?;
+    // Leases of servers that used the backed-up database came with its rows: no process
+    // holds them here.
+    if let Ok(carried) = db.ops.leases(SERVE_LEASE_PREFIX).await {
+        for lease in carried {
+            let _ = db.audit.release_lease(&lease.name, &lease.holder).await;
+        }
+    }
     db.pool.close().await;
     say!(
         "restored {} into {target}: {} tables, {} rows, schema version {}{}, in {:.1}s",
@@ -569,6 +589,55 @@ pub(crate) async fn restore(file: Option<PathBuf>, args: RestoreArgs) -> Result<
         say!("the backup holds no signing keys: guard creates new ones, and tokens signed before no longer verify");
     }
     Ok(())
+}
+
+/// The migration that creates `job_leases`: an older schema holds no lease.
+const JOB_LEASES_VERSION: i64 = 2;
+
+/// Refuses (exit 1) when a `guard serve` process holds an unexpired lease on the
+/// database a restore would replace. Nothing to replace, or a schema without leases,
+/// passes; a database that cannot be read stops the restore, naming --force.
+async fn refuse_if_served(config: &Config) -> Result<(), Failure> {
+    let database = &config.database;
+    if sqlite_file(database.url.expose()).is_some_and(|path| !path.exists()) {
+        return Ok(());
+    }
+    let read = async {
+        let db = guard_store::open(database).await?;
+        let found = async {
+            if db.migrations.status().await?.latest_applied < JOB_LEASES_VERSION {
+                return Ok(Vec::new());
+            }
+            db.ops.leases(SERVE_LEASE_PREFIX).await
+        }
+        .await;
+        db.pool.close().await;
+        found
+    };
+    let leases = read.await.map_err(|e| {
+        Failure::Runtime(format!(
+            "cannot read the database being replaced to check that no guard serve uses it ({}); \
+             --force restores without checking",
+            store_failure(&e, database).message()
+        ))
+    })?;
+    // Compared here, not in SQL: SQLite keeps the times as text.
+    let now = OffsetDateTime::now_utc();
+    let live: Vec<_> = leases.into_iter().filter(|l| l.expires_at > now).collect();
+    let Some(until) = live.iter().map(|l| l.expires_at).max() else { return Ok(()) };
+    let until = until.to_offset(time::UtcOffset::UTC);
+    let until = until.replace_nanosecond(0).unwrap_or(until).format(&Rfc3339).map_err(runtime)?;
+    let ttl = crate::serve_cmd::SERVE_LEASE_TTL.as_secs();
+    let (n, target) = (live.len(), database.url.redacted());
+    let uses = if n == 1 {
+        format!("1 guard serve process uses {target} (its lease runs until {until})")
+    } else {
+        format!("{n} guard serve processes use {target} (their leases run until {until})")
+    };
+    Err(Failure::Runtime(format!(
+        "not restored: {uses}; stop every guard serve using this database first; \
+         a process that died holds its lease at most {ttl} s; --force restores anyway"
+    )))
 }
 
 /// The schema version of the database a restore replaces (0: nothing to keep). An

@@ -76,8 +76,19 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
         .map_err(|e| Failure::Runtime(format!("cannot read the default tenant: {e}")))?;
     state.keys.check_master_key(&[default_tenant.id]).await.map_err(|e| Failure::Config(e.to_string()))?;
     crate::bootstrap::first_admin(&state.config, &state.users).await?;
+    // From here until it stops, this process says it uses the database: `guard
+    // restore` refuses to replace it meanwhile. (Taken after the checks above, so that
+    // a start that fails them leaves no lease behind.)
+    let serving = ServeLease::take(&db).await?;
     let (stop_background, background_stop) = tokio::sync::watch::channel(false);
-    let mut background = start_background(&state, background_stop.clone()).await?;
+    let mut background = match start_background(&state, background_stop.clone()).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            serving.release().await;
+            return Err(e);
+        }
+    };
+    background.push(tokio::spawn(serving.clone().renew(background_stop.clone())));
     if let (Some(store), Some(files)) = (certificates, state.config.tls.files.clone()) {
         let interval = state.config.tls.reload_interval;
         background.push(tokio::spawn(guard_api::tls::watch(store, files, interval, background_stop.clone())));
@@ -129,6 +140,8 @@ pub(crate) async fn run(file: Option<PathBuf>, args: ServeArgs) -> Result<(), Fa
     for task in background {
         let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, task).await;
     }
+    // A restore may go on at once, rather than when the lease runs out.
+    let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, serving.release()).await;
     // Connections still checked out by requests cut at the drain timeout are not waited
     // for beyond this.
     if tokio::time::timeout(POOL_CLOSE_TIMEOUT, db.pool.close()).await.is_err() {
@@ -277,6 +290,59 @@ async fn scheduled_maintenance(
             }
         }
         let _ = state.db.audit.release_lease(MAINTENANCE_LEASE, &holder).await;
+    }
+}
+
+/// How long a `guard serve` process's lease runs unrenewed: the longest a process that
+/// died keeps `guard restore` refusing (documented in docs/operations.md).
+pub(crate) const SERVE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often a running process renews its lease: two renewals can fail before it lapses.
+const SERVE_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This process's lease `serve:<process id>` in `job_leases`, which tells `guard
+/// restore` that a server uses the database.
+#[derive(Clone)]
+struct ServeLease {
+    audit: Arc<dyn guard_core::audit::AuditStore>,
+    name: String,
+    holder: String,
+}
+
+impl ServeLease {
+    async fn take(db: &guard_store::Database) -> Result<ServeLease, Failure> {
+        let holder = uuid::Uuid::now_v7().to_string();
+        let name = format!("{}{holder}", guard_core::store::SERVE_LEASE_PREFIX);
+        let lease = ServeLease { audit: db.audit.clone(), name, holder };
+        match lease.audit.take_lease(&lease.name, &lease.holder, SERVE_LEASE_TTL).await {
+            Ok(true) => Ok(lease),
+            Ok(false) => Err(Failure::Runtime(format!("the lease {} is held by another process", lease.name))),
+            Err(e) => Err(Failure::Runtime(format!("cannot record in the database that this process serves it: {e}"))),
+        }
+    }
+
+    /// Renews the lease every SERVE_LEASE_RENEW until `stop`.
+    async fn renew(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SERVE_LEASE_RENEW) => {}
+                _ = stop.changed() => return,
+            }
+            // Taken again when a forced restore replaced the table under this process.
+            match self.audit.take_lease(&self.name, &self.holder, SERVE_LEASE_TTL).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(lease = %self.name, "cannot renew this process's lease: another holder has it")
+                }
+                Err(e) => tracing::warn!(error = %e, lease = %self.name, "cannot renew this process's lease"),
+            }
+        }
+    }
+
+    async fn release(&self) {
+        if let Err(e) = self.audit.release_lease(&self.name, &self.holder).await {
+            tracing::warn!(error = %e, lease = %self.name, "cannot release this process's lease: it runs out by itself");
+        }
     }
 }
 

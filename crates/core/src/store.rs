@@ -210,6 +210,19 @@ pub struct JobRun {
     pub last_failure_at: Option<time::OffsetDateTime>,
 }
 
+/// A row of `job_leases`: `holder` has `name` until `expires_at` (a job one replica
+/// at a time runs, or a `guard serve` process saying it uses the database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// Name prefix of the lease each `guard serve` process holds while it runs
+/// (`serve:<process id>`), which `guard restore` looks for.
+pub const SERVE_LEASE_PREFIX: &str = "serve:";
+
 /// Operators' view of the database: sizes, clean-up, integrity.
 #[async_trait]
 pub trait OpsStore: Send + Sync {
@@ -236,4 +249,7 @@ pub trait OpsStore: Send + Sync {
     async fn record_job(&self, job: Job, outcome: JobOutcome) -> Result<(), StoreError>;
     /// Each job's latest outcome, for jobs that have run.
     async fn job_runs(&self) -> Result<Vec<JobRun>, StoreError>;
+    /// The leases whose names start with `prefix`, expired ones included (the caller
+    /// compares `expires_at` with its clock).
+    async fn leases(&self, prefix: &str) -> Result<Vec<Lease>, StoreError>;
 }

@@ -146,6 +146,25 @@ macro_rules! impl_ops_store {
                     })
                     .collect())
             }
+
+            async fn leases(
+                &self,
+                prefix: &str,
+            ) -> Result<Vec<guard_core::store::Lease>, guard_core::store::StoreError> {
+                // Compared as text: substr(), not LIKE, whose wildcards a prefix could hold.
+                let rows: Vec<(String, String, time::OffsetDateTime)> = sqlx::query_as(
+                    "SELECT name, holder, expires_at FROM job_leases \
+                     WHERE substr(name, 1, length($1)) = $1 ORDER BY name",
+                )
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::error::from_sqlx)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, holder, expires_at)| guard_core::store::Lease { name, holder, expires_at })
+                    .collect())
+            }
         }
     };
 }

@@ -486,3 +486,173 @@ backend_test!(maintenance_deletes_what_expired_and_reports_sizes, |backend| {
     let check = ok(&cli.run(&["db", "verify-integrity"]));
     assert!(check.contains("every foreign key holds") && check.contains("intact"), "{check}");
 });
+
+/// Writes a copy of the backup `from` to `to`, each table's rows passed through `edit`
+/// first: the copy's checksums are valid whatever its rows hold.
+fn rewrite_backup(from: &Path, to: &Path, mut edit: impl FnMut(&str, &mut Vec<Vec<Value>>)) {
+    let reader = ArchiveReader::open(from).unwrap();
+    let mut writer = ArchiveWriter::create(to).unwrap();
+    for entry in &reader.manifest.tables {
+        let mut source = reader.rows(entry).unwrap();
+        let (mut rows, mut row) = (Vec::new(), Vec::new());
+        while source.next_row(&mut row).unwrap() {
+            rows.push(std::mem::take(&mut row));
+        }
+        edit(&entry.name, &mut rows);
+        let mut encoded = Vec::new();
+        for value in rows.iter().flatten() {
+            value.encode(&mut encoded);
+        }
+        let mut table = writer.table(&entry.name, entry.columns.clone()).unwrap();
+        table.write_rows(&encoded, rows.len() as u64).unwrap();
+        table.finish().unwrap();
+    }
+    let mut manifest = reader.manifest.clone();
+    manifest.name = to.file_stem().unwrap().to_string_lossy().into_owned();
+    writer.finish(manifest).unwrap();
+}
+
+/// A `serve:` lease valid until `until`, as a `guard serve` that died would leave it.
+async fn insert_serve_lease(backend: Backend, url: &str, holder: &str, until: time::OffsetDateTime) {
+    use sqlx::Connection;
+    let sql = "INSERT INTO job_leases (name, holder, expires_at, acquired_at) VALUES ($1, $2, $3, $4)";
+    let (name, now) = (format!("serve:{holder}"), time::OffsetDateTime::now_utc());
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query(sql).bind(&name).bind(holder).bind(until).bind(now).execute(&mut conn).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql).bind(&name).bind(holder).bind(until).bind(now).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+fn safety_backups(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("pre-restore-"))
+        .count()
+}
+
+backend_test!(restore_refuses_a_database_a_guard_serve_is_using_unless_forced, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let backups = tempfile::tempdir().unwrap();
+    let cli = guard_on(&app).env("BACKUP_DIR", backups.path().display().to_string());
+    ok(&cli.run(&["backup", "create", "--name", "before"]));
+    let before = backups.path().join("before.guardbak");
+    let before = before.to_str().unwrap();
+    crate::mfa::new_user(&app, "default", "after@example.com", &[]).await;
+    let after = "SELECT count(*) FROM users WHERE email = 'after@example.com'";
+
+    // A `guard serve` on the database: the restore is refused before anything is
+    // written, the safety backup included.
+    let mut server = cli.serve(&[]).await;
+    let refused = cli.run(&["restore", before, "--yes"]);
+    let out = failed(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(out.contains("1 guard serve process"), "{out}");
+    assert!(out.contains("stop every guard serve using this database first"), "{out}");
+    assert!(out.contains("--force"), "{out}");
+    assert!(!out.contains(&format!("restored {before} into")), "{out}");
+    assert_eq!(count(backend, &app.database_url, after).await, 1, "the database is unchanged");
+    assert_eq!(safety_backups(backups.path()), 0, "no safety backup is taken");
+    ok(&cli.run(&["backup", "create", "--name", "during"]));
+    let during = backups.path().join("during.guardbak");
+    let during = during.to_str().unwrap();
+    let help = String::from_utf8(cli.run(&["restore", "--help"]).stdout).unwrap();
+    assert!(help.contains("--force"), "{help}");
+
+    // PostgreSQL: --force restores under the running server. (A SQLite file is not
+    // replaced under a running server here; its --force is checked below.)
+    if backend == Backend::Postgres {
+        let forced = ok(&cli.run(&["restore", before, "--yes", "--force"]));
+        assert!(forced.contains("restored"), "{forced}");
+        assert_eq!(count(backend, &app.database_url, after).await, 0);
+        crate::mfa::new_user(&app, "default", "after@example.com", &[]).await;
+    }
+
+    // Stopped cleanly, the server gives its lease back: the same restore goes on at once.
+    // (No more safety backups: their names, to the second, would collide.)
+    assert!(server.terminate().success(), "{}", server.stderr());
+    let done = ok(&cli.run(&["restore", before, "--yes", "--no-safety-backup"]));
+    assert!(done.contains("restored"), "{done}");
+    assert_eq!(count(backend, &app.database_url, after).await, 0, "the backup replaced the database");
+    // A backup taken while the server ran holds its lease; restored, the lease is gone.
+    let serve_leases = "SELECT count(*) FROM job_leases WHERE name LIKE 'serve:%'";
+    assert_eq!(
+        column(Path::new(during), "job_leases", "name")
+            .iter()
+            .filter(|n| matches!(n, Value::Text(t) if t.starts_with("serve:")))
+            .count(),
+        1
+    );
+    ok(&cli.run(&["restore", during, "--yes", "--no-safety-backup"]));
+    assert_eq!(count(backend, &app.database_url, serve_leases).await, 0);
+    ok(&cli.run(&["restore", during, "--yes", "--no-safety-backup"]));
+
+    // A lease still running with no process behind it (a server that died) refuses the
+    // restore until it runs out; --force restores anyway.
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+    insert_serve_lease(backend, &app.database_url, "a-process-that-died", until).await;
+    let out = failed(&cli.run(&["restore", before, "--yes", "--no-safety-backup"]));
+    assert!(out.contains("1 guard serve process"), "{out}");
+    let forced = ok(&cli.run(&["restore", before, "--yes", "--force", "--no-safety-backup"]));
+    assert!(forced.contains("restored"), "{forced}");
+    // An expired lease does not stand in the way.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    insert_serve_lease(backend, &app.database_url, "long-gone", past).await;
+    ok(&cli.run(&["restore", before, "--yes", "--no-safety-backup"]));
+});
+
+backend_test!(a_restore_that_fails_part_way_leaves_the_database_as_it_was, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    crate::mfa::new_user(&app, "default", "in-backup@example.com", &[]).await;
+    let backups = tempfile::tempdir().unwrap();
+    let cli = guard_on(&app).env("BACKUP_DIR", backups.path().display().to_string());
+    ok(&cli.run(&["backup", "create", "--name", "good", "--include-secrets"]));
+    let good = backups.path().join("good.guardbak");
+    // A copy whose users table holds its first row twice: its checksums hold and every
+    // row reads, but the second copy breaks the primary key once the tables before
+    // users (tenants among them) are loaded.
+    let broken = backups.path().join("broken.guardbak");
+    rewrite_backup(&good, &broken, |table, rows| {
+        if table == "users" {
+            let first = rows[0].clone();
+            rows.push(first);
+        }
+    });
+    let verified = ok(&cli.run(&["backup", "verify", broken.to_str().unwrap()]));
+    assert!(verified.contains(": OK:"), "{verified}");
+
+    crate::mfa::new_user(&app, "default", "only-current@example.com", &[]).await;
+    let queries = [
+        "SELECT count(*) FROM tenants",
+        "SELECT count(*) FROM users",
+        "SELECT count(*) FROM signing_keys",
+        "SELECT count(*) FROM roles",
+        "SELECT count(*) FROM users WHERE email = 'only-current@example.com'",
+    ];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(count(backend, &app.database_url, q).await);
+    }
+    assert_eq!(before[4], 1);
+
+    let failure = cli.run(&["restore", broken.to_str().unwrap(), "--yes"]);
+    let out = failed(&failure);
+    assert_eq!(failure.status.code(), Some(1), "{out}");
+    assert!(!out.contains("restored"), "{out}");
+    assert!(out.to_lowercase().contains("unique") || out.contains("duplicate key"), "a clear error: {out}");
+    assert!(out.contains("table users: ") && out.contains("the database is unchanged"), "{out}");
+    let mut after = Vec::new();
+    for q in queries {
+        after.push(count(backend, &app.database_url, q).await);
+    }
+    assert_eq!(after, before, "the database is as it was ({queries:?})");
+    let check = ok(&cli.run(&["db", "verify-integrity"]));
+    assert!(check.contains("integrity verified"), "{check}");
+    let version = ok(&cli.run(&["version"]));
+    assert!(version.contains("(0 pending)"), "{version}");
+});
