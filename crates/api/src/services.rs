@@ -146,8 +146,5 @@ pub async fn apply_audit_retention(
             None => break,
         }
     }
-    audit
-        .prune(|tenant| retention.get(&tenant).copied().unwrap_or(default), &held_for)
-        .await
-        .map_err(|e| e.to_string())
+    audit.prune(|tenant| retention.get(&tenant).copied().unwrap_or(default), &held_for).await.map_err(|e| e.to_string())
 }
