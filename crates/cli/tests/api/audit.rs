@@ -405,20 +405,26 @@ backend_test!(a_change_and_its_event_commit_together_or_not_at_all, |backend| {
     assert!(app.state.audit.verify(None).await.unwrap().intact);
 });
 
-backend_test!(retention_prunes_to_a_signed_checkpoint_and_the_rest_still_verifies, |backend| {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+/// A tenant `kept` keeping its events two days, whose chain of ten events ends at a
+/// checkpoint signed with a time three days ago: retention may cut all of it.
+async fn chain_signed_three_days_ago(app: &TestApp) -> (guard_core::tenants::Tenant, guard_core::audit::ChainState) {
     let tenant = app.state.tenants.create(Actor::Operator, "Kept", Some("kept")).await.unwrap();
     app.state.tenants.update_settings(Actor::Operator, "kept", &json!({ "audit_retention_days": 2 })).await.unwrap();
     // The chain's first checkpoint now, so that the interval keeps the sealer from
     // signing the head this test signs with an older time.
     app.state.audit.seal(true).await.unwrap();
-    // Three days ago: a sealed chain with a checkpoint of that time.
-    many_events(&app, tenant.id.0, 10).await;
+    many_events(app, tenant.id.0, 10).await;
     app.state.audit.seal(false).await.unwrap();
     let head = app.state.db.audit.chains(Some(tenant.id.0)).await.unwrap().remove(0);
     let three_days_ago = (time::OffsetDateTime::now_utc().unix_timestamp() - 3 * 86_400) * 1_000_000;
     let checkpoint = app.state.audit.keys().sign(tenant.id.0, head.last_seq, &head.last_hash, three_days_ago);
     app.state.db.audit.add_checkpoint(&checkpoint).await.unwrap();
+    (tenant, head)
+}
+
+backend_test!(retention_prunes_to_a_signed_checkpoint_and_the_rest_still_verifies, |backend| {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let (tenant, head) = chain_signed_three_days_ago(&app).await;
     new_user(&app, "kept", "recent@kept.example.com", &[]).await;
     app.state.audit.seal(false).await.unwrap();
 
@@ -720,15 +726,7 @@ backend_test!(retention_keeps_what_the_audit_sink_has_not_received, |backend| {
     else {
         return;
     };
-    let tenant = app.state.tenants.create(Actor::Operator, "Kept", Some("kept")).await.unwrap();
-    app.state.tenants.update_settings(Actor::Operator, "kept", &json!({ "audit_retention_days": 2 })).await.unwrap();
-    app.state.audit.seal(true).await.unwrap();
-    many_events(&app, tenant.id.0, 10).await;
-    app.state.audit.seal(false).await.unwrap();
-    let head = app.state.db.audit.chains(Some(tenant.id.0)).await.unwrap().remove(0);
-    let three_days_ago = (time::OffsetDateTime::now_utc().unix_timestamp() - 3 * 86_400) * 1_000_000;
-    let checkpoint = app.state.audit.keys().sign(tenant.id.0, head.last_seq, &head.last_hash, three_days_ago);
-    app.state.db.audit.add_checkpoint(&checkpoint).await.unwrap();
+    let (tenant, head) = chain_signed_three_days_ago(&app).await;
 
     let retention = || guard_api::apply_audit_retention(&app.state.tenants, &app.state.audit, &app.state.config.audit);
     assert_eq!(retention().await.unwrap(), 0, "nothing old enough goes while the sink has not received it");
