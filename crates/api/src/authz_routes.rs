@@ -355,6 +355,43 @@ async fn rollback(
 struct EntityFilter {
     #[serde(rename = "type")]
     entity_type: Option<String>,
+    cursor: Option<EntityCursor>,
+    #[serde(default)]
+    limit: PageLimit<100, 1000>,
+}
+
+/// Where a page of entities ends: the last entity's type and id, as hex (opaque to
+/// clients, safe in a query string).
+struct EntityCursor {
+    entity_type: String,
+    entity_id: String,
+}
+
+impl EntityCursor {
+    fn encode(entity_type: &str, entity_id: &str) -> String {
+        // A type name never holds NUL, so the first one ends it.
+        format!("{entity_type}\0{entity_id}").bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn decode(text: &str) -> Option<EntityCursor> {
+        if !text.len().is_multiple_of(2) || !text.is_ascii() {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> =
+            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let (entity_type, entity_id) = text.split_once('\0')?;
+        (!entity_type.is_empty())
+            .then(|| EntityCursor { entity_type: entity_type.to_owned(), entity_id: entity_id.to_owned() })
+    }
+}
+
+impl<'de> Deserialize<'de> for EntityCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        EntityCursor::decode(&text)
+            .ok_or_else(|| serde::de::Error::custom("not a cursor this list returned (use its next_cursor)"))
+    }
 }
 
 async fn list_entities(
@@ -362,13 +399,19 @@ async fn list_entities(
     TenantAdmin(caller): TenantAdmin,
     AppQuery(filter): AppQuery<EntityFilter>,
 ) -> Result<AppJson<Value>, ApiError> {
-    let stored = state.authz.store().entities(caller.tenant.id).await?;
-    let entities: Vec<Value> = stored
-        .into_iter()
-        .filter(|e| filter.entity_type.as_ref().is_none_or(|t| *t == e.entity_type))
-        .filter_map(|e| serde_json::from_str(&e.body).ok())
-        .collect();
-    Ok(AppJson(json!({ "entities": entities })))
+    let limit = filter.limit.get();
+    let after = filter.cursor.as_ref().map(|c| (c.entity_type.as_str(), c.entity_id.as_str()));
+    // One more than asked says whether another page follows.
+    let mut page =
+        state.authz.store().entities_page(caller.tenant.id, filter.entity_type.as_deref(), after, limit + 1).await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = match page.last() {
+        Some(last) if more => Some(EntityCursor::encode(&last.entity_type, &last.entity_id)),
+        _ => None,
+    };
+    let entities: Vec<Value> = page.into_iter().filter_map(|e| serde_json::from_str(&e.body).ok()).collect();
+    Ok(AppJson(json!({ "entities": entities, "next_cursor": next_cursor })))
 }
 
 async fn upsert_entities(

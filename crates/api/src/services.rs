@@ -58,6 +58,9 @@ pub fn authz_settings(config: &Config) -> guard_core::authz::AuthzSettings {
         cache_size: config.authz.cache_size,
         audit_allowed_sample: config.authz.audit_allowed_sample,
         audit_denied_window: config.authz.audit_denied_window,
+        entity_cache_size: config.authz.entity_cache_size,
+        max_policies: config.authz.max_policies,
+        max_policy_bytes: config.authz.max_policy_bytes,
         ..Default::default()
     }
 }

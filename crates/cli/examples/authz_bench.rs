@@ -5,12 +5,20 @@
 //! HTTP benchmarks (bench/authz.sh, and guard-bench's authorization scenarios, which
 //! read `requests.json`: the 10,000 distinct requests decided here), and, with
 //! `BENCH_RECORDS` set (bench/report.sh), appends its figures to the records.
+//! With a third argument N, also writes a large tenant of N entities with the same
+//! policies, as files of 1,000 entities (`large/entities-NNNN.json`, for PUT
+//! /v1/entities) and its 10,000 requests (`large/requests.json`).
 //!
-//!   authz_bench [decisions] [out-dir]
+//! Decisions load the entities they need as guard's service does (from memory here,
+//! from the database there), and that loading is part of the time measured.
+//!
+//!   authz_bench [decisions] [out-dir] [large-entities]
 
 // A benchmark: a setup that does not hold should stop it at once.
 #![allow(clippy::expect_used)]
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The allocator of the guard binary, so that the figures are the server's.
@@ -19,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use guard_core::authz::compile::compile;
 use guard_core::authz::engine::{DecisionInput, TenantEngine};
+use guard_core::authz::slice::{EntityUid, LoadedEntity};
 use guard_core::authz::{AuthzState, PolicySnapshot};
 use guard_core::tenants::TenantId;
 use serde_json::{Value, json};
@@ -93,32 +102,63 @@ fn policies() -> PolicySnapshot {
 }
 
 fn entities() -> Vec<Value> {
-    let mut out = Vec::new();
-    for t in 0..TEAMS {
-        out.push(json!({ "uid": { "type": "Bench::Team", "id": format!("t{t}") }, "attrs": {}, "parents": [] }));
+    (0..TEAMS + FOLDERS + USERS + DOCS).map(|n| entity(n, USERS)).collect()
+}
+
+/// The n-th entity of a tenant with `users` users: teams, folders, users, then
+/// documents (as many as asked for).
+fn entity(n: usize, users: usize) -> Value {
+    if n < TEAMS {
+        return json!({ "uid": { "type": "Bench::Team", "id": format!("t{n}") }, "attrs": {}, "parents": [] });
     }
-    for f in 0..FOLDERS {
-        out.push(json!({ "uid": { "type": "Bench::Folder", "id": format!("f{f}") }, "attrs": {}, "parents": [] }));
+    if n < TEAMS + FOLDERS {
+        let f = n - TEAMS;
+        return json!({ "uid": { "type": "Bench::Folder", "id": format!("f{f}") }, "attrs": {}, "parents": [] });
     }
-    for u in 0..USERS {
-        out.push(json!({
+    if n < TEAMS + FOLDERS + users {
+        let u = n - TEAMS - FOLDERS;
+        return json!({
             "uid": { "type": "Bench::User", "id": format!("u{u}") },
             "attrs": { "level": (u % 6) as i64, "department": format!("d{}", u % 5) },
             "parents": [{ "type": "Bench::Team", "id": format!("t{}", u % TEAMS) }],
-        }));
+        });
     }
-    for d in 0..DOCS {
-        out.push(json!({
-            "uid": { "type": "Bench::Doc", "id": format!("doc{d}") },
-            "attrs": {
-                "owner": { "__entity": { "type": "Bench::User", "id": format!("u{}", d % USERS) } },
-                "classification": (d % 6) as i64,
-                "tags": [format!("tag{}", d % 20)],
-            },
-            "parents": [{ "type": "Bench::Folder", "id": format!("f{}", d % FOLDERS) }],
-        }));
+    let d = n - TEAMS - FOLDERS - users;
+    json!({
+        "uid": { "type": "Bench::Doc", "id": format!("doc{d}") },
+        "attrs": {
+            "owner": { "__entity": { "type": "Bench::User", "id": format!("u{}", d % users) } },
+            "classification": (d % 6) as i64,
+            "tags": [format!("tag{}", d % 20)],
+        },
+        "parents": [{ "type": "Bench::Folder", "id": format!("f{}", d % FOLDERS) }],
+    })
+}
+
+/// The large tenant's n-th request: principals and documents spread over all of it.
+fn large_request(n: usize, users: usize, docs: usize) -> Value {
+    let actions = ["read", "edit", "share"];
+    json!({
+        "principal": { "type": "Bench::User", "id": format!("u{}", (n * 7919) % users) },
+        "action": { "type": "Bench::Action", "id": actions[n % 3] },
+        "resource": { "type": "Bench::Doc", "id": format!("doc{}", (n * 104_729) % docs) },
+        "context": { "mfa": !n.is_multiple_of(4), "hour": (n % 24) as i64 },
+    })
+}
+
+/// Writes a tenant of `total` entities (a tenth of them users) as files of 1,000.
+fn write_large(dir: &std::path::Path, total: usize) {
+    let users = (total / 10).max(1);
+    let docs = total.saturating_sub(TEAMS + FOLDERS + users).max(1);
+    std::fs::create_dir_all(dir).expect("large dir");
+    let count = TEAMS + FOLDERS + users + docs;
+    for (file, start) in (0..count).step_by(1000).enumerate() {
+        let chunk: Vec<Value> = (start..(start + 1000).min(count)).map(|n| entity(n, users)).collect();
+        std::fs::write(dir.join(format!("entities-{file:04}.json")), Value::Array(chunk).to_string()).expect("write");
     }
-    out
+    let requests: Vec<Value> = (0..10_000).map(|n| large_request(n, users, docs)).collect();
+    std::fs::write(dir.join("requests.json"), Value::Array(requests).to_string()).expect("write");
+    std::fs::write(dir.join("one.json"), large_request(1, users, docs).to_string()).expect("write");
 }
 
 /// The n-th request of a fixed, varied sequence.
@@ -137,24 +177,45 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn measure(engine: &TenantEngine, inputs: &[DecisionInput], rounds: usize) -> (Vec<Duration>, usize) {
+/// A tenant's engine and its stored entities, parsed (as the service's entity cache
+/// holds them once warm).
+struct Tenant {
+    engine: TenantEngine,
+    stored: HashMap<EntityUid, Arc<LoadedEntity>>,
+}
+
+impl Tenant {
+    fn decide(&self, input: &DecisionInput) -> bool {
+        let prepared = self.engine.prepare(input, None).expect("valid request");
+        let entities =
+            self.engine.slice_with(&prepared, None, |uid| self.stored.get(uid).cloned()).expect("the slice loads");
+        self.engine.decide(&prepared, &entities, Duration::from_secs(1)).allowed()
+    }
+}
+
+fn measure(tenant: &Tenant, inputs: &[DecisionInput], rounds: usize) -> (Vec<Duration>, usize) {
     let mut times = Vec::with_capacity(rounds);
     let mut allowed = 0;
     for n in 0..rounds {
         let input = &inputs[n % inputs.len()];
         let started = Instant::now();
-        let prepared = engine.prepare(input, None).expect("valid request");
-        let decision = engine.decide(&prepared, None, Duration::from_secs(1)).expect("decided");
+        let decision = tenant.decide(input);
         times.push(started.elapsed());
-        allowed += usize::from(decision.allowed());
+        allowed += usize::from(decision);
     }
     times.sort();
     (times, allowed)
 }
 
-fn engine(snapshot: &PolicySnapshot, entities: Vec<Value>) -> TenantEngine {
+fn engine(snapshot: &PolicySnapshot, entities: Vec<Value>) -> Tenant {
     let compiled = compile(snapshot).expect("the benchmark's policies compile");
-    TenantEngine::new(TenantId(uuid::Uuid::nil()), AuthzState::default(), compiled, entities, 16).expect("engine")
+    let stored = entities
+        .into_iter()
+        .map(|e| LoadedEntity::parse(e, compiled.schema.as_ref()).expect("entity"))
+        .map(|e| (e.uid(), Arc::new(e)))
+        .collect();
+    let engine = TenantEngine::new(TenantId(uuid::Uuid::nil()), AuthzState::default(), compiled, 16).expect("engine");
+    Tenant { engine, stored }
 }
 
 fn main() {
@@ -174,6 +235,9 @@ fn main() {
         std::fs::write(dir.join("one.json"), request(1).to_string()).expect("write");
         let requests: Vec<Value> = (0..10_000).map(request).collect();
         std::fs::write(dir.join("requests.json"), Value::Array(requests).to_string()).expect("write");
+        if let Some(large) = args.get(3).and_then(|a| a.parse::<usize>().ok()).filter(|n| *n > 0) {
+            write_large(&dir.join("large"), large);
+        }
     }
 
     let inputs: Vec<DecisionInput> =
@@ -216,8 +280,7 @@ fn main() {
         let started = Instant::now();
         for n in 0..100 {
             let input = &inputs[(b * 100 + n) % inputs.len()];
-            let prepared = tenant.prepare(input, None).expect("valid request");
-            let _ = tenant.decide(&prepared, None, Duration::from_secs(1)).expect("decided");
+            let _ = tenant.decide(input);
         }
         batches.push(started.elapsed());
     }

@@ -30,6 +30,34 @@ pub(crate) fn role_pattern(name: &str) -> String {
     format!("%\"{}\"%", name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
+/// Entities looked up in one statement (two parameters each).
+pub(crate) const LOOKUP_CHUNK: usize = 200;
+/// Entities written in one statement (five parameters each).
+pub(crate) const UPSERT_CHUNK: usize = 500;
+
+/// Looks up `n` (type, id) pairs of the tenant `$1`.
+pub(crate) fn lookup_sql(n: usize) -> String {
+    let pairs: Vec<String> =
+        (0..n).map(|i| format!("(entity_type = ${} AND entity_id = ${})", 2 * i + 2, 2 * i + 3)).collect();
+    format!("SELECT entity_type, entity_id, body FROM authz_entities WHERE tenant_id = $1 AND ({})", pairs.join(" OR "))
+}
+
+/// Creates or replaces `n` entities in one statement.
+pub(crate) fn upsert_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = 5 * i;
+            format!("(${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5)
+        })
+        .collect();
+    format!(
+        "INSERT INTO authz_entities (tenant_id, entity_type, entity_id, body, updated_at) VALUES {} \
+         ON CONFLICT (tenant_id, entity_type, entity_id) \
+         DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        rows.join(", ")
+    )
+}
+
 pub(crate) const BUMP_ENTITIES: &str = "INSERT INTO authz_state (tenant_id, policy_version, entity_version, changed_at_us) \
      VALUES ($1, 0, 1, $2) ON CONFLICT (tenant_id) DO UPDATE SET entity_version = authz_state.entity_version + 1, \
      changed_at_us = excluded.changed_at_us";
@@ -191,17 +219,39 @@ macro_rules! impl_authz_store {
                     .collect())
             }
 
-            async fn entities(
+            async fn entities_page(
                 &self,
                 tenant: guard_core::tenants::TenantId,
+                entity_type: Option<&str>,
+                after: Option<(&str, &str)>,
+                limit: u32,
             ) -> Result<Vec<guard_core::authz::store::StoredEntity>, guard_core::store::StoreError> {
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT entity_type, entity_id, body FROM authz_entities WHERE tenant_id = $1 \
-                     ORDER BY entity_type, entity_id",
-                )
-                .bind(tenant.0)
-                .fetch_all(&self.pool)
-                .await
+                // Every stored type is longer than "", so ("", "") is before all.
+                let (after_type, after_id) = after.unwrap_or(("", ""));
+                let rows: Vec<(String, String, String)> = match entity_type {
+                    Some(entity_type) => sqlx::query_as(
+                        "SELECT entity_type, entity_id, body FROM authz_entities WHERE tenant_id = $1 \
+                         AND entity_type = $2 AND (entity_type, entity_id) > ($3, $4) \
+                         ORDER BY entity_type, entity_id LIMIT $5",
+                    )
+                    .bind(tenant.0)
+                    .bind(entity_type)
+                    .bind(after_type)
+                    .bind(after_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await,
+                    None => sqlx::query_as(
+                        "SELECT entity_type, entity_id, body FROM authz_entities WHERE tenant_id = $1 \
+                         AND (entity_type, entity_id) > ($2, $3) ORDER BY entity_type, entity_id LIMIT $4",
+                    )
+                    .bind(tenant.0)
+                    .bind(after_type)
+                    .bind(after_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await,
+                }
                 .map_err(crate::error::from_sqlx)?;
                 Ok(rows
                     .into_iter()
@@ -211,6 +261,26 @@ macro_rules! impl_authz_store {
                         body,
                     })
                     .collect())
+            }
+
+            async fn entities_by_uid(
+                &self,
+                tenant: guard_core::tenants::TenantId,
+                uids: &[(String, String)],
+            ) -> Result<Vec<guard_core::authz::store::StoredEntity>, guard_core::store::StoreError> {
+                let mut found = Vec::new();
+                for chunk in uids.chunks(crate::authz::LOOKUP_CHUNK) {
+                    let sql = crate::authz::lookup_sql(chunk.len());
+                    let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql)).bind(tenant.0);
+                    for (entity_type, entity_id) in chunk {
+                        query = query.bind(entity_type).bind(entity_id);
+                    }
+                    let rows = query.fetch_all(&self.pool).await.map_err(crate::error::from_sqlx)?;
+                    found.extend(rows.into_iter().map(|(entity_type, entity_id, body)| {
+                        guard_core::authz::store::StoredEntity { entity_type, entity_id, body }
+                    }));
+                }
+                Ok(found)
             }
 
             async fn entity(
@@ -242,21 +312,28 @@ macro_rules! impl_authz_store {
                 audit: &guard_core::audit::AuditRecord,
             ) -> Result<(), guard_core::store::StoreError> {
                 let now = guard_core::stored_now();
+                // The last of a uid given twice wins, and one statement must not
+                // touch a row twice.
+                let mut latest: std::collections::HashMap<(&str, &str), &str> = std::collections::HashMap::new();
+                let mut order = Vec::new();
+                for entity in entities {
+                    let key = (entity.entity_type.as_str(), entity.entity_id.as_str());
+                    if latest.insert(key, entity.body.as_str()).is_none() {
+                        order.push(key);
+                    }
+                }
                 crate::audit::audited!(self, audit, |tx| {
-                    for entity in entities {
-                        sqlx::query(
-                            "INSERT INTO authz_entities (tenant_id, entity_type, entity_id, body, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, entity_type, entity_id) \
-                             DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                        )
-                        .bind(tenant.0)
-                        .bind(&entity.entity_type)
-                        .bind(&entity.entity_id)
-                        .bind(&entity.body)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(crate::error::from_sqlx)?;
+                    for chunk in order.chunks(crate::authz::UPSERT_CHUNK) {
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::authz::upsert_sql(chunk.len())));
+                        for key in chunk {
+                            query = query
+                                .bind(tenant.0)
+                                .bind(key.0)
+                                .bind(key.1)
+                                .bind(latest.get(key).copied().unwrap_or_default())
+                                .bind(now);
+                        }
+                        query.execute(&mut *tx).await.map_err(crate::error::from_sqlx)?;
                     }
                     sqlx::query(crate::authz::BUMP_ENTITIES)
                         .bind(tenant.0)

@@ -9,6 +9,7 @@ mod account_control;
 mod audit;
 mod auth;
 mod authz;
+mod authz_scale;
 mod backup;
 mod cli;
 mod debug;

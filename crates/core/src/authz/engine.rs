@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use cedar_policy::{
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use super::builtin::NAMESPACE;
 use super::compile::{Compiled, issue_from};
 use super::model::{AuthzError, AuthzState, Issue, UserFacts};
+use super::slice::{LoadedEntity, Reach, SliceBuilder, entity_refs};
 use crate::tenants::TenantId;
 
 /// One question: may `principal` do `action` on `resource`? Entity references are
@@ -60,13 +62,15 @@ impl Decision {
     }
 }
 
-/// A request checked against the schema, with the entities it needs.
+/// A request checked against the schema, with the entities it sent and the ones its
+/// context names.
 pub struct Prepared {
     request: Request,
     principal: EntityUid,
     action: EntityUid,
     resource: EntityUid,
-    extra: Option<Entities>,
+    sent: Vec<Arc<LoadedEntity>>,
+    context_refs: Vec<EntityUid>,
 }
 
 /// A scope constraint on the principal or the resource, for slicing.
@@ -150,11 +154,11 @@ impl Prepared {
     }
 }
 
-/// A user of guard as Cedar sees them, alone (for guard's own decisions) and joined
-/// with the tenant's stored entities (for applications' decisions).
+/// A user of guard as Cedar sees them: alone (for guard's own decisions), and as
+/// one entity of an application's decision.
 pub struct UserEntry {
     alone: Entities,
-    with_stored: Entities,
+    loaded: Arc<LoadedEntity>,
 }
 
 /// The type of guard's users in Cedar.
@@ -223,73 +227,86 @@ fn in_guard_namespace(uid: &EntityUid) -> bool {
     uid.type_name().namespace() == NAMESPACE
 }
 
-/// A tenant's policies, schema and stored entities, ready to decide.
+/// A tenant's compiled policies and schema, ready to decide; the entities each
+/// decision needs are loaded for it (see [`super::slice`]).
 pub struct TenantEngine {
     pub tenant: TenantId,
-    pub state: AuthzState,
+    /// The policy version this engine was built from.
+    pub policy_version: i64,
+    /// The newest entity version this process knows of; entity changes move it
+    /// without rebuilding the engine.
+    entity_version: AtomicI64,
     pub policies: PolicySet,
     pub admin: PolicySet,
     pub schema: Option<Schema>,
-    pub entities: Entities,
+    /// The schema's actions with their groups (empty without a schema).
+    pub actions: Entities,
     pub policy_count: usize,
-    pub entity_count: usize,
-    users: quick_cache::sync::Cache<Uuid, Arc<UserEntry>>,
+    reach: Reach,
+    users: quick_cache::sync::Cache<(i64, Uuid), Arc<UserEntry>>,
     sliced: Vec<Sliced>,
     /// Policy sets by the policies they hold (indexes into `sliced`).
     slices: quick_cache::sync::Cache<Vec<u32>, Arc<PolicySet>>,
 }
 
 impl TenantEngine {
-    /// Builds the engine from a compiled snapshot and the stored entities (Cedar
-    /// entity JSON). Entities that no longer fit the schema are loaded without it and
-    /// reported, so a schema change cannot stop a tenant's decisions.
+    /// Builds the engine from a compiled snapshot at `state`.
     pub fn new(
         tenant: TenantId,
         state: AuthzState,
         compiled: Compiled,
-        stored: Vec<Value>,
         user_cache_size: usize,
     ) -> Result<TenantEngine, AuthzError> {
-        let entity_count = stored.len();
-        let json = Value::Array(stored);
-        let entities = match Entities::from_json_value(json.clone(), compiled.schema.as_ref()) {
-            Ok(entities) => entities,
-            Err(error) => {
-                tracing::warn!(tenant = %tenant.0, %error, "stored entities do not fit the schema; loaded without it");
-                // Without the schema, its action groups are missing too; with no
-                // entities at all, guard's own API still works to repair them.
-                Entities::from_json_value(json, None).unwrap_or_else(|error| {
-                    tracing::error!(tenant = %tenant.0, %error, "stored entities do not load; deciding without them");
-                    Entities::empty()
-                })
-            }
+        let actions = match &compiled.schema {
+            Some(schema) => schema.action_entities().unwrap_or_else(|error| {
+                tracing::error!(tenant = %tenant.0, %error, "the schema's actions do not load; deciding without them");
+                Entities::empty()
+            }),
+            None => Entities::empty(),
         };
         let sliced = compiled.policies.policies().map(Sliced::new).collect();
         Ok(TenantEngine {
             tenant,
-            state,
+            policy_version: state.policy_version,
+            entity_version: AtomicI64::new(state.entity_version),
             sliced,
             slices: quick_cache::sync::Cache::new(4096),
             policy_count: compiled.policies.policies().count(),
+            reach: Reach::of(&compiled.policies),
             policies: compiled.policies,
             admin: compiled.admin,
             schema: compiled.schema,
-            entities,
-            entity_count,
+            actions,
             users: quick_cache::sync::Cache::new(user_cache_size.max(16)),
         })
     }
 
+    /// The versions this engine decides at.
+    pub fn state(&self) -> AuthzState {
+        AuthzState { policy_version: self.policy_version, entity_version: self.entity_version.load(Ordering::Acquire) }
+    }
+
+    /// Moves the entity version forward (never back): what was loaded at an older
+    /// one is no longer used.
+    pub fn entities_at(&self, version: i64) {
+        self.entity_version.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// How deep conditions look into entities (see [`super::slice`]).
+    pub fn depth(&self) -> usize {
+        self.reach.depth
+    }
+
     /// The user `id` if already loaded into this engine.
     pub fn cached_user(&self, id: Uuid) -> Option<Arc<UserEntry>> {
-        self.users.get(&id)
+        self.users.get(&(self.state().entity_version, id))
     }
 
     /// Brings a user into this engine: `Guard::User` with its roles and groups as
     /// parents.
     pub fn add_user(&self, facts: &UserFacts) -> Result<Arc<UserEntry>, AuthzError> {
         let entry = Arc::new(self.user_entry(facts)?);
-        self.users.insert(facts.id, entry.clone());
+        self.users.insert((self.state().entity_version, facts.id), entry.clone());
         Ok(entry)
     }
 
@@ -314,8 +331,9 @@ impl TenantEngine {
             AuthzError::invalid("the user does not load", vec![issue_from("entity", &e, None)])
         };
         let alone = Entities::from_entities([entity.clone()], None).map_err(invalid)?;
-        let with_stored = self.entities.clone().add_entities([entity], None).map_err(invalid)?;
-        Ok(UserEntry { alone, with_stored })
+        let loaded =
+            Arc::new(LoadedEntity::new(entity).map_err(|i| AuthzError::invalid("the user does not load", vec![i]))?);
+        Ok(UserEntry { alone, loaded })
     }
 
     /// Checks a request against the schema (when there is one) and reads its context
@@ -343,8 +361,12 @@ impl TenantEngine {
             Some(value) => Context::from_json_value(value.clone(), self.schema.as_ref().map(|s| (s, &action)))
                 .map_err(|e| context_issue(&e))?,
         };
-        let extra = match &input.entities {
-            None | Some(Value::Null) => None,
+        let mut context_refs = Vec::new();
+        if let Some(context) = &input.context {
+            entity_refs(context, true, &mut context_refs);
+        }
+        let sent = match &input.entities {
+            None | Some(Value::Null) => Vec::new(),
             Some(value) => {
                 let entities = Entities::from_json_value(value.clone(), self.schema.as_ref())
                     .map_err(|e| issue_from("entity", &e, None))?;
@@ -360,35 +382,59 @@ impl TenantEngine {
                     )
                     .entity(guard.uid().to_string()));
                 }
-                Some(entities)
+                let actions = &self.actions;
+                let mut sent = Vec::new();
+                for entity in entities.iter().filter(|e| actions.get(&e.uid()).is_none()) {
+                    sent.push(Arc::new(LoadedEntity::new(entity.clone())?));
+                }
+                sent
             }
         };
         let request = Request::new(principal.clone(), action.clone(), resource.clone(), context, self.schema.as_ref())
             .map_err(|e| issue_from("request", &e, None))?;
-        Ok(Prepared { request, principal, action, resource, extra })
+        Ok(Prepared { request, principal, action, resource, sent, context_refs })
     }
 
-    /// Decides a prepared request with the tenant's policies. `user` is the loaded
-    /// principal when it is one of guard's users. Cedar's evaluation cannot be
-    /// interrupted, so the time limit is applied to its result: a decision that took
-    /// longer than `limit` is a deny with an error saying so.
-    pub fn decide(&self, prepared: &Prepared, user: Option<&UserEntry>, limit: Duration) -> Result<Decision, Issue> {
-        let base = user.map_or(&self.entities, |u| &u.with_stored);
-        let started = Instant::now();
-        let merged;
-        let entities = match &prepared.extra {
-            None => base,
-            Some(extra) => {
-                merged = base
-                    .clone()
-                    .add_entities(extra.iter().cloned(), None)
-                    .map_err(|e| issue_from("entity", &e, None))?;
-                &merged
+    /// Starts gathering the entities `prepared` needs; `user` is the loaded principal
+    /// when it is one of guard's users.
+    pub fn slice_builder(&self, prepared: &Prepared, user: Option<&UserEntry>) -> SliceBuilder<'_> {
+        let roots = [prepared.principal.clone(), prepared.action.clone(), prepared.resource.clone()]
+            .into_iter()
+            .chain(prepared.context_refs.iter().cloned())
+            .chain(self.reach.literals.iter().cloned());
+        SliceBuilder::new(self.reach.depth, &self.actions, user.map(|u| u.loaded.clone()), prepared.sent.clone(), roots)
+    }
+
+    /// The entities `prepared` needs, read through `lookup` (a stored entity, or
+    /// `None`): for tests and in-process measurements; the service reads the store.
+    pub fn slice_with(
+        &self,
+        prepared: &Prepared,
+        user: Option<&UserEntry>,
+        mut lookup: impl FnMut(&EntityUid) -> Option<Arc<LoadedEntity>>,
+    ) -> Result<Entities, Issue> {
+        let mut builder = self.slice_builder(prepared, user);
+        loop {
+            let wanted = builder.wanted();
+            if wanted.is_empty() {
+                return builder.finish();
             }
-        };
+            for uid in wanted {
+                let found = lookup(&uid);
+                builder.supply(uid, found);
+            }
+        }
+    }
+
+    /// Decides a prepared request with the tenant's policies over `entities` (its
+    /// slice). Cedar's evaluation cannot be interrupted, so the time limit is applied
+    /// to its result: a decision that took longer than `limit` is a deny with an
+    /// error saying so.
+    pub fn decide(&self, prepared: &Prepared, entities: &Entities, limit: Duration) -> Decision {
+        let started = Instant::now();
         let policies = self.slice(prepared, entities);
         let response = Authorizer::new().is_authorized(&prepared.request, &policies, entities);
-        Ok(answer(response, started.elapsed(), limit))
+        answer(response, started.elapsed(), limit)
     }
 
     /// The policies whose scope can hold for this request.
@@ -474,7 +520,9 @@ mod tests {
       action all appliesTo { principal: [User], resource: [Doc], context: { mfa: Bool } };
     }"#;
 
-    fn engine() -> Option<TenantEngine> {
+    type Stored = HashMap<EntityUid, Arc<LoadedEntity>>;
+
+    fn engine() -> Option<(TenantEngine, Entities, Stored)> {
         let mut snapshot = PolicySnapshot { schema: Some(SCHEMA.into()), ..Default::default() };
         let policies = [
             "permit(principal in T::Team::\"a\", action == T::Action::\"read\", resource in T::Folder::\"root\");",
@@ -484,6 +532,9 @@ mod tests {
             "permit(principal is T::User in T::Team::\"b\", action, resource is T::Doc in T::Folder::\"sub\");",
             "permit(principal, action, resource) when { principal.level > resource.level };",
             "forbid(principal, action == T::Action::\"read\", resource == T::Doc::\"d3\");",
+            // Looks into the owner, an entity named by an attribute, and its team.
+            "permit(principal, action == T::Action::\"edit\", resource) when { resource.owner.level > principal.level };",
+            "forbid(principal, action == T::Action::\"all\", resource) when { resource.owner in T::Team::\"b\" && principal.level < 2 };",
         ];
         for (n, text) in policies.iter().enumerate() {
             snapshot.policies.insert(format!("p{n}"), (*text).to_owned());
@@ -508,12 +559,22 @@ mod tests {
                 "parents": [{"type": "T::Folder", "id": folder}]}));
         }
         let compiled = compile(&snapshot).map_err(|e| eprintln!("{e:?}")).ok()?;
-        TenantEngine::new(TenantId(Uuid::nil()), AuthzState::default(), compiled, entities, 16).ok()
+        let whole = Entities::from_json_value(Value::Array(entities.clone()), compiled.schema.as_ref()).ok()?;
+        let stored: Stored = entities
+            .into_iter()
+            .filter_map(|e| LoadedEntity::parse(e, compiled.schema.as_ref()).ok())
+            .map(|e| (e.uid(), Arc::new(e)))
+            .collect();
+        let engine = TenantEngine::new(TenantId(Uuid::nil()), AuthzState::default(), compiled, 16).ok()?;
+        Some((engine, whole, stored))
     }
 
     #[test]
-    fn slicing_by_scope_decides_as_the_whole_set_does() {
-        let Some(engine) = engine() else { return assert!(engine().is_some(), "the test tenant compiles") };
+    fn slicing_by_scope_and_entities_decides_as_the_whole_set_does() {
+        let Some((engine, whole_set, stored)) = engine() else {
+            return assert!(engine().is_some(), "the test tenant compiles");
+        };
+        assert_eq!(engine.depth(), 2);
         let mut allowed = 0;
         for n in 0..6 * 3 * 8 * 2 {
             let action = ["read", "edit", "all"][(n / 6) % 3];
@@ -527,10 +588,14 @@ mod tests {
             let prepared = engine.prepare(&input, None).map_err(|i| i.message);
             assert!(prepared.is_ok(), "{prepared:?}", prepared = prepared.as_ref().err());
             let Ok(prepared) = prepared else { return };
-            let sliced = engine.decide(&prepared, None, Duration::from_secs(1)).ok();
-            let whole = Authorizer::new().is_authorized(&prepared.request, &engine.policies, &engine.entities);
+            let slice = engine.slice_with(&prepared, None, |uid| stored.get(uid).cloned());
+            assert!(slice.is_ok(), "request {n}: {:?}", slice.as_ref().err());
+            let Ok(slice) = slice else { return };
+            assert!(slice.iter().count() < whole_set.iter().count(), "request {n}: only a part is loaded");
+            let sliced = engine.decide(&prepared, &slice, Duration::from_secs(1));
+            let whole = Authorizer::new().is_authorized(&prepared.request, &engine.policies, &whole_set);
             let whole = answer(whole, Duration::ZERO, Duration::MAX);
-            assert_eq!(sliced.as_ref(), Some(&whole), "request {n}");
+            assert_eq!(sliced, whole, "request {n}");
             allowed += usize::from(whole.allowed());
         }
         // Both outcomes occur, so the comparison means something.
@@ -539,7 +604,7 @@ mod tests {
 
     #[test]
     fn plain_contexts_are_still_checked_against_the_schema() {
-        let Some(engine) = engine() else { return assert!(engine().is_some(), "the test tenant compiles") };
+        let Some((engine, _, _)) = engine() else { return assert!(engine().is_some(), "the test tenant compiles") };
         let input = |context: Value| -> DecisionInput {
             serde_json::from_value(json!({
                 "principal": {"type": "T::User", "id": "u1"},

@@ -2,15 +2,17 @@
 //! its stored entities, the groups and roles guard's users carry into Cedar, and the
 //! decision engine that answers applications and guards guard's own administration.
 //!
-//! A tenant's compiled state ([`engine::TenantEngine`]) is immutable and replaced
-//! whole when anything it was built from changes, so a decision never sees half an
-//! update. Every process polls `authz_state` for changes made elsewhere.
+//! A tenant's compiled policies ([`engine::TenantEngine`]) are immutable and replaced
+//! whole when the policies change; each decision loads the stored entities it needs
+//! ([`slice`]) through a bounded cache keyed by the tenant's entity version. Every
+//! process polls `authz_state` for changes made elsewhere.
 
 pub mod builtin;
 pub mod compile;
 pub mod engine;
 pub mod model;
 pub mod service;
+pub mod slice;
 pub mod stats;
 pub mod store;
 

@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::builtin::{self, BUILTIN_ROLES};
 use super::compile::{self, issue_from};
-use super::engine::{Decision, DecisionInput, TenantEngine, UserEntry, user_type};
+use super::engine::{Decision, DecisionInput, Prepared, TenantEngine, UserEntry, user_type};
 use super::model::{AuthzError, Group, Issue, PolicySnapshot, PolicyVersion, Role, check_name, check_policy_id};
+use super::slice::LoadedEntity;
 use super::stats::{StatsRegistry, StatsReport};
 use super::store::{AuthzStore, PolicyHead, StoredEntity};
 use crate::audit::AuditLog;
@@ -42,6 +43,13 @@ pub struct AuthzSettings {
     pub audit_allowed_sample: f64,
     /// Repeats of one denial within this window are counted, not each recorded.
     pub audit_denied_window: Duration,
+    /// Stored entities kept in memory, over all tenants; 0 reads every decision's
+    /// entities from the database (AUTHZ_ENTITY_CACHE_SIZE).
+    pub entity_cache_size: usize,
+    /// Most policies a tenant may hold (AUTHZ_MAX_POLICIES).
+    pub max_policies: usize,
+    /// Most bytes of policy text a tenant may hold (AUTHZ_MAX_POLICY_BYTES).
+    pub max_policy_bytes: usize,
 }
 
 impl Default for AuthzSettings {
@@ -52,6 +60,9 @@ impl Default for AuthzSettings {
             user_cache_size: 10_000,
             audit_allowed_sample: 0.0,
             audit_denied_window: Duration::from_secs(10),
+            entity_cache_size: 100_000,
+            max_policies: 1000,
+            max_policy_bytes: 1024 * 1024,
         }
     }
 }
@@ -61,11 +72,19 @@ struct Inner {
     events: AuditLog,
     settings: AuthzSettings,
     engines: RwLock<HashMap<TenantId, Arc<TenantEngine>>>,
-    loading: tokio::sync::Mutex<()>,
+    /// One lock per tenant, so that a tenant's engine is built once at a time
+    /// without holding up other tenants'.
+    building: std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
     cache: Option<quick_cache::sync::Cache<String, Arc<Decision>>>,
+    /// Stored entities as parsed, by tenant, versions and uid; `None`: not stored.
+    entities: Option<quick_cache::sync::Cache<EntityKey, Option<Arc<LoadedEntity>>>>,
     stats: StatsRegistry,
     denials: DenialWindow,
 }
+
+/// A stored entity of a tenant at its policy and entity versions (the schema an
+/// entity is read with comes with the policies).
+type EntityKey = (TenantId, i64, i64, cedar_policy::EntityUid);
 
 /// Keeps the audit log to one event per distinct denial (same tenant, actor,
 /// principal, action and resource) per window: repeats inside the window are
@@ -130,6 +149,8 @@ fn actor_label(actor: &Actor) -> String {
 impl Authz {
     pub fn new(store: Arc<dyn AuthzStore>, events: AuditLog, settings: AuthzSettings) -> Authz {
         let cache = (settings.cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.cache_size));
+        let entities =
+            (settings.entity_cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.entity_cache_size));
         let denials = DenialWindow { window: settings.audit_denied_window, seen: Default::default() };
         Authz {
             inner: Arc::new(Inner {
@@ -137,8 +158,9 @@ impl Authz {
                 events,
                 settings,
                 engines: RwLock::default(),
-                loading: tokio::sync::Mutex::new(()),
+                building: std::sync::Mutex::default(),
                 cache,
+                entities,
                 stats: StatsRegistry::default(),
                 denials,
             }),
@@ -158,7 +180,9 @@ impl Authz {
         if let Some(engine) = self.loaded(tenant) {
             return Ok(engine);
         }
-        let _one_loader = self.inner.loading.lock().await;
+        let lock =
+            self.inner.building.lock().unwrap_or_else(PoisonError::into_inner).entry(tenant).or_default().clone();
+        let _one_builder = lock.lock().await;
         if let Some(engine) = self.loaded(tenant) {
             return Ok(engine);
         }
@@ -181,9 +205,7 @@ impl Authz {
                 compile::compile(&PolicySnapshot::default())?
             }
         };
-        let stored = self.inner.store.entities(tenant).await?;
-        let bodies = stored.into_iter().filter_map(|e| serde_json::from_str(&e.body).ok()).collect();
-        TenantEngine::new(tenant, state, compiled, bodies, self.inner.settings.user_cache_size)
+        TenantEngine::new(tenant, state, compiled, self.inner.settings.user_cache_size)
     }
 
     /// Drops this process's engine of `tenant`; the next decision rebuilds it.
@@ -191,18 +213,101 @@ impl Authz {
         self.inner.engines.write().unwrap_or_else(PoisonError::into_inner).remove(&tenant);
     }
 
-    /// Drops engines whose tenant changed at or after `since_us` in any process.
-    pub async fn refresh(&self, since_us: i64) -> Result<usize, StoreError> {
-        let changes = self.inner.store.authz_changes(since_us).await?;
-        let mut dropped = 0;
-        let mut engines = self.inner.engines.write().unwrap_or_else(PoisonError::into_inner);
-        for (tenant, state) in changes {
-            if engines.get(&tenant).is_some_and(|e| e.state != state) {
-                engines.remove(&tenant);
-                dropped += 1;
+    /// After this process changed what Cedar sees of `tenant`'s entities (stored
+    /// entities, groups): decisions move to the new entity version at once, with the
+    /// same compiled policies.
+    async fn entities_changed(&self, tenant: TenantId) {
+        match self.inner.store.authz_state(tenant).await {
+            Ok(state) => {
+                self.apply(tenant, state);
+            }
+            // The change is made; rebuilding is the safe way to see it.
+            Err(_) => self.invalidate(tenant),
+        }
+    }
+
+    /// Brings this process's engine of `tenant` to `state`: rebuilt (dropped) for a
+    /// policy change, moved to the new entity version for an entity change.
+    fn apply(&self, tenant: TenantId, state: super::model::AuthzState) -> bool {
+        let Some(engine) = self.loaded(tenant) else { return false };
+        if engine.policy_version != state.policy_version {
+            self.invalidate(tenant);
+            return true;
+        }
+        let moved = engine.state().entity_version < state.entity_version;
+        engine.entities_at(state.entity_version);
+        moved
+    }
+
+    /// The stored entities `prepared` needs, from the cache or the database.
+    #[allow(clippy::result_large_err)]
+    async fn slice(
+        &self,
+        engine: &TenantEngine,
+        prepared: &Prepared,
+        user: Option<&UserEntry>,
+    ) -> Result<Result<cedar_policy::Entities, Issue>, AuthzError> {
+        let state = engine.state();
+        let mut builder = engine.slice_builder(prepared, user);
+        loop {
+            let wanted = builder.wanted();
+            if wanted.is_empty() {
+                return Ok(builder.finish());
+            }
+            let mut missing = Vec::new();
+            for uid in wanted {
+                let key = (engine.tenant, state.policy_version, state.entity_version, uid);
+                match self.inner.entities.as_ref().and_then(|c| c.get(&key)) {
+                    Some(found) => builder.supply(key.3, found),
+                    None => missing.push(key.3),
+                }
+            }
+            if missing.is_empty() {
+                continue;
+            }
+            let keys: Vec<(String, String)> =
+                missing.iter().map(|u| (u.type_name().to_string(), u.id().unescaped().to_owned())).collect();
+            let mut rows: HashMap<(String, String), String> = self
+                .inner
+                .store
+                .entities_by_uid(engine.tenant, &keys)
+                .await?
+                .into_iter()
+                .map(|e| ((e.entity_type, e.entity_id), e.body))
+                .collect();
+            for (uid, key) in missing.into_iter().zip(keys) {
+                let found = rows.remove(&key).and_then(|body| {
+                    let parsed = serde_json::from_str(&body)
+                        .map_err(|e| Issue::new("entity", e.to_string()))
+                        .and_then(|json| LoadedEntity::parse(json, engine.schema.as_ref()));
+                    match parsed {
+                        Ok(entity) => Some(Arc::new(entity)),
+                        Err(issue) => {
+                            tracing::error!(tenant = %engine.tenant.0, entity = %uid, error = %issue.message, "a stored entity does not load; deciding without it");
+                            None
+                        }
+                    }
+                });
+                if let Some(cache) = &self.inner.entities {
+                    cache.insert(
+                        (engine.tenant, state.policy_version, state.entity_version, uid.clone()),
+                        found.clone(),
+                    );
+                }
+                builder.supply(uid, found);
             }
         }
-        Ok(dropped)
+    }
+
+    /// Brings engines whose tenant changed at or after `since_us` in any process up
+    /// to date (see [`Authz::apply`]); returns how many changed.
+    pub async fn refresh(&self, since_us: i64) -> Result<usize, StoreError> {
+        let changes = self.inner.store.authz_changes(since_us).await?;
+        let mut changed = 0;
+        for (tenant, state) in changes {
+            changed += usize::from(self.apply(tenant, state));
+        }
+        Ok(changed)
     }
 
     /// Polls for changes made by other processes every `interval` until `stop`.
@@ -236,7 +341,7 @@ impl Authz {
     /// Decides guard's own `action` for `user` of `tenant`. Denials are audited.
     pub async fn permits(&self, tenant: TenantId, user: Uuid, action: &str) -> Result<Decision, AuthzError> {
         let engine = self.engine(tenant).await?;
-        let key = format!("admin\0{}\0{:?}\0{user}\0{action}", tenant.0, engine.state);
+        let key = format!("admin\0{}\0{:?}\0{user}\0{action}", tenant.0, engine.state());
         if let Some(hit) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
             self.audit_denied(tenant, Actor::User(user), &hit, &format!("{}::\"{user}\"", user_type()), action, "");
             return Ok((*hit).clone());
@@ -378,7 +483,7 @@ impl Authz {
                     (None, Some(c)) => c.to_string(),
                     _ => String::new(),
                 };
-                format!("app\0{}\0{:?}\0{caller_part}\0{raw}", tenant.0, engine.state)
+                format!("app\0{}\0{:?}\0{caller_part}\0{raw}", tenant.0, engine.state())
             });
             let key = key.filter(|k| k.len() <= MAX_CACHED_KEY);
             if let Some(hit) = self.inner.cache.as_ref().zip(key.as_ref()).and_then(|(c, k)| c.get(k)) {
@@ -404,8 +509,9 @@ impl Authz {
             } else {
                 None
             };
+            let entities = self.slice(&engine, &prepared, user.as_deref()).await?.map_err(located)?;
             let limit = deadline.saturating_duration_since(started);
-            let decision = Arc::new(engine.decide(&prepared, user.as_deref(), limit).map_err(located)?);
+            let decision = Arc::new(engine.decide(&prepared, &entities, limit));
             if decision.errors.iter().all(|e| !e.policy.is_empty())
                 && let (Some(cache), Some(key)) = (&self.inner.cache, key)
             {
@@ -475,15 +581,30 @@ impl Authz {
     pub async fn validate(&self, tenant: TenantId, snapshot: &PolicySnapshot) -> Result<(), AuthzError> {
         let compiled = compile::compile(snapshot)?;
         if let Some(schema) = &compiled.schema {
-            let stored = self.inner.store.entities(tenant).await?;
+            // A page at a time, so that a large tenant is never in memory at once.
             let mut issues = Vec::new();
-            for entity in stored {
-                let body: Value = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
-                if let Err(e) = Entities::from_json_value(Value::Array(vec![body]), Some(schema)) {
-                    issues.push(
-                        issue_from("entity", &e, None)
-                            .entity(format!("{}::{:?}", entity.entity_type, entity.entity_id)),
-                    );
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = self
+                    .inner
+                    .store
+                    .entities_page(tenant, None, after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())), 1000)
+                    .await?;
+                let full = page.len() == 1000;
+                for entity in &page {
+                    let body: Value = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
+                    if let Err(e) = cedar_policy::Entity::from_json_value(body, Some(schema))
+                        && issues.len() < 100
+                    {
+                        issues.push(
+                            issue_from("entity", &e, None)
+                                .entity(format!("{}::{:?}", entity.entity_type, entity.entity_id)),
+                        );
+                    }
+                }
+                match page.last() {
+                    Some(last) if full => after = Some((last.entity_type.clone(), last.entity_id.clone())),
+                    _ => break,
                 }
             }
             if !issues.is_empty() {
@@ -522,6 +643,7 @@ impl Authz {
             {
                 return Ok(head);
             }
+            self.check_caps(&current, &next)?;
             self.validate(tenant, &next).await?;
             let written = PolicyVersion {
                 tenant,
@@ -544,6 +666,38 @@ impl Authz {
             }
         }
         Err(AuthzError::Conflict("the policies kept changing underneath; retry".into()))
+    }
+
+    /// Refuses a change that leaves the tenant over a cap it was not already over
+    /// (a tenant over a lowered cap may still shrink).
+    fn check_caps(&self, current: &PolicySnapshot, next: &PolicySnapshot) -> Result<(), AuthzError> {
+        let settings = &self.inner.settings;
+        let bytes = |s: &PolicySnapshot| s.policies.values().map(String::len).sum::<usize>();
+        let (count, size) = (next.policies.len(), bytes(next));
+        let mut issues = Vec::new();
+        if count > settings.max_policies && count > current.policies.len() {
+            issues.push(Issue::new(
+                "policy",
+                format!(
+                    "the tenant would hold {count} policies; at most {} are allowed (AUTHZ_MAX_POLICIES)",
+                    settings.max_policies
+                ),
+            ));
+        }
+        if size > settings.max_policy_bytes && size > bytes(current) {
+            issues.push(Issue::new(
+                "policy",
+                format!(
+                    "the tenant's policies would hold {size} bytes of text; at most {} are allowed (AUTHZ_MAX_POLICY_BYTES)",
+                    settings.max_policy_bytes
+                ),
+            ));
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(AuthzError::invalid("the policies are over the tenant's limits", issues))
+        }
     }
 
     pub async fn put_policy(
@@ -712,21 +866,29 @@ impl Authz {
         if !issues.is_empty() {
             return Err(AuthzError::invalid("an entity is not valid", issues));
         }
-        // Together with what is stored, the entities must still load: a loop of
-        // parents is only visible in the whole set.
-        let mut all: std::collections::BTreeMap<(String, String), Value> = self
-            .inner
-            .store
-            .entities(tenant)
-            .await?
-            .into_iter()
-            .filter_map(|e| Some(((e.entity_type, e.entity_id), serde_json::from_str(&e.body).ok()?)))
-            .collect();
+        // With what is stored, the entities must still load: a loop of parents goes
+        // through a new entity, so the new ones with all their stored ancestors
+        // (newer versions replacing stored ones) show it.
+        let mut set: HashMap<(String, String), Value> = HashMap::new();
+        let mut frontier = Vec::new();
         for entity in &stored {
-            let body = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
-            all.insert((entity.entity_type.clone(), entity.entity_id.clone()), body);
+            let body: Value = serde_json::from_str(&entity.body).unwrap_or(Value::Null);
+            frontier.extend(parent_keys(&body));
+            set.insert((entity.entity_type.clone(), entity.entity_id.clone()), body);
         }
-        if let Err(e) = Entities::from_json_value(Value::Array(all.into_values().collect()), engine.schema.as_ref()) {
+        let mut looked: std::collections::HashSet<(String, String)> = set.keys().cloned().collect();
+        while !frontier.is_empty() {
+            let wanted: Vec<(String, String)> = frontier.drain(..).filter(|k| looked.insert(k.clone())).collect();
+            if wanted.is_empty() {
+                break;
+            }
+            for found in self.inner.store.entities_by_uid(tenant, &wanted).await? {
+                let body: Value = serde_json::from_str(&found.body).unwrap_or(Value::Null);
+                frontier.extend(parent_keys(&body));
+                set.insert((found.entity_type, found.entity_id), body);
+            }
+        }
+        if let Err(e) = Entities::from_json_value(Value::Array(set.into_values().collect()), engine.schema.as_ref()) {
             return Err(AuthzError::invalid(
                 "with the stored entities, these do not load",
                 vec![issue_from("entity", &e, None)],
@@ -739,7 +901,7 @@ impl Authz {
         );
         self.inner.store.upsert_entities(tenant, &stored, &record).await?;
         self.inner.events.committed(&record);
-        self.invalidate(tenant);
+        self.entities_changed(tenant).await;
         Ok(stored.len())
     }
 
@@ -759,7 +921,7 @@ impl Authz {
             return Err(AuthzError::NotFound(format!("no entity {entity_type}::{entity_id:?}")));
         }
         self.inner.events.committed(&record);
-        self.invalidate(tenant);
+        self.entities_changed(tenant).await;
         Ok(())
     }
 
@@ -802,7 +964,7 @@ impl Authz {
             return Err(AuthzError::NotFound(format!("no group {name:?}")));
         }
         self.inner.events.committed(&record);
-        self.invalidate(tenant);
+        self.entities_changed(tenant).await;
         Ok(())
     }
 
@@ -830,7 +992,7 @@ impl Authz {
         };
         if changed {
             self.inner.events.committed(&record);
-            self.invalidate(tenant);
+            self.entities_changed(tenant).await;
         }
         Ok(changed)
     }
@@ -889,6 +1051,17 @@ impl Authz {
         self.inner.events.committed(&record);
         Ok(())
     }
+}
+
+/// The (type, id) of each parent named in Cedar entity JSON.
+fn parent_keys(body: &Value) -> Vec<(String, String)> {
+    body.get("parents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| cedar_policy::EntityUid::from_json(p.clone()).ok())
+        .map(|uid| (uid.type_name().to_string(), uid.id().unescaped().to_owned()))
+        .collect()
 }
 
 /// A uniform number in [0, 1) for sampling.

@@ -48,14 +48,28 @@ pub trait AuthzStore: Send + Sync {
     /// Every tenant's current version.
     async fn policy_heads(&self) -> Result<Vec<PolicyHead>, StoreError>;
 
-    async fn entities(&self, tenant: TenantId) -> Result<Vec<StoredEntity>, StoreError>;
+    /// A page of the tenant's entities in (type, id) order, of one type when given,
+    /// after the (type, id) `after` when given.
+    async fn entities_page(
+        &self,
+        tenant: TenantId,
+        entity_type: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntity>, StoreError>;
+    /// The entities among `uids` ((type, id) pairs) that are stored, in any order.
+    async fn entities_by_uid(
+        &self,
+        tenant: TenantId,
+        uids: &[(String, String)],
+    ) -> Result<Vec<StoredEntity>, StoreError>;
     async fn entity(
         &self,
         tenant: TenantId,
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Option<StoredEntity>, StoreError>;
-    /// Creates or replaces entities in one transaction.
+    /// Creates or replaces entities in one transaction (a uid given twice: the last).
     async fn upsert_entities(
         &self,
         tenant: TenantId,

@@ -454,6 +454,9 @@ impl Builder<'_> {
         let delivery_start = self.get("audit.delivery_start", crate::audit::DeliveryStart::parse);
         let eval_timeout = self.get("authz.eval_timeout_ms", |t| parse::integer_in(t, 1, 10_000));
         let cache_size = self.get("authz.cache_size", |t| parse::integer_in(t, 0, 10_000_000));
+        let entity_cache_size = self.get("authz.entity_cache_size", |t| parse::integer_in(t, 0, 10_000_000));
+        let max_policies = self.get("authz.max_policies", |t| parse::integer_in(t, 1, 100_000));
+        let max_policy_bytes = self.get("authz.max_policy_bytes", |t| parse::integer_in(t, 1, 104_857_600));
         let refresh_interval =
             self.get("authz.refresh_interval", |t| parse::duration(t).filter(|d| d.as_millis() >= 100));
         let allowed_sample = self
@@ -626,6 +629,9 @@ impl Builder<'_> {
             authz: super::AuthzConfig {
                 eval_timeout: std::time::Duration::from_millis(u64::from(eval_timeout?)),
                 cache_size: usize::try_from(cache_size?).unwrap_or(usize::MAX),
+                entity_cache_size: usize::try_from(entity_cache_size?).unwrap_or(usize::MAX),
+                max_policies: usize::try_from(max_policies?).unwrap_or(usize::MAX),
+                max_policy_bytes: usize::try_from(max_policy_bytes?).unwrap_or(usize::MAX),
                 refresh_interval: refresh_interval?,
                 audit_allowed_sample: allowed_sample?,
                 audit_denied_window: denied_window?.unwrap_or_default(),

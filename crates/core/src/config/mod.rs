@@ -116,6 +116,12 @@ pub struct DebugConfig {
 pub struct AuthzConfig {
     pub eval_timeout: Duration,
     pub cache_size: usize,
+    /// Stored entities kept in memory, over all tenants.
+    pub entity_cache_size: usize,
+    /// Most policies per tenant.
+    pub max_policies: usize,
+    /// Most bytes of policy text per tenant.
+    pub max_policy_bytes: usize,
     pub refresh_interval: Duration,
     pub audit_allowed_sample: f64,
     pub audit_denied_window: Duration,

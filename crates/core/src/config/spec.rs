@@ -379,6 +379,27 @@ pub const SETTINGS: &[Setting] = &[
         "Authorization decisions cached per process; any policy or entity change invalidates them.",
     ),
     s(
+        "authz.entity_cache_size",
+        "AUTHZ_ENTITY_CACHE_SIZE",
+        Some("100000"),
+        "a number of entities, 0 to 10000000 (0 disables the cache)",
+        "Stored Cedar entities kept in memory per process, over all tenants, for the decisions that need them; any entity change invalidates them.",
+    ),
+    s(
+        "authz.max_policies",
+        "AUTHZ_MAX_POLICIES",
+        Some("1000"),
+        "a number from 1 to 100000",
+        "Most Cedar policies one tenant may hold; a change that would exceed it is refused (422).",
+    ),
+    s(
+        "authz.max_policy_bytes",
+        "AUTHZ_MAX_POLICY_BYTES",
+        Some("1048576"),
+        "a number of bytes, 1 to 104857600",
+        "Most bytes of Cedar policy text one tenant may hold, all policies together (the schema not counted); a change that would exceed it is refused (422).",
+    ),
+    s(
         "authz.refresh_interval",
         "AUTHZ_REFRESH_INTERVAL",
         Some("1s"),
