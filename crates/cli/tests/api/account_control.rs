@@ -10,16 +10,13 @@ use guard_testkit::{Backend, SmtpSink, TestApp, backend_test, first_link};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+use crate::authz::call;
 use crate::limits::admin_session;
 use crate::mfa::{PASSWORD, new_user, send};
 use crate::support::expect_problem;
 
 const TENANT: &str = "default";
 const NEW_PASSWORD: &str = "a brand new passphrase";
-
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> reqwest::Response {
-    send(app, method, TENANT, path, Some(token), body).await
-}
 
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
     send(app, "POST", TENANT, "/v1/auth/password/login", None, json!({ "email": email, "password": password })).await

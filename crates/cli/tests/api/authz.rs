@@ -18,12 +18,12 @@ const TENANT: &str = "default";
 
 // ---- helpers ----
 
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> reqwest::Response {
     send(app, method, TENANT, path, Some(token), body).await
 }
 
 /// Asserts `status` and returns the JSON body (null when there is none).
-async fn expect(response: reqwest::Response, status: u16) -> Value {
+pub(crate) async fn expect(response: reqwest::Response, status: u16) -> Value {
     let got = response.status().as_u16();
     let text = response.text().await.unwrap();
     assert_eq!(got, status, "{text}");

@@ -20,22 +20,11 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use uuid::Uuid;
 
+use crate::authz::{call, expect};
 use crate::limits::admin_session;
-use crate::mfa::send;
 use crate::support::expect_problem;
 
 const TENANT: &str = "default";
-
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> reqwest::Response {
-    send(app, method, TENANT, path, Some(token), body).await
-}
-
-async fn expect(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
-}
 
 fn entity(kind: &str, id: &str, attrs: Value, parents: &[(&str, &str)]) -> Value {
     let parents: Vec<Value> = parents.iter().map(|(t, i)| json!({ "type": t, "id": i })).collect();
